@@ -1,0 +1,1 @@
+"""Caffe format: the schema, prototxt and caffemodel I/O, legacy upgrades."""

@@ -1,0 +1,297 @@
+"""Read and write ``.caffemodel`` files (binary NetParameter with weight blobs).
+
+Reading never copies the weights: the file is memory-mapped, the wire format is walked to find
+each blob's packed ``data`` payload, and numpy views are made over those bytes (read-only). Only
+the small rest of each layer message (names, parameters, blob shapes) is parsed by protobuf.
+V2 (``layer``), V1 (``layers``) and V0 (``layers { layer { blobs } }``) files are read; blob
+shapes may be ``shape`` or the legacy num/channels/height/width.
+
+Writing produces the same bytes as protobuf's deterministic serialization of the whole message
+would, but streams each blob straight from its array, so a 500 MB model never exists twice in
+memory.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.wire import I32, I64, LEN, WireFormatError, iter_fields, len_header
+from proto_rewrite.errors import CaffemodelError, InputFileError
+from proto_rewrite.fileio import OutputFiles, atomic_output
+
+
+def _number(message_class, name: str) -> int:
+    return message_class.DESCRIPTOR.fields_by_name[name].number
+
+
+NET_LAYER = _number(schema.NetParameter, "layer")
+NET_LAYERS_V1 = _number(schema.NetParameter, "layers")
+LAYER_BLOBS = _number(schema.LayerParameter, "blobs")
+V1_BLOBS = _number(schema.V1LayerParameter, "blobs")
+V1_NESTED_V0 = _number(schema.V1LayerParameter, "layer")
+V0_BLOBS = _number(schema.V0LayerParameter, "blobs")
+BLOB_DATA = _number(schema.BlobProto, "data")
+BLOB_DIFF = _number(schema.BlobProto, "diff")
+BLOB_DOUBLE_DATA = _number(schema.BlobProto, "double_data")
+BLOB_DOUBLE_DIFF = _number(schema.BlobProto, "double_diff")
+BLOB_SHAPE = _number(schema.BlobProto, "shape")
+
+_STORABLE_DTYPES = {np.dtype("float32"): (BLOB_DATA, "<f4"), np.dtype("float64"): (BLOB_DOUBLE_DATA, "<f8")}
+
+
+@dataclass
+class StoredBlob:
+    """One weight blob as stored. ``legacy_shape`` is True when the file gave
+    num/channels/height/width instead of ``shape`` (old files pad every blob to 4-D)."""
+
+    values: np.ndarray
+    legacy_shape: bool = False
+
+
+@dataclass
+class StoredLayer:
+    """A layer of the caffemodel: its name and type as stored, and its blobs."""
+
+    name: str
+    type: str
+    blobs: list[StoredBlob] = field(default_factory=list)
+
+
+@dataclass
+class Caffemodel:
+    path: str
+    net: object  # NetParameter without blobs, as stored (not upgraded)
+    layers: list[StoredLayer]
+    dropped_diffs: int = 0  # blobs that also carried gradients (diff), which are not kept
+
+
+def read_caffemodel(path: str | os.PathLike) -> Caffemodel:
+    """Read a caffemodel; raise :class:`CaffemodelError` naming the file when it is not one."""
+    buffer = _map_file(path)
+    try:
+        return _parse(path, buffer)
+    except WireFormatError as err:
+        raise CaffemodelError(
+            f"not a valid caffemodel: {err}",
+            path=path,
+            hint=_hint_for_bad_bytes(buffer),
+        ) from err
+
+
+def _map_file(path) -> memoryview:
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise CaffemodelError("the caffemodel is empty (0 bytes)", path=path,
+                                      hint="the file was probably not written completely; copy it again")
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError as err:
+        raise InputFileError("weights file not found", path=path, hint="check the --weights path") from err
+    except IsADirectoryError as err:
+        raise InputFileError("weights path is a folder, not a file", path=path) from err
+    except OSError as err:
+        raise InputFileError(f"cannot read weights file: {err.strerror}", path=path) from err
+    return memoryview(mapped)
+
+
+def _hint_for_bad_bytes(buffer: memoryview) -> str:
+    head = bytes(buffer[:256])
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "this looks like a text file (a prototxt?); pass the .prototxt as the model and the binary .caffemodel with --weights"
+    return "the file is truncated or corrupt; copy or download it again"
+
+
+def _parse(path, buffer: memoryview) -> Caffemodel:
+    skeleton = bytearray()
+    layer_blobs_v2: list[list[StoredBlob]] = []
+    layer_blobs_v1: list[list[StoredBlob]] = []
+    dropped = [0]
+    for record in iter_fields(buffer):
+        if record.number == NET_LAYER and record.wire_type == LEN:
+            layer_bytes, blobs = _split_layer(buffer, record, {LAYER_BLOBS: None}, dropped)
+            layer_blobs_v2.append(blobs)
+        elif record.number == NET_LAYERS_V1 and record.wire_type == LEN:
+            layer_bytes, blobs = _split_layer(buffer, record, {V1_BLOBS: None, V1_NESTED_V0: V0_BLOBS}, dropped)
+            layer_blobs_v1.append(blobs)
+        else:
+            skeleton += buffer[record.start:record.end]
+            continue
+        skeleton += len_header(record.number, len(layer_bytes))
+        skeleton += layer_bytes
+    try:
+        net = schema.NetParameter.FromString(bytes(skeleton))
+    except DecodeError as err:
+        raise CaffemodelError(f"not a valid caffemodel: {err}", path=path,
+                              hint=_hint_for_bad_bytes(buffer)) from err
+    if not net.layer and not net.layers:
+        raise CaffemodelError("the file holds no layers: it is not a caffemodel", path=path,
+                              hint=_hint_for_bad_bytes(buffer))
+    layers = [StoredLayer(layer.name, layer.type, blobs) for layer, blobs in zip(net.layer, layer_blobs_v2)]
+    for layer, blobs in zip(net.layers, layer_blobs_v1):
+        name = layer.name or layer.layer.name
+        kind = schema.V1LayerParameter.LayerType.Name(layer.type) if layer.HasField("type") else layer.layer.type
+        layers.append(StoredLayer(name, kind, blobs))
+    _check_blob_counts(path, layers)
+    return Caffemodel(os.fspath(path), net, layers, dropped[0])
+
+
+def _split_layer(buffer, record, blob_fields: Mapping[int, int | None], dropped) -> tuple[bytes, list[StoredBlob]]:
+    """Separate a layer message into its bytes without blobs and the blobs themselves.
+
+    ``blob_fields`` maps a field number either to None (the field is a BlobProto) or to the blob
+    field number inside a nested message (V1's nested V0 layer)."""
+    kept = bytearray()
+    blobs: list[StoredBlob] = []
+    for part in iter_fields(buffer, record.value_start, record.end):
+        nested_blob_field = blob_fields.get(part.number, 0)
+        if part.wire_type == LEN and nested_blob_field is None:
+            blobs.append(_read_blob(buffer, part, dropped))
+        elif part.wire_type == LEN and nested_blob_field:
+            inner, inner_blobs = _split_layer(buffer, part, {nested_blob_field: None}, dropped)
+            blobs.extend(inner_blobs)
+            kept += len_header(part.number, len(inner)) + inner
+        else:
+            kept += buffer[part.start:part.end]
+    return bytes(kept), blobs
+
+
+def _read_blob(buffer, record, dropped) -> StoredBlob:
+    rest = bytearray()
+    pieces: dict[int, list[np.ndarray]] = {BLOB_DATA: [], BLOB_DOUBLE_DATA: []}
+    had_diff = False
+    for part in iter_fields(buffer, record.value_start, record.end):
+        if part.number in pieces:
+            dtype = "<f4" if part.number == BLOB_DATA else "<f8"
+            pieces[part.number].append(_packed_values(buffer, part, dtype))
+        elif part.number in (BLOB_DIFF, BLOB_DOUBLE_DIFF):
+            had_diff = True
+        else:
+            rest += buffer[part.start:part.end]
+    dropped[0] += had_diff
+    try:
+        meta = schema.BlobProto.FromString(bytes(rest))
+    except DecodeError as err:
+        raise WireFormatError(f"bad blob header ({err})", record.start) from err
+    floats, doubles = pieces[BLOB_DATA], pieces[BLOB_DOUBLE_DATA]
+    if floats and doubles:
+        raise WireFormatError("blob holds both float and double data", record.start)
+    chunks = doubles or floats
+    values = chunks[0] if len(chunks) == 1 else (np.concatenate(chunks) if chunks else np.zeros(0, "<f4"))
+    legacy = any(meta.HasField(name) for name in ("num", "channels", "height", "width"))
+    shape = (meta.num, meta.channels, meta.height, meta.width) if legacy else tuple(meta.shape.dim)
+    expected = int(np.prod(shape, dtype=np.int64))
+    if values.size != expected:
+        raise WireFormatError(
+            f"blob has {values.size} values but its shape {list(shape)} needs {expected}", record.start
+        )
+    return StoredBlob(values.reshape(shape), legacy)
+
+
+def _packed_values(buffer, part, dtype: str) -> np.ndarray:
+    width = np.dtype(dtype).itemsize
+    if part.wire_type == LEN:
+        length = part.end - part.value_start
+        if length % width:
+            raise WireFormatError(f"packed data of {length} bytes is not a whole number of {width}-byte values",
+                                  part.start)
+        return np.frombuffer(buffer, dtype=dtype, count=length // width, offset=part.value_start)
+    if part.wire_type == (I32 if width == 4 else I64):
+        return np.frombuffer(buffer, dtype=dtype, count=1, offset=part.value_start)
+    raise WireFormatError(f"blob values have wire type {part.wire_type}", part.start)
+
+
+def _check_blob_counts(path, layers: list[StoredLayer]) -> None:
+    seen: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        if layer.name in seen and layer.blobs and layers[seen[layer.name]].blobs:
+            raise CaffemodelError(
+                f"two layers with weights share the name '{layer.name}' (layers {seen[layer.name]} and {index})",
+                path=path, layer=layer.name,
+                hint="weights are matched to the prototxt by layer name; rename one of them",
+            )
+        seen.setdefault(layer.name, index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequence[np.ndarray]],
+                     outputs: OutputFiles | None = None) -> None:
+    """Write ``net`` (V2 NetParameter; any blobs in it are ignored) with ``weights`` (layer name
+    -> arrays) as a binary caffemodel. Arrays must be float32 or float64. The file appears
+    atomically: on its own, or when ``outputs`` is committed."""
+    layer_names = {layer.name for layer in net.layer}
+    unknown = sorted(set(weights) - layer_names)
+    if unknown:
+        raise CaffemodelError(f"weights given for layers the net does not have: {', '.join(unknown)}",
+                              path=path, hint="weights are matched to layers by name")
+    if net.layers:
+        raise CaffemodelError("cannot write V1 'layers'; upgrade the net first", path=path)
+    encoded = {name: [_encode_blob(path, name, array) for array in arrays] for name, arrays in weights.items()}
+
+    header = schema.NetParameter()
+    header.CopyFrom(net)
+    del header.layer[:]
+    before, after = _split_at(header.SerializeToString(deterministic=True), NET_LAYER)
+    with (outputs.open(path) if outputs is not None else atomic_output(path)) as out:
+        out.write(before)
+        for layer in net.layer:
+            _write_layer(out, layer, encoded.get(layer.name, []))
+        out.write(after)
+
+
+def _write_layer(out, layer, blobs: list[list]) -> None:
+    bare = schema.LayerParameter()
+    bare.CopyFrom(layer)
+    del bare.blobs[:]
+    before, after = _split_at(bare.SerializeToString(deterministic=True), LAYER_BLOBS)
+    blob_total = sum(_blob_record_length(parts) for parts in blobs)
+    out.write(len_header(NET_LAYER, len(before) + blob_total + len(after)))
+    out.write(before)
+    for parts in blobs:
+        payload = sum(len(part) for part in parts)
+        out.write(len_header(LAYER_BLOBS, payload))
+        for part in parts:
+            out.write(part)
+    out.write(after)
+
+
+def _blob_record_length(parts) -> int:
+    payload = sum(len(part) for part in parts)
+    return len(len_header(LAYER_BLOBS, payload)) + payload
+
+
+def _encode_blob(path, layer_name: str, array: np.ndarray) -> list:
+    """The pieces of one BlobProto, fields in number order: data (5) or double_data (8), shape (7)."""
+    array = np.asarray(array)
+    if array.dtype not in _STORABLE_DTYPES:
+        raise CaffemodelError(
+            f"a blob of layer '{layer_name}' has dtype {array.dtype}; Caffe stores float32 or float64",
+            path=path, layer=layer_name, hint="convert the array explicitly before saving",
+        )
+    number, wire_dtype = _STORABLE_DTYPES[array.dtype]
+    values = np.ascontiguousarray(array, dtype=wire_dtype).reshape(-1)
+    shape = schema.BlobShape(dim=list(array.shape)).SerializeToString(deterministic=True)
+    records = [(BLOB_SHAPE, [len_header(BLOB_SHAPE, len(shape)) + shape])]
+    if values.size:
+        data = memoryview(values).cast("B")
+        records.append((number, [len_header(number, data.nbytes), data]))
+    return [part for _, parts in sorted(records, key=lambda record: record[0]) for part in parts]
+
+
+def _split_at(serialized: bytes, number: int) -> tuple[bytes, bytes]:
+    """Split a deterministic serialization (fields in number order) before the first field whose
+    number is greater than ``number``."""
+    for record in iter_fields(serialized):
+        if record.number > number:
+            return serialized[:record.start], serialized[record.start:]
+    return serialized, b""

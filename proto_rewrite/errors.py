@@ -1,0 +1,129 @@
+"""Typed errors. Library code raises these and never prints; the CLI turns them into messages.
+
+Two families:
+
+* :class:`ProtoRewriteError` and its subclasses are *user* errors: a bad file, a mismatch, an
+  unsupported request. Each carries where the problem is (file, line, column, layer or node),
+  what is wrong, and a ``hint`` with the fix. The CLI shows them without a traceback.
+* :class:`InternalError` is a bug in proto-rewrite. The CLI shows it with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in a file something is. Every field is optional."""
+
+    path: str | os.PathLike | None = None
+    line: int | None = None
+    column: int | None = None
+    layer: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.path is not None:
+            where = os.fspath(self.path)
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            parts.append(where)
+        if self.layer is not None:
+            parts.append(f"layer '{self.layer}'")
+        return ": ".join(parts)
+
+
+class ProtoRewriteError(Exception):
+    """A user-facing error: something is wrong with the input or the request."""
+
+    exit_code = EXIT_BAD_INPUT
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        layer: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = Location(path, line, column, layer)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        where = str(self.location)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.hint:
+            text += f"\nHint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict:
+        loc = self.location
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "path": None if loc.path is None else os.fspath(loc.path),
+            "line": loc.line,
+            "column": loc.column,
+            "layer": loc.layer,
+            "hint": self.hint,
+        }
+
+
+class UsageError(ProtoRewriteError):
+    """The command line or API call asks for something inconsistent."""
+
+
+class InputFileError(ProtoRewriteError):
+    """A file cannot be read, or is not the kind of file expected."""
+
+
+class PrototxtSyntaxError(InputFileError):
+    """The prototxt is not valid protobuf text format for the Caffe schema."""
+
+
+class UnknownFieldError(PrototxtSyntaxError):
+    """The prototxt names a field the Caffe schema does not have."""
+
+
+class UnknownLayerTypeError(InputFileError):
+    """A layer type that neither BVLC Caffe nor the known forks define (strict mode only)."""
+
+
+class NetStructureError(InputFileError):
+    """The net is well-formed text but not a valid net (duplicate names, missing bottoms...)."""
+
+
+class UpgradeError(InputFileError):
+    """A legacy (V0/V1) definition cannot be upgraded to the current format."""
+
+
+class CaffemodelError(InputFileError):
+    """A .caffemodel is truncated, corrupt, or not a caffemodel."""
+
+
+class WeightsMismatchError(InputFileError):
+    """Weights disagree with the network definition (blob count or shape)."""
+
+
+class OutputError(ProtoRewriteError):
+    """An output file cannot be written."""
+
+
+class InternalError(Exception):
+    """A bug in proto-rewrite. Reported with a traceback."""
+
+    exit_code = EXIT_INTERNAL

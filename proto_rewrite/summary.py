@@ -1,0 +1,105 @@
+"""What ``inspect`` reports, independent of the model format: inputs, layers, weights, totals.
+
+Builders for each format (``proto_rewrite.caffe.summary``) fill these records; ``to_dict`` gives
+the JSON document described by ``schemas/inspect.schema.json`` and ``render_text`` the table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from proto_rewrite.diagnostics import Diagnostic
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int] | None  # None when unknown
+
+
+@dataclass
+class WeightInfo:
+    shape: list[int | None] | None  # None dims: depend on an unknown input shape
+    dtype: str | None  # None when no weights file was read
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    type: str
+    inputs: list[str]
+    outputs: list[str]
+    weights: list[WeightInfo] = field(default_factory=list)
+    parameters: int | None = 0  # None when a weight shape is not fully known
+    line: int | None = None
+
+
+@dataclass
+class ModelSummary:
+    model_format: str  # "caffe" or "onnx"
+    path: str
+    weights_path: str | None
+    source_format: str
+    upgrades: list[str]
+    inputs: list[TensorInfo]
+    layers: list[LayerInfo]
+    excluded_layers: list[str] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def total_parameters(self) -> int | None:
+        counts = [layer.parameters for layer in self.layers]
+        return None if any(count is None for count in counts) else sum(counts)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model_format": self.model_format,
+            "path": self.path,
+            "weights_path": self.weights_path,
+            "source_format": self.source_format,
+            "upgrades": list(self.upgrades),
+            "inputs": [asdict(t) for t in self.inputs],
+            "layers": [asdict(layer) for layer in self.layers],
+            "excluded_layers": list(self.excluded_layers),
+            "totals": {
+                "layers": len(self.layers),
+                "parameters": self.total_parameters,
+                "layer_types": dict(sorted(Counter(layer.type for layer in self.layers).items())),
+            },
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+        }
+
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "?"
+    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
+
+
+def render_text(summary: ModelSummary) -> str:
+    lines = [f"model: {summary.path} ({summary.model_format}, {summary.source_format})"]
+    lines.append(f"weights: {summary.weights_path or 'none'}")
+    if summary.upgrades:
+        lines.append(f"upgraded: {'; '.join(summary.upgrades)}")
+    if summary.excluded_layers:
+        lines.append(f"excluded by phase rules: {', '.join(summary.excluded_layers)}")
+    for tensor in summary.inputs:
+        lines.append(f"input: {tensor.name} {_shape_text(tensor.shape)}")
+    rows = [("layer", "type", "inputs -> outputs", "weights", "params")]
+    for layer in summary.layers:
+        weights = ", ".join(_shape_text(w.shape) for w in layer.weights) or "-"
+        params = "?" if layer.parameters is None else f"{layer.parameters:,}"
+        rows.append((layer.name, layer.type, f"{','.join(layer.inputs)} -> {','.join(layer.outputs)}",
+                     weights, params if layer.weights else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines.append("")
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4].rjust(12))
+    total = summary.total_parameters
+    lines.append("")
+    lines.append(f"{len(summary.layers)} layers, {'?' if total is None else f'{total:,}'} parameters")
+    return "\n".join(lines) + "\n"
