@@ -1,0 +1,145 @@
+"""A Caffe model in memory: the net (V2, upgraded, filtered to one phase) and its weights.
+
+``load_caffe`` is the one entry point for reading (prototxt + optional caffemodel) and
+``save_caffe`` for writing; everything else in the package works on :class:`CaffeModel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
+from proto_rewrite.caffe.known_layers import KNOWN_LAYER_TYPES
+from proto_rewrite.caffe.phase import PHASES, filter_layers
+from proto_rewrite.caffe.prototxt import format_net_text, layer_block_lines, parse_net_text
+from proto_rewrite.caffe.structure import check_structure
+from proto_rewrite.caffe.upgrade import detect_format, upgrade_net
+from proto_rewrite.caffe.weights import attach_weights
+from proto_rewrite.diagnostics import Diagnostic
+from proto_rewrite.errors import (
+    InputFileError,
+    Location,
+    ProtoRewriteError,
+    UnknownLayerTypeError,
+    UsageError,
+)
+from proto_rewrite.fileio import OutputFiles, read_text
+
+AUTO = "auto"  # weights: use <stem>.caffemodel beside the prototxt when it exists
+
+
+@dataclass
+class CaffeModel:
+    net: object  # caffe.NetParameter, V2, no blobs inside
+    weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    prototxt_path: str | None = None
+    weights_path: str | None = None
+    source_format: str = "V2"
+    upgrades: list[str] = field(default_factory=list)
+    excluded_layers: list[str] = field(default_factory=list)
+    layer_lines: dict[str, int] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def layer(self, name: str):
+        for layer in self.net.layer:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+def default_weights_path(prototxt: str | os.PathLike) -> Path | None:
+    """``<stem>.caffemodel`` beside the prototxt, when it exists."""
+    candidate = Path(prototxt).with_suffix(".caffemodel")
+    return candidate if candidate.is_file() else None
+
+
+def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = AUTO, *,
+               phase: str = "TEST", strict: bool = False) -> CaffeModel:
+    """Load a prototxt of any generation (upgraded to V2 in memory) and, optionally, weights.
+
+    ``weights``: a caffemodel path, None for none, or ``AUTO`` for the same-stem rule.
+    ``strict``: unknown layer types are errors instead of warnings.
+    """
+    if phase not in PHASES:
+        raise UsageError(f"unknown phase '{phase}'", hint=f"use one of {', '.join(PHASES)}")
+    path = os.fspath(prototxt)
+    if str(path).endswith(".caffemodel"):
+        raise InputFileError("a .caffemodel was given as the model", path=path,
+                             hint="pass the .prototxt as the model and the .caffemodel with --weights")
+    text = read_text(path, "prototxt")
+    raw = parse_net_text(text, path)
+    lines = _layer_lines(raw, text)
+    source_format = detect_format(raw)
+    try:
+        upgrades = upgrade_net(raw)
+    except ProtoRewriteError as err:
+        if err.location.path is None:
+            err.location = dataclasses.replace(err.location, path=path, line=lines.get(err.location.layer))
+        raise
+    excluded = filter_layers(raw, phase)
+    check_structure(raw, path, lines)
+    model = CaffeModel(raw, prototxt_path=path, source_format=source_format, upgrades=upgrades,
+                       excluded_layers=excluded, layer_lines=lines)
+    model.diagnostics.extend(_check_layer_types(model, strict))
+    weights_path = default_weights_path(path) if weights == AUTO else weights
+    if weights_path is not None:
+        stored = read_caffemodel(weights_path)
+        model.weights, notes = attach_weights(raw, stored, prototxt_path=path, lines=lines)
+        model.weights_path = os.fspath(weights_path)
+        model.diagnostics.extend(notes)
+    return model
+
+
+def _layer_lines(raw, text: str) -> dict[str, int]:
+    blocks = layer_block_lines(text)
+    names = [layer.name for layer in raw.layer] + [layer.name or layer.layer.name for layer in raw.layers]
+    return {name: line for name, (_, line) in zip(names, blocks) if name}
+
+
+def _check_layer_types(model: CaffeModel, strict: bool) -> list[Diagnostic]:
+    notes = []
+    for layer in model.net.layer:
+        line = model.layer_lines.get(layer.name)
+        if layer.type == "Python":
+            notes.append(Diagnostic(
+                "warning", "Python layer: proto-rewrite never imports its module; what it computes is unknown",
+                _loc(model, layer.name, line)))
+        elif layer.type not in KNOWN_LAYER_TYPES:
+            hint = _type_hint(layer.type)
+            if strict:
+                raise UnknownLayerTypeError(f"unknown layer type '{layer.type}'", path=model.prototxt_path,
+                                            line=line, layer=layer.name, hint=hint)
+            notes.append(Diagnostic("warning", f"unknown layer type '{layer.type}'",
+                                    _loc(model, layer.name, line), hint))
+    return notes
+
+
+def _loc(model, name, line):
+    return Location(model.prototxt_path, line, layer=name)
+
+
+def _type_hint(type_name: str) -> str:
+    close = difflib.get_close_matches(type_name, list(KNOWN_LAYER_TYPES), n=1, cutoff=0.75)
+    by_case = [known for known in KNOWN_LAYER_TYPES if known.lower() == type_name.lower()]
+    if by_case or close:
+        return f"did you mean '{(by_case or close)[0]}'? Layer types are case-sensitive"
+    return ("neither BVLC Caffe nor the forks proto-rewrite knows define it (see schemas/README.md); "
+            "layers after it get unknown shapes")
+
+
+def save_caffe(model: CaffeModel, prototxt_out: str | os.PathLike,
+               weights_out: str | os.PathLike | None = None) -> None:
+    """Write the V2 prototxt and, when ``weights_out`` is given, the caffemodel; both or neither."""
+    text = format_net_text(model.net)
+    with OutputFiles() as outputs:
+        if weights_out is not None:
+            write_caffemodel(weights_out, model.net, model.weights, outputs)
+        with outputs.open(prototxt_out, "w") as handle:
+            handle.write(text)
+
