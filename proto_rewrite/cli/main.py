@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 a check failed or differences were found; 2 bad usage or bad
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import traceback
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     stderr = stderr or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: --help / --version exit 0, bad usage exits 2
         return int(exit_.code or 0)
     console = Console(stdout, stderr, getattr(args, "verbose", 0), getattr(args, "quiet", False))
