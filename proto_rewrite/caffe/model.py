@@ -130,7 +130,7 @@ def _type_hint(type_name: str) -> str:
     if by_case or close:
         return f"did you mean '{(by_case or close)[0]}'? Layer types are case-sensitive"
     return ("neither BVLC Caffe nor the forks proto-rewrite knows define it (see schemas/README.md); "
-            "layers after it get unknown shapes")
+            "proto-rewrite keeps it as it is, but cannot compute what it does")
 
 
 def save_caffe(model: CaffeModel, prototxt_out: str | os.PathLike,

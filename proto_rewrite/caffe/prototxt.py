@@ -126,10 +126,6 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path) -> Prot
 
 
 def _unknown_field_hint(message_name: str, field_name: str) -> str:
-    descriptor = schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{message_name}")
-    close = difflib.get_close_matches(field_name, list(descriptor.fields_by_name), n=1)
-    if close:
-        return f"did you mean '{close[0]}'?"
     owners = sorted(
         name for name in schema.message_names()
         if field_name in schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{name}").fields_by_name
@@ -137,9 +133,13 @@ def _unknown_field_hint(message_name: str, field_name: str) -> str:
     if owners:
         return (f"'{field_name}' is a field of {', '.join(owners[:3])}, not of {message_name}: "
                 "is it at the wrong level, outside its *_param { } block?")
-    return (f"'{field_name}' is in neither BVLC Caffe nor the forks proto-rewrite knows "
-            "(see schemas/README.md); if your model comes from another fork, add the field to "
-            "schemas/caffe.proto with that fork's number and rebuild the descriptor")
+    descriptor = schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{message_name}")
+    close = difflib.get_close_matches(field_name, list(descriptor.fields_by_name), n=1)
+    typo = f"did you mean '{close[0]}'? Otherwise: " if close else ""
+    return (f"{typo}'{field_name}' is in neither BVLC Caffe nor the forks proto-rewrite knows "
+            "(see schemas/README.md); if your model comes from another Caffe fork, compile that "
+            "fork's caffe.proto (python -m grpc_tools.protoc -I DIR --descriptor_set_out=fork.pb "
+            "DIR/caffe.proto) and pass --caffe-schema fork.pb")
 
 
 def _unknown_enum_hint(enum_name: str, value: str) -> str:

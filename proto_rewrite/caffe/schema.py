@@ -9,28 +9,63 @@ The classes live in a private descriptor pool, so they never clash with another 
 registers its own ``caffe.proto`` in protobuf's default pool.
 
 Rebuild the descriptor after editing the .proto with ``python schemas/build_descriptor.py``.
+
+A model from a fork this schema does not cover can be read with that fork's schema: compile its
+caffe.proto to a descriptor set (``protoc --descriptor_set_out=fork.pb caffe.proto``) and name
+it in the environment variable ``PROTO_REWRITE_CAFFE_SCHEMA`` (the CLI's ``--caffe-schema``)
+before this module is first imported.
 """
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from proto_rewrite.errors import InputFileError
 
 DESCRIPTOR_RESOURCE = "caffe_descriptor.pb"
 PACKAGE = "caffe"
+SCHEMA_ENV = "PROTO_REWRITE_CAFFE_SCHEMA"
+REQUIRED_MESSAGES = ("NetParameter", "LayerParameter", "V1LayerParameter", "V0LayerParameter",
+                     "BlobProto", "BlobShape", "ParamSpec", "NetState", "NetStateRule")
+_COMPILE_HINT = ("compile the fork's caffe.proto with: python -m grpc_tools.protoc -I DIR "
+                 "--descriptor_set_out=fork.pb DIR/caffe.proto")
+
+# The custom schema file in use, or None for the bundled one.
+CUSTOM_SCHEMA_PATH = os.path.abspath(os.environ[SCHEMA_ENV]) if os.environ.get(SCHEMA_ENV) else None
 
 
-def _load_pool() -> descriptor_pool.DescriptorPool:
-    data = resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
-    file_set = descriptor_pb2.FileDescriptorSet.FromString(data)
+def _descriptor_bytes() -> bytes:
+    if CUSTOM_SCHEMA_PATH is None:
+        return resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
+    try:
+        with open(CUSTOM_SCHEMA_PATH, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise InputFileError(f"cannot read the Caffe schema: {err.strerror}", path=CUSTOM_SCHEMA_PATH,
+                             hint=f"check the --caffe-schema path (or {SCHEMA_ENV})") from err
+
+
+def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
+    data = _descriptor_bytes()
     pool = descriptor_pool.DescriptorPool()
-    for file_proto in file_set.file:
-        pool.Add(file_proto)
-    return pool
+    try:
+        file_set = descriptor_pb2.FileDescriptorSet.FromString(data)
+        for file_proto in file_set.file:
+            pool.Add(file_proto)
+        for name in REQUIRED_MESSAGES:
+            pool.FindMessageTypeByName(f"{PACKAGE}.{name}")
+    except (DecodeError, TypeError, KeyError) as err:
+        raise InputFileError(
+            f"not a compiled Caffe schema (a descriptor set with package 'caffe' and {', '.join(REQUIRED_MESSAGES)}): {err}",
+            path=CUSTOM_SCHEMA_PATH, hint=_COMPILE_HINT) from err
+    return pool, file_set
 
 
-POOL = _load_pool()
+POOL, _FILE_SET = _load_pool()
 
 
 def message_class(name: str) -> type:
@@ -39,9 +74,18 @@ def message_class(name: str) -> type:
 
 
 def message_names() -> list[str]:
-    """Every top-level message name in the schema."""
-    file_desc = POOL.FindFileByName("caffe.proto")
-    return sorted(file_desc.message_types_by_name)
+    """Every message name of the ``caffe`` package in the schema, nested ones included."""
+    names = []
+
+    def collect(prefix, messages):
+        for message in messages:
+            names.append(prefix + message.name)
+            collect(prefix + message.name + ".", message.nested_type)
+
+    for file_proto in _FILE_SET.file:
+        if file_proto.package == PACKAGE:
+            collect("", file_proto.message_type)
+    return sorted(names)
 
 
 NetParameter = message_class("NetParameter")

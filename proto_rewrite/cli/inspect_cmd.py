@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from proto_rewrite.cli.options import add_caffe_options, add_output_options, caffe_weights_arg
+from proto_rewrite.cli.options import add_caffe_options, add_output_options, caffe_weights_arg, use_caffe_schema
 
 HELP = "show a model's inputs, layers, weight shapes and parameter counts"
 
@@ -18,6 +18,7 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
+    use_caffe_schema(args)
     from proto_rewrite.caffe.model import load_caffe
     from proto_rewrite.caffe.summary import summarize
     from proto_rewrite.summary import render_text

@@ -26,6 +26,27 @@ def add_caffe_options(parser: argparse.ArgumentParser) -> None:
                        help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)")
     group.add_argument("--strict", action="store_true",
                        help="treat unknown layer types as errors instead of warnings")
+    group.add_argument("--caffe-schema", metavar="DESCRIPTOR_SET",
+                       help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
+                            "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)")
+
+
+def use_caffe_schema(args) -> None:
+    """Select the Caffe schema the options ask for; call before any Caffe module is imported."""
+    import os
+    import sys
+
+    from proto_rewrite.errors import UsageError
+
+    if not args.caffe_schema:
+        return
+    wanted = os.path.abspath(args.caffe_schema)
+    loaded = sys.modules.get("proto_rewrite.caffe.schema")
+    if loaded is None:
+        os.environ["PROTO_REWRITE_CAFFE_SCHEMA"] = wanted
+    elif loaded.CUSTOM_SCHEMA_PATH != wanted:
+        raise UsageError("a different Caffe schema is already loaded in this process",
+                         hint="run proto-rewrite in a new process to change --caffe-schema")
 
 
 def caffe_weights_arg(args):

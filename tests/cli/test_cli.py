@@ -109,3 +109,36 @@ def test_installed_console_script():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["totals"]["parameters"] == 431080
+
+
+FORK_FIELD_NET = ('layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 3 } } }\n'
+                  'layer { name: "w" type: "Warp" bottom: "d" top: "w" warp_param { strength: 2 } }\n')
+
+
+def test_another_forks_schema_can_be_passed(tmp_path):
+    """A field no known fork has: refused with a hint, then read with the fork's compiled schema."""
+    pytest.importorskip("grpc_tools", reason="grpcio-tools (test extra) compiles the fork's .proto")
+    from grpc_tools import protoc
+
+    model = tmp_path / "warp.prototxt"
+    model.write_text(FORK_FIELD_NET)
+    code, _, err = run(["inspect", str(model)])
+    assert code == 2 and "unknown field 'warp_param'" in err and "--caffe-schema" in err
+
+    proto = (ROOT / "schemas" / "caffe.proto").read_text()
+    proto = proto.replace("message LayerParameter {", "message WarpParameter { optional float strength = 1; }\n"
+                          "message LayerParameter {\n  optional WarpParameter warp_param = 777777;", 1)
+    (tmp_path / "caffe.proto").write_text(proto)
+    descriptor = tmp_path / "fork.pb"
+    assert protoc.main(["protoc", f"-I{tmp_path}", f"--descriptor_set_out={descriptor}",
+                        str(tmp_path / "caffe.proto")]) == 0
+    result = subprocess.run([sys.executable, "-m", "proto_rewrite", "inspect", str(model),
+                             "--caffe-schema", str(descriptor), "--format", "json"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert [layer["type"] for layer in json.loads(result.stdout)["layers"]] == ["Input", "Warp"]
+
+    not_a_schema = subprocess.run([sys.executable, "-m", "proto_rewrite", "inspect", str(model),
+                                   "--caffe-schema", str(model)], capture_output=True, text=True, cwd=ROOT)
+    assert not_a_schema.returncode == 2 and "not a compiled Caffe schema" in not_a_schema.stderr
+    assert "Traceback" not in not_a_schema.stderr
