@@ -119,6 +119,25 @@ class WeightsMismatchError(InputFileError):
     """Weights disagree with the network definition (blob count or shape)."""
 
 
+class WeightShapeError(ProtoRewriteError):
+    """A weight does not have the shape (or element count) a rewrite needs."""
+
+
+class RewriteRefused(ProtoRewriteError):
+    """A layer the user asked for by name cannot be rewritten; ``reason`` is the plan's code."""
+
+    def __init__(self, message: str, *, reason: str, **where) -> None:
+        super().__init__(message, **where)
+        self.reason = reason
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "reason": self.reason}
+
+
+class RewriteCheckError(ProtoRewriteError):
+    """The rewritten net fails the structural check that follows every rewrite."""
+
+
 class OutputError(ProtoRewriteError):
     """An output file cannot be written."""
 

@@ -1,0 +1,243 @@
+"""The rewrite plan: what a conversion will change, decided before anything changes.
+
+A plan is pure data, the same for Caffe and ONNX: one :class:`FcRewrite` per FC layer that
+becomes a convolution, one :class:`Skip` (with a reason code) per FC layer that does not, the
+layers removed or inserted around them (:class:`GraphEdit`), and the names that change. The dry
+run prints it, ``apply`` executes it and nothing else, and diff and reports read it (it
+serialises to JSON and back).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+from proto_rewrite.errors import UsageError
+
+PLAN_VERSION = 1
+
+FCN = "fcn"  # the net accepts any input size; FC outputs become score maps
+EXACT = "exact"  # every net output keeps its original shape
+MODES = (FCN, EXACT)
+
+
+class Reason(str, Enum):
+    """Why an FC layer is not rewritten."""
+
+    NOT_SELECTED = "not-selected"
+    INPUT_SHAPE_UNKNOWN = "input-shape-unknown"
+    UNSUPPORTED_AXIS = "unsupported-axis"
+    UNSUPPORTED_INPUT_RANK = "unsupported-input-rank"
+    NO_WEIGHTS = "no-weights"
+    SHARED_WEIGHTS = "shared-weights"
+    ELEMENT_COUNT_MISMATCH = "element-count-mismatch"
+    TRANS_A = "trans-a"
+    WEIGHT_NOT_CONSTANT = "weight-not-constant"
+    BATCHED_BIAS = "batched-bias"
+    MATMUL_ND = "matmul-nd"
+    QUANTIZED = "quantized"
+    UNSUPPORTED_FLATTEN = "unsupported-flatten"
+    UNSUPPORTED_LAYOUT = "unsupported-layout"
+
+
+REASON_TEXT = {
+    Reason.NOT_SELECTED: "left out by --only / --match / --exclude",
+    Reason.INPUT_SHAPE_UNKNOWN: "the shape of its input is unknown",
+    Reason.UNSUPPORTED_AXIS: "it flattens from an axis other than 1",
+    Reason.UNSUPPORTED_INPUT_RANK: "its input is neither (N, C, H, W) nor (N, K)",
+    Reason.NO_WEIGHTS: "its weights are missing",
+    Reason.SHARED_WEIGHTS: "its weights are shared with another layer",
+    Reason.ELEMENT_COUNT_MISMATCH: "its weight does not match the input's C*H*W",
+    Reason.TRANS_A: "it transposes its input (transA=1)",
+    Reason.WEIGHT_NOT_CONSTANT: "its weight is not a constant",
+    Reason.BATCHED_BIAS: "its bias differs per batch row",
+    Reason.MATMUL_ND: "it is a batched (N-D) MatMul",
+    Reason.QUANTIZED: "it is quantized",
+    Reason.UNSUPPORTED_FLATTEN: "the reshape feeding it does not flatten (N, C, H, W) to (N, C*H*W)",
+    Reason.UNSUPPORTED_LAYOUT: "its input layout cannot be matched by permuting the weights",
+}
+
+
+@dataclass(frozen=True)
+class WeightChange:
+    name: str  # e.g. "fc6 blob 0" or an initializer name
+    shape_before: tuple[int, ...]
+    shape_after: tuple[int, ...]
+    transform: str  # fc_math.RESHAPE / TRANSPOSE / PERMUTE, or "unchanged"
+
+
+@dataclass(frozen=True)
+class FcRewrite:
+    name: str  # the FC layer (node) as it was
+    new_name: str
+    op_before: str  # "InnerProduct", "Gemm", "MatMul+Add"...
+    op_after: str  # "Convolution", "Conv"
+    input: str  # the blob (tensor) the convolution reads
+    input_shape: tuple[int, ...]  # (N, C, H, W) at the planning input size
+    kernel: tuple[int, int]
+    in_channels: int
+    out_channels: int
+    weights: tuple[WeightChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class Skip:
+    name: str
+    op: str
+    reason: Reason
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        text = f"{self.name} ({self.op}) is not rewritten: {REASON_TEXT[self.reason]}"
+        return text + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class GraphEdit:
+    """A layer (node) removed or inserted around the rewritten FCs, or an input resized."""
+
+    action: str  # "remove", "insert" or "resize-input"
+    name: str
+    op: str
+    why: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    after: str | None = None  # insert: the layer it follows
+    shape: tuple[int, ...] | None = None  # insert Reshape: its target; resize-input: the new shape
+
+
+@dataclass
+class RewritePlan:
+    model_format: str  # "caffe" or "onnx"
+    model_path: str
+    mode: str
+    input_shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    rewrites: list[FcRewrite] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    edits: list[GraphEdit] = field(default_factory=list)
+    renames: dict[str, str] = field(default_factory=dict)  # old name -> new (layers and blobs)
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.rewrites or self.edits)
+
+    def to_dict(self) -> dict:
+        return {
+            "plan_version": PLAN_VERSION,
+            "model_format": self.model_format,
+            "model_path": self.model_path,
+            "mode": self.mode,
+            "input_shapes": {k: None if v is None else list(v) for k, v in self.input_shapes.items()},
+            "rewrites": [_plain(asdict(r)) for r in self.rewrites],
+            "skips": [{**asdict(s), "reason": s.reason.value, "message": s.message} for s in self.skips],
+            "edits": [_plain(asdict(e)) for e in self.edits],
+            "renames": dict(self.renames),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RewritePlan:
+        if data.get("plan_version") != PLAN_VERSION:
+            raise UsageError(f"unsupported plan version {data.get('plan_version')!r}",
+                             hint=f"this proto-rewrite reads plan version {PLAN_VERSION}")
+        rewrites = []
+        for item in data["rewrites"]:
+            weights = tuple(WeightChange(w["name"], tuple(w["shape_before"]), tuple(w["shape_after"]), w["transform"])
+                            for w in item["weights"])
+            rewrites.append(FcRewrite(**{**item, "input_shape": tuple(item["input_shape"]),
+                                         "kernel": tuple(item["kernel"]), "weights": weights}))
+        return cls(
+            model_format=data["model_format"],
+            model_path=data["model_path"],
+            mode=data["mode"],
+            input_shapes={k: None if v is None else tuple(v) for k, v in data["input_shapes"].items()},
+            rewrites=rewrites,
+            skips=[Skip(s["name"], s["op"], Reason(s["reason"]), s["detail"]) for s in data["skips"]],
+            edits=[GraphEdit(**{**e, "inputs": tuple(e["inputs"]), "outputs": tuple(e["outputs"]),
+                                "shape": None if e["shape"] is None else tuple(e["shape"])})
+                   for e in data["edits"]],
+            renames=dict(data["renames"]),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def render_text(self) -> str:
+        lines = [f"plan for {self.model_path} ({self.model_format}, mode {self.mode})"]
+        for name, shape in self.input_shapes.items():
+            lines.append(f"  input {name}: {'?' if shape is None else 'x'.join(map(str, shape))}")
+        for rewrite in self.rewrites:
+            rename = f" -> {rewrite.new_name}" if rewrite.new_name != rewrite.name else ""
+            lines.append(f"  rewrite {rewrite.name}{rename}: {rewrite.op_before} -> {rewrite.op_after} "
+                         f"{rewrite.kernel[0]}x{rewrite.kernel[1]} kernel, {rewrite.in_channels} -> "
+                         f"{rewrite.out_channels} channels, input {rewrite.input} "
+                         f"{'x'.join(map(str, rewrite.input_shape))}")
+            for weight in rewrite.weights:
+                lines.append(f"      {weight.name}: {_shape(weight.shape_before)} -> {_shape(weight.shape_after)} "
+                             f"({weight.transform})")
+        for edit in self.edits:
+            lines.append(f"  {edit.action} {edit.name} ({edit.op}): {edit.why}")
+        for skip in self.skips:
+            lines.append(f"  skip {skip.message} [{skip.reason.value}]")
+        if not self.changes_anything:
+            lines.append("  nothing to rewrite")
+        return "\n".join(lines) + "\n"
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def _plain(value):
+    """Tuples to lists, recursively, for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which FC layers the user wants rewritten: --only, --match, --exclude."""
+
+    only: frozenset[str] | None = None
+    match: re.Pattern | None = None
+    exclude: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_options(cls, only: str | None = None, match: str | None = None, exclude: str | None = None) -> Selection:
+        pattern = None
+        if match:
+            try:
+                pattern = re.compile(match)
+            except re.error as err:
+                raise UsageError(f"--match '{match}' is not a valid regular expression: {err}") from err
+        return cls(_names(only), pattern, _names(exclude) or frozenset())
+
+    def selects(self, name: str) -> bool:
+        if name in self.exclude:
+            return False
+        if self.only is not None and name not in self.only:
+            return False
+        return self.match is None or self.match.search(name) is not None
+
+    def is_explicit(self, name: str) -> bool:
+        """Named in --only: a layer the user asked for, whose skip is an error."""
+        return self.only is not None and name in self.only
+
+    def check_names(self, fc_names: list[str]) -> None:
+        known = set(fc_names)
+        for option, names in (("--only", self.only or ()), ("--exclude", self.exclude)):
+            missing = sorted(set(names) - known)
+            if missing:
+                raise UsageError(f"{option} names layers that are not FC layers of this model: {', '.join(missing)}",
+                                 hint=f"the FC layers are: {', '.join(fc_names) or 'none'}")
+
+
+def _names(text: str | None) -> frozenset[str] | None:
+    if text is None:
+        return None
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
