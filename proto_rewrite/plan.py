@@ -99,14 +99,16 @@ class Skip:
 class GraphEdit:
     """A layer (node) removed or inserted around the rewritten FCs, or an input resized."""
 
-    action: str  # "remove", "insert" or "resize-input"
+    action: str  # "remove", "insert", "rename" (a blob / tensor) or "resize-input"
     name: str
     op: str
     why: str
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
-    after: str | None = None  # insert: the layer it follows
+    after: str | None = None  # insert: the layer it follows (None: first)
     shape: tuple[int, ...] | None = None  # insert Reshape: its target; resize-input: the new shape
+    layers: tuple[str, ...] = ()  # rename: the layers (nodes) whose references change
+    serves: str | None = None  # the FC whose conversion needs this edit first; None: after all conversions
 
 
 @dataclass
@@ -156,6 +158,7 @@ class RewritePlan:
             rewrites=rewrites,
             skips=[Skip(s["name"], s["op"], Reason(s["reason"]), s["detail"]) for s in data["skips"]],
             edits=[GraphEdit(**{**e, "inputs": tuple(e["inputs"]), "outputs": tuple(e["outputs"]),
+                                "layers": tuple(e["layers"]),
                                 "shape": None if e["shape"] is None else tuple(e["shape"])})
                    for e in data["edits"]],
             renames=dict(data["renames"]),

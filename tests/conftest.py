@@ -9,7 +9,7 @@ import pytest
 def write_text(tmp_path):
     """Write a text file into tmp_path and return its path."""
 
-    def _write(name: str, text: str) -> Path:
+    def _write(name: str, text: str):
         path = tmp_path / name
         path.write_text(text)
         return path

@@ -1,0 +1,423 @@
+"""InnerProduct -> Convolution for Caffe nets: plan, then apply.
+
+``plan_caffe_rewrite`` decides, layer by layer, on a structural copy of the net (no weights):
+each InnerProduct over an (N, C, H, W) blob becomes an H x W convolution; over (N, K), a 1 x 1
+convolution (after a Reshape to (N, K, 1, 1) when nothing upstream is 4-D). A Flatten feeding an
+FC is folded into the kernel when nothing else needs its output. Shapes are inferred again after
+each decision, so the FCs after a rewritten one see its 4-D output. ``apply_caffe_plan`` replays
+the plan on the real net and transforms the weights, and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.model import CaffeModel
+from proto_rewrite.caffe.shapes import infer_shapes
+from proto_rewrite.errors import NetStructureError, RewriteCheckError, RewriteRefused, WeightShapeError
+from proto_rewrite.fc_math import fc_weight_to_kernel
+from proto_rewrite.plan import (
+    EXACT,
+    FCN,
+    MODES,
+    REASON_TEXT,
+    FcRewrite,
+    GraphEdit,
+    Reason,
+    RewritePlan,
+    Selection,
+    Skip,
+    WeightChange,
+)
+
+# Layers that compute element by element, whatever the blob's shape: they may sit between a
+# Flatten and an FC (in place) and keep working on the 4-D map once the Flatten is gone.
+ELEMENTWISE = frozenset(
+    "ReLU Dropout Sigmoid TanH AbsVal Power Exp Log BNLL ELU Threshold Clip Swish ReLU6".split()
+)
+FLATTENING = frozenset(("Flatten", "Reshape"))
+
+
+@dataclass
+class CaffeRewriteOptions:
+    mode: str = FCN
+    selection: Selection = field(default_factory=Selection)
+    rename_suffix: str | None = None  # "-conv": fc6 -> fc6-conv (layer and top blob)
+    input_size: tuple[int, int] | None = None  # new H, W of the deploy input
+    input_shapes: dict[str, tuple[int, ...]] | None = None  # shape-inference overrides
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = None) -> RewritePlan:
+    """What converting ``model`` with ``options`` will change. ``model`` is not modified."""
+    options = options or CaffeRewriteOptions()
+    if options.mode not in MODES:
+        raise ValueError(f"unknown mode {options.mode!r}")
+    work = _copy_net(model.net)
+    where = {"path": model.prototxt_path, "lines": model.layer_lines}
+    shapes = infer_shapes(work, options.input_shapes, **where)
+    original_outputs = {blob: shapes.blobs[blob] for blob in _net_outputs(work)}
+    plan = RewritePlan("caffe", model.prototxt_path or "", options.mode,
+                       input_shapes={top: shapes.blobs[top] for top in _input_blobs(work)})
+    fc_names = [layer.name for layer in work.layer if layer.type == "InnerProduct"]
+    options.selection.check_names(fc_names)
+    for name in fc_names:
+        # Shapes up to this FC only: what follows it may not fit until all rewrites are done.
+        decision = _decide(work, name, infer_shapes(_net_up_to(work, name), options.input_shapes, **where),
+                           model, options)
+        if isinstance(decision, Skip):
+            if options.selection.is_explicit(name):
+                raise RewriteRefused(
+                    f"cannot rewrite: {REASON_TEXT[decision.reason]}" + (f" ({decision.detail})" if decision.detail else ""),
+                    reason=decision.reason.value, path=model.prototxt_path, line=model.layer_lines.get(name), layer=name,
+                    hint="leave it out of --only, or fix what the reason names")
+            plan.skips.append(decision)
+            continue
+        rewrite, edits = decision
+        for edit in edits:
+            _apply_edit(work, edit)
+        _convert_layer(work, rewrite)
+        plan.edits.extend(edits)
+        plan.rewrites.append(rewrite)
+    rewritten = {rewrite.new_name for rewrite in plan.rewrites}
+    for rewrite in plan.rewrites:
+        for edit in _output_edits(work, rewrite, options, rewritten):
+            _apply_edit(work, edit)
+            plan.edits.append(edit)
+    if options.input_size:
+        for edit in _resize_edits(work, options.input_size):
+            _apply_edit(work, edit)
+            plan.edits.append(edit)
+    plan.renames = {r.name: r.new_name for r in plan.rewrites if r.new_name != r.name}
+    plan.renames.update({e.inputs[0]: e.outputs[0] for e in plan.edits if e.action == "rename"})
+    _check_result(work, model, options, original_outputs, plan)
+    return plan
+
+
+def _decide(net, name, shapes, model, options) -> tuple[FcRewrite, list[GraphEdit]] | Skip:
+    """Rewrite ``name`` (and the edits it needs first), or why not."""
+    index, layer = _find(net, name)
+    if not options.selection.selects(name):
+        return Skip(name, "InnerProduct", Reason.NOT_SELECTED)
+    param = layer.inner_product_param
+    bottom_shape = shapes.bottoms[name][0]
+    if bottom_shape is None:
+        return Skip(name, "InnerProduct", Reason.INPUT_SHAPE_UNKNOWN, "give it with --input-shape")
+    if (param.axis + len(bottom_shape) if param.axis < 0 else param.axis) != 1:
+        return Skip(name, "InnerProduct", Reason.UNSUPPORTED_AXIS, f"axis {param.axis}")
+    shared = _shared_param_name(net, layer)
+    if shared:
+        return Skip(name, "InnerProduct", Reason.SHARED_WEIGHTS, f"param name '{shared}'")
+    edits: list[GraphEdit] = []
+    source = layer.bottom[0]
+    if len(bottom_shape) == 2:
+        folded = _fold_flatten(net, index, source, shapes, options)
+        if folded is not None:
+            edits.append(folded)
+            source, bottom_shape = folded.inputs[0], shapes.bottoms[folded.name][0]
+        else:
+            reshape = GraphEdit("insert", f"{name}_reshape", "Reshape",
+                                "makes the (N, K) input (N, K, 1, 1) for a 1 x 1 convolution",
+                                inputs=(source,), outputs=(f"{name}_input_4d",),
+                                after=net.layer[index - 1].name if index else None,
+                                shape=(0, -1, 1, 1), serves=name)
+            edits.append(reshape)
+            source, bottom_shape = reshape.outputs[0], (*bottom_shape, 1, 1)
+    if len(bottom_shape) != 4:
+        return Skip(name, "InnerProduct", Reason.UNSUPPORTED_INPUT_RANK, f"input shape {list(bottom_shape)}")
+    _, channels, height, width = bottom_shape
+    weight_changes = []
+    arrays = model.weights.get(name)
+    if arrays:
+        try:
+            kernel = fc_weight_to_kernel(arrays[0], param.num_output, channels, height, width,
+                                         transposed=param.transpose)
+        except WeightShapeError as err:
+            return Skip(name, "InnerProduct", Reason.ELEMENT_COUNT_MISMATCH, err.message)
+        weight_changes.append(WeightChange(f"{name} blob 0", tuple(arrays[0].shape), tuple(kernel.weight.shape),
+                                           kernel.transform))
+        weight_changes += [WeightChange(f"{name} blob {i}", tuple(a.shape), tuple(a.shape), "unchanged")
+                           for i, a in enumerate(arrays[1:], start=1)]
+    new_name = name + (options.rename_suffix or "")
+    rewrite = FcRewrite(name, new_name, "InnerProduct", "Convolution", source, tuple(bottom_shape),
+                        (height, width), channels, param.num_output, tuple(weight_changes))
+    return rewrite, edits
+
+
+def _shared_param_name(net, layer) -> str | None:
+    """A ``param { name }`` of ``layer`` that another layer also uses (shared weights)."""
+    names = {spec.name for spec in layer.param if spec.name}
+    for other in net.layer:
+        if other.name != layer.name:
+            for spec in other.param:
+                if spec.name in names:
+                    return spec.name
+    return None
+
+
+def _fold_flatten(net, fc_index, blob, shapes, options) -> GraphEdit | None:
+    """The edit removing the Flatten (or flattening Reshape) that makes ``blob``, when the FC can
+    read the 4-D map directly and nothing else needs the flat blob; else None."""
+    producer_index = _producer(net, fc_index, blob)
+    if producer_index is None:
+        return None
+    flatten = net.layer[producer_index]
+    if flatten.type not in FLATTENING or len(flatten.bottom) != 1:
+        return None
+    source = flatten.bottom[0]
+    source_shape, flat_shape = shapes.bottoms[flatten.name][0], shapes.tops[flatten.name][0]
+    if (source_shape is None or flat_shape is None or len(source_shape) != 4
+            or tuple(flat_shape) != (source_shape[0], math.prod(source_shape[1:]))):
+        return None
+    in_place = False
+    for later in net.layer[producer_index + 1:]:
+        if blob not in later.bottom and blob not in later.top:
+            continue
+        if (later.type == "InnerProduct" and options.selection.selects(later.name)
+                and later.inner_product_param.axis == 1 and blob not in later.top):
+            continue
+        if later.type in ELEMENTWISE and list(later.bottom) == [blob] and list(later.top) == [blob]:
+            in_place = True
+            continue
+        return None
+    if in_place and any(source in later.bottom for later in net.layer[producer_index + 1:]):
+        return None  # the in-place layers would then modify a blob that other layers read
+    return GraphEdit("remove", flatten.name, flatten.type, "folded into the convolution kernel",
+                     inputs=(source,), outputs=(blob,), serves=net.layer[fc_index].name)
+
+
+def _output_edits(net, rewrite: FcRewrite, options, rewritten: set[str]) -> list[GraphEdit]:
+    """Renames of the rewritten layer's top (``--rename``) and, in exact mode, the Flatten that
+    gives its other consumers and the net outputs the original (N, M) blob back."""
+    index, layer = _find(net, rewrite.new_name)
+    top = layer.top[0]
+    last = _last_in_place(net, index, top)
+    followers = [net.layer[i].name for i in range(index + 1, last + 1) if _in_place_on(net.layer[i], top)]
+    consumers = [later.name for later in net.layer[last + 1:] if top in later.bottom]
+    others = [name for name in consumers if name not in rewritten]
+    needs_flat = options.mode == EXACT and (bool(others) or not consumers)
+    new_top = top + options.rename_suffix if options.rename_suffix else (f"{top}_map" if needs_flat else None)
+    edits = []
+    if new_top:
+        readers = [name for name in consumers if name in rewritten] if needs_flat else consumers
+        edits.append(GraphEdit("rename", top, "blob", f"output of {rewrite.new_name}",
+                               inputs=(top,), outputs=(new_top,), layers=(rewrite.new_name, *followers, *readers)))
+    if needs_flat:
+        edits.append(GraphEdit("insert", f"{rewrite.new_name}_flatten", "Flatten",
+                               "gives the consumers and net outputs their original (N, M) blob (exact mode)",
+                               inputs=(new_top,), outputs=(top,), after=net.layer[last].name))
+    return edits
+
+
+def _resize_edits(net, size) -> list[GraphEdit]:
+    edits = []
+    for layer in net.layer:
+        if layer.type != "Input":
+            continue
+        for top, shape in zip(layer.top, _input_layer_shapes(layer)):
+            if shape is not None and len(shape) == 4:
+                edits.append(GraphEdit("resize-input", top, "Input", f"deploy input size {size[0]} x {size[1]}",
+                                       inputs=(layer.name,), shape=(shape[0], shape[1], *size)))
+    return edits
+
+
+def _check_result(net, model, options, original_outputs, plan) -> None:
+    """Shape inference must go through on the rewritten net, with outputs of the expected shapes."""
+    if not plan.changes_anything:
+        return
+    try:
+        shapes = infer_shapes(net, options.input_shapes, path=model.prototxt_path)
+    except NetStructureError as err:
+        raise RewriteCheckError(
+            f"the rewritten net is inconsistent: {err.message}", path=model.prototxt_path, layer=err.location.layer,
+            hint="a layer after the rewritten FCs needs their 2-D output: try --mode exact, or --exclude the FC",
+        ) from err
+    if options.input_size:
+        return
+    for blob, before in original_outputs.items():
+        after = shapes.blobs.get(blob, shapes.blobs.get(plan.renames.get(blob)))
+        if before is None or after is None:
+            continue
+        padded = (*before, *(1,) * (len(after) - len(before)))
+        if tuple(after) != tuple(before) and not (options.mode == FCN and tuple(after) == padded):
+            raise RewriteCheckError(
+                f"net output '{blob}' changes shape from {list(before)} to {list(after)}", path=model.prototxt_path,
+                hint="a layer between the FCs and this output does not keep working on the 4-D map; try --mode exact",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying
+
+
+def apply_caffe_plan(model: CaffeModel, plan: RewritePlan) -> CaffeModel:
+    """Execute ``plan``: a new model with the rewritten net and weights; ``model`` is untouched."""
+    net = _copy_net(model.net)
+    weights = dict(model.weights)
+    for rewrite in plan.rewrites:
+        for edit in plan.edits:
+            if edit.serves == rewrite.name:
+                _apply_edit(net, edit)
+        _convert_layer(net, rewrite)
+        arrays = weights.pop(rewrite.name, None)
+        if arrays:
+            transposed = model.layer(rewrite.name).inner_product_param.transpose
+            weights[rewrite.new_name] = [_kernel(arrays[0], rewrite, transposed), *arrays[1:]]
+    for edit in plan.edits:
+        if edit.serves is None:
+            _apply_edit(net, edit)
+    return CaffeModel(net=net, weights=weights, prototxt_path=model.prototxt_path,
+                      weights_path=model.weights_path, source_format=model.source_format,
+                      upgrades=list(model.upgrades), excluded_layers=list(model.excluded_layers))
+
+
+def _kernel(weight, rewrite: FcRewrite, transposed: bool):
+    _, channels, height, width = rewrite.input_shape
+    return fc_weight_to_kernel(weight, rewrite.out_channels, channels, height, width, transposed=transposed).weight
+
+
+def _apply_edit(net, edit: GraphEdit) -> None:
+    if edit.action == "remove":
+        index, _ = _find(net, edit.name)
+        del net.layer[index]
+        _rename_from(net, index, edit.outputs[0], edit.inputs[0])
+    elif edit.action == "insert":
+        layer = schema.LayerParameter(name=edit.name, type=edit.op, bottom=list(edit.inputs), top=list(edit.outputs))
+        if edit.op == "Reshape":
+            layer.reshape_param.shape.dim.extend(edit.shape)
+        _insert(net, 0 if edit.after is None else _find(net, edit.after)[0] + 1, layer)
+    elif edit.action == "rename":
+        old, new = edit.inputs[0], edit.outputs[0]
+        for name in edit.layers:
+            _, layer = _find(net, name)
+            layer.bottom[:] = [new if b == old else b for b in layer.bottom]
+            layer.top[:] = [new if t == old else t for t in layer.top]
+    elif edit.action == "resize-input":
+        _, layer = _find(net, edit.inputs[0])
+        shapes = layer.input_param.shape
+        target = shapes[list(layer.top).index(edit.name)] if len(shapes) > 1 else shapes[0]
+        del target.dim[:]
+        target.dim.extend(edit.shape)
+    else:
+        raise ValueError(f"unknown edit {edit.action!r}")
+
+
+def _convert_layer(net, rewrite: FcRewrite) -> None:
+    """Replace the InnerProduct by its Convolution, keeping everything else it carries (param
+    multipliers, phase rules, loss weights...)."""
+    index, layer = _find(net, rewrite.name)
+    conv = schema.LayerParameter()
+    conv.CopyFrom(layer)
+    conv.ClearField("inner_product_param")
+    conv.name = rewrite.new_name
+    conv.type = "Convolution"
+    conv.bottom[:] = [rewrite.input]
+    ip, cp = layer.inner_product_param, conv.convolution_param
+    cp.num_output = ip.num_output
+    if ip.HasField("bias_term"):
+        cp.bias_term = ip.bias_term
+    for filler in ("weight_filler", "bias_filler"):
+        if ip.HasField(filler):
+            getattr(cp, filler).CopyFrom(getattr(ip, filler))
+    kernel_h, kernel_w = rewrite.kernel
+    if kernel_h == kernel_w:
+        cp.kernel_size.append(kernel_h)
+    else:
+        cp.kernel_h, cp.kernel_w = kernel_h, kernel_w
+    net.layer[index].CopyFrom(conv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Net helpers
+
+
+def _copy_net(net):
+    copy = schema.NetParameter()
+    copy.CopyFrom(net)
+    return copy
+
+
+def _net_up_to(net, name: str):
+    """A copy of ``net`` with the layers up to and including ``name``."""
+    index, _ = _find(net, name)
+    head = schema.NetParameter()
+    head.layer.extend(net.layer[:index + 1])
+    return head
+
+
+def _find(net, name: str):
+    for index, layer in enumerate(net.layer):
+        if layer.name == name:
+            return index, layer
+    raise KeyError(name)
+
+
+def _insert(net, index: int, layer) -> None:
+    layers = list(net.layer)
+    copies = []
+    for existing in layers[index:]:
+        copy = schema.LayerParameter()
+        copy.CopyFrom(existing)
+        copies.append(copy)
+    del net.layer[index:]
+    net.layer.add().CopyFrom(layer)
+    for copy in copies:
+        net.layer.add().CopyFrom(copy)
+
+
+def _producer(net, before: int, blob: str) -> int | None:
+    """Index of the last layer before ``before`` with ``blob`` as a top, not in place."""
+    for index in range(before - 1, -1, -1):
+        layer = net.layer[index]
+        if blob in layer.top and blob not in layer.bottom:
+            return index
+    return None
+
+
+def _last_in_place(net, index: int, blob: str) -> int:
+    """Index of the last layer after ``index`` that works in place on ``blob`` (or ``index``)."""
+    last = index
+    for later in range(index + 1, len(net.layer)):
+        layer = net.layer[later]
+        if _in_place_on(layer, blob):
+            last = later
+        elif blob in layer.top:
+            break
+    return last
+
+
+def _in_place_on(layer, blob: str) -> bool:
+    return list(layer.bottom) == [blob] and list(layer.top) == [blob]
+
+
+def _rename_from(net, start: int, old: str, new: str) -> None:
+    """Rename blob ``old`` to ``new`` in every layer from ``start`` on."""
+    for layer in net.layer[start:]:
+        layer.bottom[:] = [new if b == old else b for b in layer.bottom]
+        layer.top[:] = [new if t == old else t for t in layer.top]
+
+
+def _net_outputs(net) -> list[str]:
+    consumed = {b for layer in net.layer for b in layer.bottom}
+    outputs = []
+    for layer in net.layer:
+        for top in layer.top:
+            if top not in consumed and top not in outputs:
+                outputs.append(top)
+    return outputs
+
+
+def _input_blobs(net) -> list[str]:
+    return [top for layer in net.layer if layer.type == "Input" for top in layer.top]
+
+
+def _input_layer_shapes(layer):
+    shapes = [tuple(s.dim) for s in layer.input_param.shape]
+    if len(shapes) == 1:
+        return shapes * len(layer.top)
+    return shapes + [None] * (len(layer.top) - len(shapes))
