@@ -1,4 +1,5 @@
-"""Load and save a VGG16-size caffemodel (~553 MB, random weights) and compare with a plain copy.
+"""Load, save and convert a VGG16-size caffemodel (~553 MB, random weights), against a plain copy
+and against a load + save round trip.
 
     python benchmarks/caffemodel_io.py [--keep DIR] [--scale 1.0]
 
@@ -85,6 +86,12 @@ STEPS = {
         model = load_caffe(PROTOTXT, MODEL)
         save_caffe(model, OUT + ".prototxt", OUT)
     """,
+    "convert (fcn)": """
+        from proto_rewrite.caffe.fc_to_conv import apply_caffe_plan, plan_caffe_rewrite
+        from proto_rewrite.caffe.model import load_caffe, save_caffe
+        model = load_caffe(PROTOTXT, MODEL)
+        save_caffe(apply_caffe_plan(model, plan_caffe_rewrite(model)), OUT + ".prototxt", OUT)
+    """,
 }
 
 # Peak RSS is read from VmHWM: unlike ru_maxrss, it is not inherited from the parent process.
@@ -143,13 +150,15 @@ def main() -> int:
         print(f"model: {model} ({size_mb:.0f} MiB)")
         results = {name: run_step(body, model, prototxt, folder / "out.caffemodel", args.repeat)
                    for name, body in STEPS.items()}
-        base = results["copy (baseline)"]
-        print(f"{'step':28} {'seconds':>8} {'x copy':>7} {'peak RSS MiB':>13} {'x copy':>7}")
+        base, round_trip = results["copy (baseline)"], results["load + save"]
+        print(f"{'step':28} {'seconds':>8} {'x copy':>7} {'x load+save':>12} {'peak RSS MiB':>13} {'x load+save':>12}")
         for name, result in results.items():
             print(f"{name:28} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
-                  f"{result['peak_rss_mb']:13.0f} {result['peak_rss_mb'] / base['peak_rss_mb']:7.2f}")
+                  f"{result['seconds'] / round_trip['seconds']:12.2f} {result['peak_rss_mb']:13.0f} "
+                  f"{result['peak_rss_mb'] / round_trip['peak_rss_mb']:12.2f}")
+        run_step(STEPS["load + save"], model, prototxt, folder / "out.caffemodel", 1)
         saved = folder / "out.caffemodel"
-        print(f"saved file identical to input: {filecmp.cmp(saved, model, shallow=False)}")
+        print(f"load + save output identical to input: {filecmp.cmp(saved, model, shallow=False)}")
     return 0
 
 
