@@ -35,6 +35,7 @@ class LayerInfo:
     weights: list[WeightInfo] = field(default_factory=list)
     parameters: int | None = 0  # None when a weight shape is not fully known
     line: int | None = None
+    output_shapes: list[list[int] | None] = field(default_factory=list)  # one per output; None: unknown
 
 
 @dataclass
@@ -89,16 +90,17 @@ def render_text(summary: ModelSummary) -> str:
         lines.append(f"excluded by phase rules: {', '.join(summary.excluded_layers)}")
     for tensor in summary.inputs:
         lines.append(f"input: {tensor.name} {_shape_text(tensor.shape)}")
-    rows = [("layer", "type", "inputs -> outputs", "weights", "params")]
+    rows = [("layer", "type", "inputs -> outputs", "output shapes", "weights", "params")]
     for layer in summary.layers:
         weights = ", ".join(_shape_text(w.shape) for w in layer.weights) or "-"
         params = "?" if layer.parameters is None else f"{layer.parameters:,}"
+        outputs = ", ".join(_shape_text(shape) for shape in layer.output_shapes) or "-"
         rows.append((layer.name, layer.type, f"{','.join(layer.inputs)} -> {','.join(layer.outputs)}",
-                     weights, params if layer.weights else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+                     outputs, weights, params if layer.weights else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines.append("")
     for row in rows:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4].rjust(12))
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5].rjust(12))
     total = summary.total_parameters
     lines.append("")
     lines.append(f"{len(summary.layers)} layers, {'?' if total is None else f'{total:,}'} parameters")

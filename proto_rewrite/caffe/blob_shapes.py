@@ -7,7 +7,7 @@ blobs this module does not know (the caller then accepts what the weights file h
 
 The rules follow each layer's LayerSetUp in BVLC Caffe (conv_layer, deconv_layer,
 inner_product_layer, batch_norm_layer, scale_layer, bias_layer, prelu_layer, embed_layer,
-parameter_layer).
+parameter_layer), and SSD's normalize_layer.
 """
 
 from __future__ import annotations
@@ -39,26 +39,35 @@ def _div(value, by: int):
     return None if value is None else value // by
 
 
-def _kernel(conv_param) -> tuple[int, ...]:
+def _spatial_axes(conv_param, bottom_shapes) -> int:
+    """Number of spatial axes: from the input's rank when known, else from kernel_size (2 by default)."""
+    if bottom_shapes and bottom_shapes[0] is not None:
+        shape = bottom_shapes[0]
+        axis = conv_param.axis + len(shape) if conv_param.axis < 0 else conv_param.axis
+        return max(len(shape) - axis - 1, 0)
+    return len(conv_param.kernel_size) if len(conv_param.kernel_size) > 1 else 2
+
+
+def _kernel(conv_param, spatial_axes: int = 2) -> tuple[int, ...]:
     if conv_param.HasField("kernel_h") or conv_param.HasField("kernel_w"):
         return (conv_param.kernel_h, conv_param.kernel_w)
     sizes = tuple(conv_param.kernel_size)
     if len(sizes) == 1:
-        return sizes * 2
+        return sizes * spatial_axes
     return sizes
 
 
 def _convolution(layer, bottom_shapes):
     param = layer.convolution_param
     channels = _channels(bottom_shapes, param.axis)
-    weight = (param.num_output, _div(channels, param.group), *_kernel(param))
+    weight = (param.num_output, _div(channels, param.group), *_kernel(param, _spatial_axes(param, bottom_shapes)))
     return [weight, (param.num_output,)] if param.bias_term else [weight]
 
 
 def _deconvolution(layer, bottom_shapes):
     param = layer.convolution_param
     channels = _channels(bottom_shapes, param.axis)
-    weight = (channels, param.num_output // max(param.group, 1), *_kernel(param))
+    weight = (channels, param.num_output // max(param.group, 1), *_kernel(param, _spatial_axes(param, bottom_shapes)))
     return [weight, (param.num_output,)] if param.bias_term else [weight]
 
 
@@ -97,10 +106,14 @@ def _scale_shape(param, bottom_shapes):
 
 def _scale(layer, bottom_shapes):
     param = layer.scale_param
-    two_bottoms = len(layer.bottom) > 1
-    blobs = [] if two_bottoms else [_scale_shape(param, bottom_shapes)]
+    if len(layer.bottom) > 1:  # the scale is the second input; a bias has that input's shape
+        if not param.bias_term:
+            return []
+        known = bottom_shapes is not None and len(bottom_shapes) > 1 and bottom_shapes[1] is not None
+        return [tuple(bottom_shapes[1]) if known else None]
+    blobs = [_scale_shape(param, bottom_shapes)]
     if param.bias_term:
-        blobs.append(_scale_shape(param, bottom_shapes) if not two_bottoms else None)
+        blobs.append(_scale_shape(param, bottom_shapes))
     return blobs
 
 
@@ -123,8 +136,8 @@ def _parameter(layer, bottom_shapes):
 
 
 def _normalize(layer, bottom_shapes):
-    # SSD's Normalize: one scale blob, per channel or shared; its stored rank varies by version.
-    return [None]
+    # SSD's Normalize (normalize_layer.cpp): one scale, shared (a 0-D blob, like PReLU's) or per channel.
+    return [()] if layer.norm_param.channel_shared else [(_channels(bottom_shapes),)]
 
 
 _RULES = {

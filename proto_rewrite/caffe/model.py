@@ -18,6 +18,7 @@ from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
 from proto_rewrite.caffe.known_layers import KNOWN_LAYER_TYPES
 from proto_rewrite.caffe.phase import PHASES, filter_layers
 from proto_rewrite.caffe.prototxt import format_net_text, layer_block_lines, parse_net_text
+from proto_rewrite.caffe.shapes import NetShapes, infer_shapes
 from proto_rewrite.caffe.structure import check_structure
 from proto_rewrite.caffe.upgrade import detect_format, upgrade_net
 from proto_rewrite.caffe.weights import attach_weights
@@ -45,6 +46,7 @@ class CaffeModel:
     excluded_layers: list[str] = field(default_factory=list)
     layer_lines: dict[str, int] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    shapes: NetShapes | None = None  # blob shapes at the declared (or overridden) input shapes
 
     def layer(self, name: str):
         for layer in self.net.layer:
@@ -60,11 +62,13 @@ def default_weights_path(prototxt: str | os.PathLike) -> Path | None:
 
 
 def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = AUTO, *,
-               phase: str = "TEST", strict: bool = False) -> CaffeModel:
+               phase: str = "TEST", strict: bool = False, input_shapes=None) -> CaffeModel:
     """Load a prototxt of any generation (upgraded to V2 in memory) and, optionally, weights.
 
     ``weights``: a caffemodel path, None for none, or ``AUTO`` for the same-stem rule.
     ``strict``: unknown layer types are errors instead of warnings.
+    ``input_shapes``: input name -> shape, replacing the declared shapes for shape inference.
+    Blob shapes are inferred (``model.shapes``), and the weights are checked against them.
     """
     if phase not in PHASES:
         raise UsageError(f"unknown phase '{phase}'", hint=f"use one of {', '.join(PHASES)}")
@@ -86,11 +90,15 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
     check_structure(raw, path, lines)
     model = CaffeModel(raw, prototxt_path=path, source_format=source_format, upgrades=upgrades,
                        excluded_layers=excluded, layer_lines=lines)
-    model.diagnostics.extend(_check_layer_types(model, strict))
+    type_notes = _check_layer_types(model, strict)
+    model.shapes = infer_shapes(raw, input_shapes, path=path, lines=lines)
+    warned = {note.location.layer for note in type_notes}
+    model.diagnostics += type_notes + [d for d in model.shapes.diagnostics if d.location.layer not in warned]
     weights_path = default_weights_path(path) if weights == AUTO else weights
     if weights_path is not None:
         stored = read_caffemodel(weights_path)
-        model.weights, notes = attach_weights(raw, stored, prototxt_path=path, lines=lines)
+        model.weights, notes = attach_weights(raw, stored, prototxt_path=path, lines=lines,
+                                              bottom_shapes=model.shapes.bottoms)
         model.weights_path = os.fspath(weights_path)
         model.diagnostics.extend(notes)
     return model
@@ -108,15 +116,15 @@ def _check_layer_types(model: CaffeModel, strict: bool) -> list[Diagnostic]:
         line = model.layer_lines.get(layer.name)
         if layer.type == "Python":
             notes.append(Diagnostic(
-                "warning", "Python layer: proto-rewrite never imports its module; what it computes is unknown",
+                "warning", "Python layer: proto-rewrite never imports its module; its output shapes, and the ones computed from them, are unknown",
                 _loc(model, layer.name, line)))
         elif layer.type not in KNOWN_LAYER_TYPES:
             hint = _type_hint(layer.type)
             if strict:
                 raise UnknownLayerTypeError(f"unknown layer type '{layer.type}'", path=model.prototxt_path,
                                             line=line, layer=layer.name, hint=hint)
-            notes.append(Diagnostic("warning", f"unknown layer type '{layer.type}'",
-                                    _loc(model, layer.name, line), hint))
+            notes.append(Diagnostic("warning", f"unknown layer type '{layer.type}': its output shapes, and the ones "
+                                    "computed from them, are unknown", _loc(model, layer.name, line), hint))
     return notes
 
 

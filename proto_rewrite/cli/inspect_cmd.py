@@ -4,30 +4,52 @@ from __future__ import annotations
 
 import json
 
-from proto_rewrite.cli.options import add_caffe_options, add_output_options, caffe_weights_arg, use_caffe_schema
+from proto_rewrite.cli.options import (
+    add_caffe_options,
+    add_output_options,
+    add_shape_options,
+    caffe_weights_arg,
+    is_onnx_path,
+    parse_input_shapes,
+    use_caffe_schema,
+)
 
-HELP = "show a model's inputs, layers, weight shapes and parameter counts"
+HELP = "show a model's inputs, layers with their output shapes, weight shapes and parameter counts"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("inspect", help=HELP, description=HELP)
-    parser.add_argument("model", help="a Caffe .prototxt")
+    parser.add_argument("model", help="a Caffe .prototxt or an .onnx model")
     add_caffe_options(parser)
+    add_shape_options(parser)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args, console) -> int:
-    use_caffe_schema(args)
-    from proto_rewrite.caffe.model import load_caffe
-    from proto_rewrite.caffe.summary import summarize
     from proto_rewrite.summary import render_text
 
-    model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict)
-    console.diagnostics(model.diagnostics)
-    summary = summarize(model)
+    summary = _onnx_summary(args) if is_onnx_path(args.model) else _caffe_summary(args)
+    console.diagnostics(summary.diagnostics)
     if args.format == "json":
         console.out(json.dumps(summary.to_dict(), indent=2) + "\n")
     else:
         console.out(render_text(summary))
     return 0
+
+
+def _caffe_summary(args):
+    use_caffe_schema(args)
+    from proto_rewrite.caffe.model import load_caffe
+    from proto_rewrite.caffe.summary import summarize
+
+    model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
+                       input_shapes=parse_input_shapes(args.input_shape))
+    return summarize(model, model.shapes)
+
+
+def _onnx_summary(args):
+    from proto_rewrite.onnx.model import load_onnx
+    from proto_rewrite.onnx.summary import summarize_onnx
+
+    return summarize_onnx(load_onnx(args.model))

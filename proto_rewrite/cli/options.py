@@ -56,3 +56,101 @@ def caffe_weights_arg(args):
     if args.no_weights:
         return None
     return args.weights if args.weights else AUTO
+
+
+def add_caffe_net_options(parser: argparse.ArgumentParser) -> None:
+    """The Caffe options of a command that reads a prototxt but no weights."""
+    group = parser.add_argument_group("Caffe models")
+    group.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST",
+                       help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)")
+    group.add_argument("--strict", action="store_true",
+                       help="treat unknown layer types as errors instead of warnings")
+    group.add_argument("--caffe-schema", metavar="DESCRIPTOR_SET",
+                       help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
+                            "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)")
+
+
+INPUT_SHAPE_FORM = "NAME:D0,D1,... (e.g. data:1,3,224,224)"
+
+
+def add_shape_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("shapes")
+    group.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
+                       help="the shape of an input (repeat for several inputs), replacing the declared one: "
+                            "e.g. data:1,3,224,224")
+
+
+def parse_input_shapes(values) -> dict[str, list[int]]:
+    """``["data:1,3,224,224", ...]`` -> ``{"data": [1, 3, 224, 224]}``; UsageError on a bad form."""
+    from proto_rewrite.errors import UsageError
+
+    shapes: dict[str, list[int]] = {}
+    for value in values or []:
+        name, colon, dims = value.rpartition(":")
+        if not colon or not name or not dims:
+            raise UsageError(f"--input-shape '{value}': expected {INPUT_SHAPE_FORM}",
+                             hint="name the input, then a colon, then its dimensions separated by commas")
+        try:
+            shape = [int(d) for d in dims.split(",")]
+        except ValueError as err:
+            raise UsageError(f"--input-shape '{value}': the dimensions must be integers; expected {INPUT_SHAPE_FORM}",
+                             hint="separate the dimensions with commas, without spaces or brackets") from err
+        if any(d <= 0 for d in shape):
+            raise UsageError(f"--input-shape '{value}': every dimension must be positive")
+        if name in shapes:
+            raise UsageError(f"--input-shape gives '{name}' twice")
+        shapes[name] = shape
+    return shapes
+
+
+def is_onnx_path(path) -> bool:
+    """ONNX models are told apart from Caffe prototxts by their suffix."""
+    return str(path).lower().endswith(".onnx")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("onnxruntime")
+    group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="execution provider: cpu (default) or cuda (needs onnxruntime-gpu; TF32 is off)")
+    group.add_argument("--optimize", action="store_true",
+                       help="enable onnxruntime's graph optimisations (off by default, for both models alike)")
+    group.add_argument("--threads", type=int, metavar="N", help="intra-op threads of each session")
+
+
+def add_validation_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("comparison")
+    group.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    group.add_argument("--trials", type=int, default=1, metavar="K", help="compare on K random inputs (seeds seed..seed+K-1)")
+    group.add_argument("--batch", type=int, metavar="N", help="batch size of the random inputs")
+    group.add_argument("--input-range", action="append", default=[], metavar="NAME:LO,HI",
+                       help="draw this input uniformly in [LO, HI] instead of N(0, 1), e.g. data:0,255")
+    group.add_argument("--inputs", metavar="FILE.npz", help="feed these inputs (keyed by input name) instead of random ones")
+    group.add_argument("--save-inputs", metavar="FILE.npz", help="write the inputs used")
+    group.add_argument("--save-outputs", metavar="FILE.npz", help="write both models' outputs (keys a/NAME, b/NAME)")
+    group.add_argument("--atol", action="append", default=[], metavar="[NAME:]VALUE",
+                       help="absolute tolerance, for every output or one (repeatable); default by dtype")
+    group.add_argument("--rtol", action="append", default=[], metavar="[NAME:]VALUE",
+                       help="relative tolerance, for every output or one (repeatable); default by dtype")
+    group.add_argument("--localize", action="store_true",
+                       help="also compare every intermediate tensor both models compute, and name the first that diverges")
+
+
+def validate_options_from(args, input_shapes):
+    """ValidateOptions from the parsed --seed/--trials/... options."""
+    from proto_rewrite.errors import UsageError
+    from proto_rewrite.validate.compare_models import ValidateOptions
+    from proto_rewrite.validate.inputs import parse_ranges
+    from proto_rewrite.validate.runtime import RuntimeOptions
+    from proto_rewrite.validate.tolerances import Tolerances
+
+    if args.trials < 1 or (args.batch is not None and args.batch < 1):
+        raise UsageError("--trials and --batch must be at least 1")
+    if args.inputs and (args.trials != 1 or args.input_range):
+        raise UsageError("--inputs feeds fixed inputs: it cannot be combined with --trials or --input-range")
+    return ValidateOptions(
+        runtime=RuntimeOptions(args.device, args.optimize, args.threads),
+        seed=args.seed, trials=args.trials, batch=args.batch,
+        input_shapes={name: tuple(shape) for name, shape in input_shapes.items()},
+        input_ranges=parse_ranges(args.input_range), inputs_file=args.inputs,
+        tolerances=Tolerances.parse(args.atol, args.rtol), localize=args.localize,
+    )

@@ -1,0 +1,138 @@
+"""``proto-rewrite convert MODEL -o OUT``: rewrite the FC layers of a Caffe or ONNX model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from proto_rewrite.cli.options import (
+    add_caffe_options,
+    add_output_options,
+    add_shape_options,
+    caffe_weights_arg,
+    is_onnx_path,
+    parse_input_shapes,
+    use_caffe_schema,
+)
+from proto_rewrite.errors import UsageError
+
+HELP = "rewrite fully-connected layers into convolutions"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("convert", help=HELP, description=HELP)
+    parser.add_argument("model", help="a Caffe .prototxt or an .onnx model")
+    parser.add_argument("-o", "--output", help="the converted model (.prototxt or .onnx)")
+    rewrite = parser.add_argument_group("rewrite")
+    rewrite.add_argument("--mode", choices=("fcn", "exact"), default="fcn",
+                         help="fcn (default): the net accepts any input size and its FC outputs become score maps; "
+                              "exact: every output keeps its original shape")
+    rewrite.add_argument("--only", metavar="NAMES", help="rewrite only these FC layers (comma-separated); "
+                                                         "one that cannot be rewritten is an error")
+    rewrite.add_argument("--match", metavar="REGEX", help="rewrite only FC layers whose name matches")
+    rewrite.add_argument("--exclude", metavar="NAMES", help="leave these FC layers as they are (comma-separated)")
+    rewrite.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    rewrite.add_argument("--save-plan", metavar="FILE.json", help="also write the plan as JSON")
+    caffe = parser.add_argument_group("Caffe output")
+    caffe.add_argument("--output-weights", metavar="CAFFEMODEL",
+                       help="converted weights (default: OUTPUT's stem + .caffemodel, when the model has weights)")
+    caffe.add_argument("--rename", metavar="SUFFIX", help="rename rewritten layers and their tops, e.g. --rename=-conv: fc6 -> fc6-conv")
+    caffe.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+                       help="set the deploy input's height and width in the converted prototxt")
+    onnx = parser.add_argument_group("ONNX")
+    onnx.add_argument("--classifier-before-pool", action="store_true",
+                      help="move a GlobalAveragePool -> FC classifier before the pool, so fcn mode gives a class score map")
+    add_caffe_options(parser)
+    add_shape_options(parser)
+    add_output_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args, console) -> int:
+    from proto_rewrite.plan import Selection
+
+    if not args.output and not args.dry_run:
+        raise UsageError("no output given", hint="add -o OUT (or --dry-run to see the plan only)")
+    selection = Selection.from_options(args.only, args.match, args.exclude)
+    input_shapes = parse_input_shapes(args.input_shape)
+    if is_onnx_path(args.model):
+        plan, write = _convert_onnx(args, selection, input_shapes)
+    else:
+        plan, write = _convert_caffe(args, selection, input_shapes, console)
+    for skip in plan.skips:
+        console.info(f"note: {skip.message}")
+    if args.save_plan:
+        from proto_rewrite.fileio import atomic_output
+
+        with atomic_output(args.save_plan, "w") as handle:
+            handle.write(plan.to_json())
+    written = [] if args.dry_run else write()
+    if args.format == "json":
+        console.out(json.dumps({"plan": plan.to_dict(), "written": written, "dry_run": args.dry_run}, indent=2) + "\n")
+    else:
+        console.out(plan.render_text())
+        for path in written:
+            console.out(f"wrote {path}\n")
+    return 0
+
+
+def _refuse_overwriting_inputs(outputs, inputs) -> None:
+    existing = [Path(p).resolve() for p in inputs if p and os.path.exists(p)]
+    for output in outputs:
+        if output and Path(output).resolve() in existing:
+            raise UsageError(f"output '{output}' is also an input", hint="choose another output path")
+
+
+def _convert_caffe(args, selection, input_shapes, console):
+    use_caffe_schema(args)
+    from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
+    from proto_rewrite.caffe.model import load_caffe, save_caffe
+
+    if args.classifier_before_pool:
+        raise UsageError("--classifier-before-pool applies to ONNX models only")
+    model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
+                       input_shapes=input_shapes)
+    console.diagnostics(model.diagnostics)
+    if model.upgrades:
+        console.info(f"upgraded {args.model}: {'; '.join(model.upgrades)}")
+    options = CaffeRewriteOptions(mode=args.mode, selection=selection, rename_suffix=args.rename,
+                                  input_size=tuple(args.input_size) if args.input_size else None,
+                                  input_shapes=input_shapes)
+    plan = plan_caffe_rewrite(model, options)
+    weights_out = None
+    if model.weights_path:
+        weights_out = args.output_weights or (str(Path(args.output).with_suffix(".caffemodel")) if args.output else None)
+    elif args.output_weights:
+        raise UsageError("--output-weights given, but the model has no weights",
+                         hint="pass --weights, or put <stem>.caffemodel beside the prototxt")
+    if args.output:
+        _refuse_overwriting_inputs([args.output, weights_out], [args.model, model.weights_path])
+
+    def write():
+        converted = apply_caffe_plan(model, plan)
+        save_caffe(converted, args.output, weights_out)
+        return [args.output] + ([weights_out] if weights_out else [])
+
+    return plan, write
+
+
+def _convert_onnx(args, selection, input_shapes):
+    from proto_rewrite.onnx.model import load_onnx, save_onnx
+    from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
+
+    for option, value in (("--rename", args.rename), ("--input-size", args.input_size),
+                          ("--output-weights", args.output_weights), ("--weights", args.weights)):
+        if value:
+            raise UsageError(f"{option} applies to Caffe models only")
+    model = load_onnx(args.model)
+    plan = plan_onnx_rewrite(model, selection=selection, mode=args.mode,
+                             classifier_before_pool=args.classifier_before_pool, input_shapes=input_shapes or None)
+    if args.output:
+        _refuse_overwriting_inputs([args.output], [args.model])
+
+    def write():
+        save_onnx(apply_onnx_plan(model, plan), args.output)
+        return [args.output]
+
+    return plan, write
