@@ -1,0 +1,66 @@
+"""``proto-rewrite validate A B``: do two models compute the same outputs? (onnxruntime)"""
+
+from __future__ import annotations
+
+import json
+
+from proto_rewrite.cli.options import (
+    add_output_options,
+    add_runtime_options,
+    add_shape_options,
+    add_validation_options,
+    parse_input_shapes,
+    validate_options_from,
+)
+from proto_rewrite.errors import EXIT_CHECK_FAILED
+
+HELP = "check that two models (ONNX or Caffe) compute the same outputs, with onnxruntime"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("validate", help=HELP, description=HELP + ". A is the reference.")
+    parser.add_argument("model_a", metavar="A", help="reference model: .onnx or Caffe .prototxt")
+    parser.add_argument("model_b", metavar="B", help="model to check: .onnx or Caffe .prototxt")
+    caffe = parser.add_argument_group("Caffe models (exported to ONNX for onnxruntime)")
+    caffe.add_argument("--weights-a", metavar="CAFFEMODEL", help="weights of A (default: <stem>.caffemodel beside it)")
+    caffe.add_argument("--weights-b", metavar="CAFFEMODEL", help="weights of B (default: <stem>.caffemodel beside it)")
+    add_validation_options(parser)
+    add_runtime_options(parser)
+    add_shape_options(parser)
+    add_output_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args, console) -> int:
+    from proto_rewrite.validate.compare_models import validate_models
+    from proto_rewrite.validate.load import load_for_validation
+    from proto_rewrite.validate.report import render_text, summary_line, to_dict
+
+    options = validate_options_from(args, parse_input_shapes(args.input_shape))
+    model_a = load_for_validation(args.model_a, args.weights_a, console)
+    model_b = load_for_validation(args.model_b, args.weights_b, console)
+    result = validate_models(model_a, model_b, options, names=(args.model_a, args.model_b))
+    save_arrays(args, result)
+    if args.format == "json":
+        console.out(json.dumps(to_dict(result), indent=2) + "\n")
+    else:
+        console.out(render_text(result))
+    console.error(summary_line(result))
+    return 0 if result.passed else EXIT_CHECK_FAILED
+
+
+def save_arrays(args, result) -> None:
+    """--save-inputs / --save-outputs: npz files (trial k of several: keys suffixed #k)."""
+    import numpy as np
+
+    from proto_rewrite.fileio import atomic_output
+
+    for path, batches in ((args.save_inputs, result.input_values), (args.save_outputs, result.output_values)):
+        if not path:
+            continue
+        arrays = {}
+        for trial, values in enumerate(batches):
+            for name, value in values.items():
+                arrays[name if len(batches) == 1 else f"{name}#{trial}"] = value
+        with atomic_output(path) as handle:
+            np.savez(handle, **arrays)

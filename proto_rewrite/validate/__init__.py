@@ -1,0 +1,1 @@
+"""Numerical equivalence of two models with onnxruntime: inputs, runs, comparison, report."""

@@ -1,0 +1,203 @@
+"""Run two ONNX models on the same inputs and compare every output (and, with ``localize``,
+every intermediate tensor they share by name)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from proto_rewrite.errors import UsageError
+from proto_rewrite.validate.inputs import concrete_shape, load_npz, random_inputs, session_inputs
+from proto_rewrite.validate.runtime import RuntimeOptions, make_session
+from proto_rewrite.validate.stats import Comparison, compare
+from proto_rewrite.validate.tolerances import Tolerances
+
+SAME = "same"
+FCN = "fcn"  # (N, M) against (N, M, 1, 1): the shape difference an fcn rewrite makes
+SATURATION = 1e-4  # a softmax row whose top probability is within this of 1 is saturated
+
+
+class OutputMismatchError(UsageError):
+    """The two models do not have the same inputs or outputs (by name or shape)."""
+
+
+@dataclass
+class ValidateOptions:
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    seed: int = 0
+    trials: int = 1
+    batch: int | None = None
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    input_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    inputs_file: str | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    localize: bool = False
+
+
+@dataclass
+class TensorResult:
+    name: str
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    relation: str  # SAME or FCN
+    dtype: str
+    comparison: Comparison
+    role: str = "output"  # "output", "softmax input" or "intermediate"
+
+
+@dataclass
+class ValidationResult:
+    model_a: str
+    model_b: str
+    options: ValidateOptions
+    providers: list[str]
+    inputs: dict[str, tuple[tuple[int, ...], str]]
+    outputs: list[TensorResult]
+    intermediates: list[TensorResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    first_divergence: str | None = None
+    input_values: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    output_values: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return all(result.comparison.passed for result in self.outputs)
+
+
+def validate_models(model_a, model_b, options: ValidateOptions | None = None, *, names=("A", "B")) -> ValidationResult:
+    """Compare ``model_a`` (the reference) with ``model_b``; both are onnx.ModelProto."""
+    options = options or ValidateOptions()
+    outputs_a = [o.name for o in model_a.graph.output]
+    outputs_b = [o.name for o in model_b.graph.output]
+    if sorted(outputs_a) != sorted(outputs_b):
+        raise OutputMismatchError(
+            f"the models' outputs differ: only in {names[0]}: {sorted(set(outputs_a) - set(outputs_b)) or 'none'}; "
+            f"only in {names[1]}: {sorted(set(outputs_b) - set(outputs_a)) or 'none'}",
+            hint="outputs are paired by name; both models must have the same output names")
+    softmax_inputs = _softmax_inputs(model_a, outputs_a)
+    extra = _shared_tensors(model_a, model_b) if options.localize else []
+    extra += [name for name in softmax_inputs.values() if name in _tensor_names(model_b) and name not in extra]
+    extra = [name for name in extra if name not in outputs_a]
+    session_a = make_session(_with_outputs(model_a, extra).SerializeToString(), options.runtime, what=f"model {names[0]}")
+    session_b = make_session(_with_outputs(model_b, extra).SerializeToString(), options.runtime, what=f"model {names[1]}")
+    specs = session_inputs(session_a)
+    names_b = sorted(i.name for i in session_b.get_inputs())
+    if sorted(s.name for s in specs) != names_b:
+        raise OutputMismatchError(f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, "
+                                  f"{names[1]} has {names_b}", hint="inputs are fed by name")
+    unknown = sorted((set(options.input_shapes) | set(options.input_ranges)) - {s.name for s in specs})
+    if unknown:
+        raise UsageError(f"--input-shape/--input-range name inputs the model does not have: {', '.join(unknown)}")
+    fetch = outputs_a + extra
+    trials = []
+    if options.inputs_file:
+        trials.append(load_npz(options.inputs_file, specs))
+    else:
+        shapes = {s.name: concrete_shape(s, options.input_shapes, options.batch) for s in specs}
+        trials = [random_inputs(specs, shapes, options.seed + t, options.input_ranges) for t in range(options.trials)]
+    result = ValidationResult(names[0], names[1], options, list(session_a.get_providers()),
+                              {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs}, [], [])
+    worst: dict[str, TensorResult] = {}
+    for feed in trials:
+        values_a = dict(zip(fetch, session_a.run(fetch, feed)))
+        values_b = dict(zip(fetch, session_b.run(fetch, feed)))
+        result.input_values.append(feed)
+        result.output_values.append({**{f"a/{k}": v for k, v in values_a.items()},
+                                     **{f"b/{k}": v for k, v in values_b.items()}})
+        for name in fetch:
+            role = "output" if name in outputs_a else ("softmax input" if name in softmax_inputs.values() else "intermediate")
+            tensor = _compare_tensor(name, values_a[name], values_b[name], options.tolerances, role, names)
+            if tensor is not None and (name not in worst or _worse(tensor, worst[name])):
+                worst[name] = tensor
+        result.warnings += _saturation_warnings(softmax_inputs, values_a, result.warnings)
+    result.outputs = [worst[name] for name in outputs_a]
+    result.intermediates = [worst[name] for name in extra if name in worst]
+    diverging = [t.name for t in result.intermediates if not t.comparison.passed]
+    result.first_divergence = diverging[0] if diverging else None
+    return result
+
+
+def _worse(new: TensorResult, old: TensorResult) -> bool:
+    return (new.comparison.mismatches, new.comparison.absolute.max) > (old.comparison.mismatches, old.comparison.absolute.max)
+
+
+def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, role: str, names) -> TensorResult | None:
+    relation = _relation(a.shape, b.shape)
+    if relation is None:
+        if role != "output":
+            return None  # an intermediate whose layout the rewrite changed: not comparable by name
+        raise OutputMismatchError(
+            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}",
+            hint="only equal shapes, or (N, M) against (N, M, 1, 1) from an fcn rewrite, can be compared")
+    atol, rtol = tolerances.for_output(name, a.dtype)
+    return TensorResult(name, tuple(a.shape), tuple(b.shape), relation, str(a.dtype), compare(a, b, atol, rtol), role)
+
+
+def _relation(shape_a, shape_b) -> str | None:
+    if tuple(shape_a) == tuple(shape_b):
+        return SAME
+    longer, shorter = (shape_b, shape_a) if len(shape_b) > len(shape_a) else (shape_a, shape_b)
+    if tuple(longer[:len(shorter)]) == tuple(shorter) and all(d == 1 for d in longer[len(shorter):]):
+        return FCN
+    return None
+
+
+RESHAPING = frozenset(("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"))
+
+
+def _softmax_inputs(model, outputs: list[str]) -> dict[str, str]:
+    """Graph output -> the input of the Softmax that makes it (through reshaping nodes)."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    found = {}
+    for output in outputs:
+        node = producers.get(output)
+        while node is not None and node.op_type in RESHAPING:
+            node = producers.get(node.input[0])
+        if node is not None and node.op_type == "Softmax":
+            found[output] = node.input[0]
+    return found
+
+
+def _saturation_warnings(softmax_inputs: dict[str, str], values: dict[str, np.ndarray], already: list[str]) -> list[str]:
+    warnings = []
+    for output, logits in softmax_inputs.items():
+        probabilities = values[output]
+        top = probabilities.max(axis=1) if probabilities.ndim > 1 else probabilities
+        if np.mean(top > 1 - SATURATION) >= 0.5:
+            text = (f"output '{output}' is a saturated softmax (most rows put > {1 - SATURATION} on one class): equal "
+                    f"probabilities can hide different logits, so its input '{logits}' is compared too")
+            if text not in already and text not in warnings:
+                warnings.append(text)
+    return warnings
+
+
+def _tensor_names(model) -> set[str]:
+    return {name for node in model.graph.node for name in node.output}
+
+
+def _shared_tensors(model_a, model_b) -> list[str]:
+    """Intermediate tensors of A (in A's node order) that B also computes."""
+    in_b = _tensor_names(model_b)
+    order = []
+    for node in model_a.graph.node:
+        for name in node.output:
+            if name and name in in_b and name not in order:
+                order.append(name)
+    return order
+
+
+def _with_outputs(model, names: list[str]):
+    """A copy of ``model`` that also outputs the tensors ``names`` (types from shape inference)."""
+    if not names:
+        return model
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    inferred = onnx.shape_inference.infer_shapes(copy)
+    types = {info.name: info.type.tensor_type.elem_type for info in inferred.graph.value_info}
+    for name in names:
+        if name not in {o.name for o in copy.graph.output}:
+            copy.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None))
+    return copy

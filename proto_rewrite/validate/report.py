@@ -1,0 +1,93 @@
+"""The validation report: a text table, or the JSON of ``schemas/report.schema.json``."""
+
+from __future__ import annotations
+
+from proto_rewrite.validate.compare_models import FCN, TensorResult, ValidationResult
+
+REPORT_VERSION = 1
+
+
+def to_dict(result: ValidationResult) -> dict:
+    options = result.options
+    return {
+        "report_version": REPORT_VERSION,
+        "kind": "validate",
+        "passed": result.passed,
+        "model_a": result.model_a,
+        "model_b": result.model_b,
+        "runtime": {
+            "device": options.runtime.device,
+            "providers": result.providers,
+            "graph_optimizations": options.runtime.optimize,
+            "threads": options.runtime.threads,
+        },
+        "inputs": {name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype) in result.inputs.items()},
+        "seed": None if options.inputs_file else options.seed,
+        "trials": len(result.input_values),
+        "inputs_file": options.inputs_file,
+        "outputs": [_tensor(t) for t in result.outputs],
+        "intermediates": [_tensor(t) for t in result.intermediates],
+        "first_divergence": result.first_divergence,
+        "warnings": list(result.warnings),
+    }
+
+
+def _tensor(tensor: TensorResult) -> dict:
+    return {
+        "name": tensor.name,
+        "role": tensor.role,
+        "shape_a": list(tensor.shape_a),
+        "shape_b": list(tensor.shape_b),
+        "relation": tensor.relation,
+        "dtype": tensor.dtype,
+        **tensor.comparison.to_dict(),
+    }
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _row(tensor: TensorResult) -> tuple[str, ...]:
+    c = tensor.comparison
+    shapes = _dims(tensor.shape_a) if tensor.relation != FCN else f"{_dims(tensor.shape_a)} ~ {_dims(tensor.shape_b)}"
+    cosine = "-" if c.cosine_similarity is None else f"{c.cosine_similarity:.6f}"
+    return (tensor.name, shapes, f"{c.absolute.max:.3g}", f"{c.absolute.mean:.3g}", f"{c.absolute.p99:.3g}",
+            f"{c.relative.max:.3g}", cosine, f"{c.mismatches}/{c.elements}", f"{c.atol:g}/{c.rtol:g}",
+            f"{c.min_atol:.3g}/{c.min_rtol:.3g}", "ok" if c.passed else "FAIL")
+
+
+HEADER = ("tensor", "shape", "max abs", "mean abs", "p99 abs", "max rel", "cosine", "beyond tol", "atol/rtol",
+          "min atol/rtol", "result")
+
+
+def render_text(result: ValidationResult) -> str:
+    options = result.options
+    lines = [f"validate {result.model_a} (A, reference) against {result.model_b} (B)",
+             f"runtime: {options.runtime.device} ({', '.join(result.providers)}), graph optimisations "
+             f"{'on' if options.runtime.optimize else 'off'}; {len(result.input_values)} trial(s)"
+             + ("" if options.inputs_file else f", seed {options.seed}")]
+    for name, (shape, dtype) in result.inputs.items():
+        lines.append(f"input {name}: {_dims(shape)} {dtype}")
+    rows = [HEADER] + [_row(t) for t in result.outputs]
+    if result.intermediates:
+        rows += [("-- intermediate / softmax input --",) + ("",) * (len(HEADER) - 1)]
+        rows += [_row(t) for t in result.intermediates]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines.append("")
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    fcn = [t.name for t in result.outputs if t.relation == FCN]
+    if fcn:
+        lines.append(f"\n(N, M) vs (N, M, 1, 1) compared as the same values (fcn rewrite): {', '.join(fcn)}")
+    if result.first_divergence:
+        lines.append(f"first diverging intermediate tensor (in A's order): {result.first_divergence}")
+    for warning in result.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(result: ValidationResult) -> str:
+    failed = [t.name for t in result.outputs if not t.comparison.passed]
+    if not failed:
+        return f"PASSED: {len(result.outputs)} output(s) of {result.model_b} match {result.model_a}"
+    return f"FAILED: {', '.join(failed)} of {result.model_b} differ from {result.model_a} beyond tolerance"

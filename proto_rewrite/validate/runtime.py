@@ -1,0 +1,61 @@
+"""onnxruntime sessions with the same settings for both models of a comparison."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proto_rewrite.errors import UsageError
+
+CPU = "cpu"
+CUDA = "cuda"
+
+
+class DeviceError(UsageError):
+    """The requested device cannot be used (no onnxruntime-gpu, no GPU)."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: str = CPU
+    optimize: bool = False  # onnxruntime graph optimisations (off by default: compare the graphs as they are)
+    threads: int | None = None
+
+
+def providers_for(options: RuntimeOptions) -> list:
+    import onnxruntime as ort
+
+    if options.device == CPU:
+        return ["CPUExecutionProvider"]
+    if options.device != CUDA:
+        raise UsageError(f"unknown device {options.device!r}", hint="use --device cpu or --device cuda")
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise DeviceError(
+            f"this onnxruntime ({ort.__version__}) has no CUDA execution provider (it has: {', '.join(available)})",
+            hint="install the GPU build: pip install 'proto-rewrite[gpu]' (onnxruntime-gpu) in place of onnxruntime",
+        )
+    # TF32 off: a comparison at fp32 tolerances needs fp32 arithmetic.
+    return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+
+
+def make_session(model, options: RuntimeOptions, *, what: str = "model"):
+    """An InferenceSession for ``model`` (serialized bytes or a path)."""
+    import onnxruntime as ort
+
+    settings = ort.SessionOptions()
+    settings.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.optimize
+                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    settings.log_severity_level = 3
+    if options.threads:
+        settings.intra_op_num_threads = options.threads
+        settings.inter_op_num_threads = 1
+    providers = providers_for(options)
+    try:
+        session = ort.InferenceSession(model, sess_options=settings, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types for bad models
+        raise UsageError(f"onnxruntime cannot load the {what}: {str(err).strip().splitlines()[0]}",
+                         hint="check the model with: python -c \"import onnx; onnx.checker.check_model('MODEL')\"") from err
+    if options.device == CUDA and "CUDAExecutionProvider" not in session.get_providers():
+        raise DeviceError("onnxruntime could not start its CUDA execution provider (no usable GPU or CUDA libraries)",
+                          hint="check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs, or use --device cpu")
+    return session
