@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     caffe = parser.add_argument_group("Caffe models (exported to ONNX for onnxruntime)")
     caffe.add_argument("--weights-a", metavar="CAFFEMODEL", help="weights of A (default: <stem>.caffemodel beside it)")
     caffe.add_argument("--weights-b", metavar="CAFFEMODEL", help="weights of B (default: <stem>.caffemodel beside it)")
+    parser.add_argument("--dense", nargs=2, type=int, metavar=("H", "W"),
+                        help="dense check of an fcn conversion: B once on an H x W image against A on every crop "
+                             "its score map covers")
     add_validation_options(parser)
     add_runtime_options(parser)
     add_shape_options(parser)
@@ -39,6 +42,8 @@ def run(args, console) -> int:
     options = validate_options_from(args, parse_input_shapes(args.input_shape))
     model_a = load_for_validation(args.model_a, args.weights_a, console)
     model_b = load_for_validation(args.model_b, args.weights_b, console)
+    if args.dense:
+        return run_dense(args, console, model_a, model_b, options)
     result = validate_models(model_a, model_b, options, names=(args.model_a, args.model_b))
     save_arrays(args, result)
     if args.format == "json":
@@ -46,6 +51,18 @@ def run(args, console) -> int:
     else:
         console.out(render_text(result))
     console.error(summary_line(result))
+    return 0 if result.passed else EXIT_CHECK_FAILED
+
+
+def run_dense(args, console, model_a, model_b, options) -> int:
+    from proto_rewrite.validate.dense import dense_check
+
+    result = dense_check(model_a, model_b, tuple(args.dense), options, names=(args.model_a, args.model_b))
+    console.out(json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else result.render_text())
+    worst = max((o.comparison.absolute.max for o in result.outputs), default=0.0)
+    verdict = "PASSED" if result.passed else "FAILED"
+    console.error(f"{verdict}: dense check, {result.cells} cells, max abs error {worst:.3g}"
+                  + (" (padded net: reported, not judged)" if result.padded else ""))
     return 0 if result.passed else EXIT_CHECK_FAILED
 
 
