@@ -79,8 +79,8 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     extra = _shared_tensors(model_a, model_b) if options.localize else []
     extra += [name for name in softmax_inputs.values() if name in _tensor_names(model_b) and name not in extra]
     extra = [name for name in extra if name not in outputs_a]
-    session_a = make_session(_with_outputs(model_a, extra).SerializeToString(), options.runtime, what=f"model {names[0]}")
-    session_b = make_session(_with_outputs(model_b, extra).SerializeToString(), options.runtime, what=f"model {names[1]}")
+    session_a = make_session(_serialized_with_outputs(model_a, extra), options.runtime, what=f"model {names[0]}")
+    session_b = make_session(_serialized_with_outputs(model_b, extra), options.runtime, what=f"model {names[1]}")
     specs = session_inputs(session_a)
     names_b = sorted(i.name for i in session_b.get_inputs())
     if sorted(s.name for s in specs) != names_b:
@@ -187,17 +187,32 @@ def _shared_tensors(model_a, model_b) -> list[str]:
     return order
 
 
-def _with_outputs(model, names: list[str]):
-    """A copy of ``model`` that also outputs the tensors ``names`` (types from shape inference)."""
+def _serialized_with_outputs(model, names: list[str]) -> bytes:
+    """``model`` serialized with the tensors ``names`` as extra graph outputs. The extra outputs
+    are appended for the serialization and removed again, so the model is not copied."""
     if not names:
-        return model
-    import onnx
+        return model.SerializeToString()
+    from onnx import helper
 
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    inferred = onnx.shape_inference.infer_shapes(copy)
-    types = {info.name: info.type.tensor_type.elem_type for info in inferred.graph.value_info}
-    for name in names:
-        if name not in {o.name for o in copy.graph.output}:
-            copy.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None))
-    return copy
+    types = _tensor_types(model)
+    existing = len(model.graph.output)
+    model.graph.output.extend(helper.make_tensor_value_info(name, types.get(name, 1), None)
+                              for name in names if name not in {o.name for o in model.graph.output})
+    try:
+        return model.SerializeToString()
+    finally:
+        del model.graph.output[existing:]
+
+
+def _tensor_types(model) -> dict[str, int]:
+    """Element type of every tensor, by shape inference on the graph without its weight data."""
+    from onnx import helper, shape_inference
+
+    skeleton = helper.make_graph(
+        list(model.graph.node), "types",
+        list(model.graph.input) + [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                                   for t in model.graph.initializer],
+        list(model.graph.output))
+    light = helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    inferred = shape_inference.infer_shapes(light)
+    return {info.name: info.type.tensor_type.elem_type for info in inferred.graph.value_info}
