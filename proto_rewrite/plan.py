@@ -22,6 +22,10 @@ FCN = "fcn"  # the net accepts any input size; FC outputs become score maps
 EXACT = "exact"  # every net output keeps its original shape
 MODES = (FCN, EXACT)
 
+# --pool-scores: pool the fcn score map back to (N, K), before a final Softmax (avg, max) or
+# after it (probs-avg: the mean of the per-cell probabilities, as multi-crop testing averages).
+POOL_SCORES = ("avg", "max", "probs-avg")
+
 
 class Reason(str, Enum):
     """Why an FC layer is not rewritten."""
@@ -109,6 +113,7 @@ class GraphEdit:
     shape: tuple[int, ...] | None = None  # insert Reshape: its target; resize-input: the new shape
     layers: tuple[str, ...] = ()  # rename: the layers (nodes) whose references change
     serves: str | None = None  # the FC whose conversion needs this edit first; None: after all conversions
+    method: str | None = None  # insert pooling: "avg" or "max"
 
 
 @dataclass

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.shapes import infer_shapes
-from proto_rewrite.errors import NetStructureError, RewriteCheckError, RewriteRefused, WeightShapeError
+from proto_rewrite.errors import NetStructureError, RewriteCheckError, RewriteRefused, UsageError, WeightShapeError
 from proto_rewrite.fc_math import fc_weight_to_kernel
 from proto_rewrite.plan import (
     EXACT,
     FCN,
     MODES,
+    POOL_SCORES,
     REASON_TEXT,
     FcRewrite,
     GraphEdit,
@@ -47,6 +48,7 @@ class CaffeRewriteOptions:
     rename_suffix: str | None = None  # "-conv": fc6 -> fc6-conv (layer and top blob)
     input_size: tuple[int, int] | None = None  # new H, W of the deploy input
     input_shapes: dict[str, tuple[int, ...]] | None = None  # shape-inference overrides
+    pool_scores: str | None = None  # plan.POOL_SCORES: pool each score map back to (N, K)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +60,8 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
     options = options or CaffeRewriteOptions()
     if options.mode not in MODES:
         raise ValueError(f"unknown mode {options.mode!r}")
+    if options.pool_scores is not None and (options.mode != FCN or options.pool_scores not in POOL_SCORES):
+        raise UsageError(f"--pool-scores {options.pool_scores} needs --mode fcn and one of {', '.join(POOL_SCORES)}")
     work = _copy_net(model.net)
     where = {"path": model.prototxt_path, "lines": model.layer_lines}
     shapes = infer_shapes(work, options.input_shapes, **where)
@@ -89,6 +93,10 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
         for edit in _output_edits(work, rewrite, options, rewritten):
             _apply_edit(work, edit)
             plan.edits.append(edit)
+        if options.pool_scores and _is_chain_end(work, rewrite, rewritten):
+            for edit in _pool_edits(work, rewrite, options, model):
+                _apply_edit(work, edit)
+                plan.edits.append(edit)
     if options.input_size:
         for edit in _resize_edits(work, options.input_size):
             _apply_edit(work, edit)
@@ -214,6 +222,42 @@ def _output_edits(net, rewrite: FcRewrite, options, rewritten: set[str]) -> list
     return edits
 
 
+def _is_chain_end(net, rewrite: FcRewrite, rewritten: set[str]) -> bool:
+    """No rewritten FC reads this one's output: its score map is what the net gives out."""
+    index, layer = _find(net, rewrite.new_name)
+    top = layer.top[0]
+    return not any(top in later.bottom and later.name in rewritten for later in net.layer[index + 1:])
+
+
+def _pool_edits(net, rewrite: FcRewrite, options, model) -> list[GraphEdit]:
+    """--pool-scores: global pooling of the score map, then a Flatten back to the original
+    (N, K) blob, so every consumer and net output keeps its shape at any input size. avg / max:
+    pool the scores (before a final Softmax); probs-avg: pool the per-cell probabilities (after
+    the Softmax that follows the FC)."""
+    index, layer = _find(net, rewrite.new_name)
+    blob = layer.top[0]
+    if options.pool_scores == "probs-avg":
+        last = _last_in_place(net, index, blob)
+        softmax = [(i, later) for i, later in enumerate(net.layer) if i > last and blob in later.bottom]
+        if len(softmax) != 1 or softmax[0][1].type != "Softmax" or softmax[0][1].softmax_param.axis != 1:
+            raise UsageError(f"--pool-scores probs-avg needs a Softmax (axis 1) as the only reader of {rewrite.new_name}'s output",
+                             hint="use --pool-scores avg to pool the scores instead")
+        index, layer = softmax[0]
+        blob = layer.top[0]
+    last = _last_in_place(net, index, blob)
+    followers = tuple(net.layer[i].name for i in range(index + 1, last + 1) if _in_place_on(net.layer[i], blob))
+    method = "max" if options.pool_scores == "max" else "avg"
+    mapped, pooled = f"{blob}_map", f"{blob}_pooled"
+    return [
+        GraphEdit("rename", blob, "blob", "the score map before pooling", inputs=(blob,), outputs=(mapped,),
+                  layers=(layer.name, *followers)),
+        GraphEdit("insert", f"{blob}_pool", "Pooling", f"global {method} pooling of the score map (--pool-scores)",
+                  inputs=(mapped,), outputs=(pooled,), after=net.layer[last].name, method=method),
+        GraphEdit("insert", f"{blob}_pool_flatten", "Flatten", "gives the pooled scores their original (N, K) shape",
+                  inputs=(pooled,), outputs=(blob,), after=f"{blob}_pool"),
+    ]
+
+
 def _resize_edits(net, size) -> list[GraphEdit]:
     edits = []
     for layer in net.layer:
@@ -290,6 +334,9 @@ def _apply_edit(net, edit: GraphEdit) -> None:
         layer = schema.LayerParameter(name=edit.name, type=edit.op, bottom=list(edit.inputs), top=list(edit.outputs))
         if edit.op == "Reshape":
             layer.reshape_param.shape.dim.extend(edit.shape)
+        elif edit.op == "Pooling":
+            layer.pooling_param.pool = layer.pooling_param.MAX if edit.method == "max" else layer.pooling_param.AVE
+            layer.pooling_param.global_pooling = True
         _insert(net, 0 if edit.after is None else _find(net, edit.after)[0] + 1, layer)
     elif edit.action == "rename":
         old, new = edit.inputs[0], edit.outputs[0]

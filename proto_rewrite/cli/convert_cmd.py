@@ -32,6 +32,10 @@ def register(subparsers) -> None:
                                                          "one that cannot be rewritten is an error")
     rewrite.add_argument("--match", metavar="REGEX", help="rewrite only FC layers whose name matches")
     rewrite.add_argument("--exclude", metavar="NAMES", help="leave these FC layers as they are (comma-separated)")
+    rewrite.add_argument("--pool-scores", choices=("avg", "max", "probs-avg"),
+                         help="fcn mode: pool each score map back to (N, K) with a global pooling, so the output "
+                              "keeps its shape at any input size (avg/max of the scores before a final Softmax; "
+                              "probs-avg: mean of the per-cell probabilities)")
     rewrite.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     rewrite.add_argument("--save-plan", metavar="FILE.json", help="also write the plan as JSON")
     caffe = parser.add_argument_group("Caffe output")
@@ -98,7 +102,7 @@ def _convert_caffe(args, selection, input_shapes, console):
         console.info(f"upgraded {args.model}: {'; '.join(model.upgrades)}")
     options = CaffeRewriteOptions(mode=args.mode, selection=selection, rename_suffix=args.rename,
                                   input_size=tuple(args.input_size) if args.input_size else None,
-                                  input_shapes=input_shapes)
+                                  input_shapes=input_shapes, pool_scores=args.pool_scores)
     plan = plan_caffe_rewrite(model, options)
     weights_out = None
     if model.weights_path:
