@@ -44,6 +44,7 @@ class Reason(str, Enum):
     QUANTIZED = "quantized"
     UNSUPPORTED_FLATTEN = "unsupported-flatten"
     UNSUPPORTED_LAYOUT = "unsupported-layout"
+    UNSUPPORTED_DTYPE = "unsupported-dtype"
 
 
 REASON_TEXT = {
@@ -61,6 +62,7 @@ REASON_TEXT = {
     Reason.QUANTIZED: "it is quantized",
     Reason.UNSUPPORTED_FLATTEN: "the reshape feeding it does not flatten (N, C, H, W) to (N, C*H*W)",
     Reason.UNSUPPORTED_LAYOUT: "its input layout cannot be matched by permuting the weights",
+    Reason.UNSUPPORTED_DTYPE: "its weights are not floating point (or weight and bias types differ)",
 }
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from proto_rewrite.caffe import schema
-from proto_rewrite.caffe.wire import I32, I64, LEN, WireFormatError, iter_fields, len_header
+from proto_rewrite.wire import I32, I64, LEN, WireFormatError, iter_fields, len_header
 from proto_rewrite.errors import CaffemodelError, InputFileError
 from proto_rewrite.fileio import OutputFiles, atomic_output
 

@@ -1,4 +1,4 @@
-"""Just enough of the protobuf wire format to walk a message without parsing it.
+"""Just enough of the protobuf wire format to walk a message without parsing it (both formats use it).
 
 The caffemodel reader uses this to find the weight payloads (packed floats, by far the largest
 part of a file) and hand them to numpy as views, while the small remainder of each message is

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proto_rewrite.caffe.wire import LEN, VARINT, WireFormatError, encode_varint, iter_fields, len_header, read_varint
+from proto_rewrite.wire import LEN, VARINT, WireFormatError, encode_varint, iter_fields, len_header, read_varint
 
 
 @given(st.integers(min_value=0, max_value=2**64 - 1))

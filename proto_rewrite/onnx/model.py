@@ -1,0 +1,175 @@
+"""An ONNX model in memory, and the one way in (``load_onnx``) and out (``save_onnx``).
+
+The model file is memory-mapped; its skeleton (everything but the graph's initializers) is
+parsed, the initializers are :class:`~proto_rewrite.onnx.tensors.StoredTensor` objects whose data
+stays in the file (or in the external data files beside it) until read. Saving copies each
+untouched initializer as the bytes it was read from, so a model loaded and saved unchanged is
+byte-identical to what ``onnx.save`` writes for it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from proto_rewrite.diagnostics import Diagnostic
+from proto_rewrite.errors import InputFileError, Location, OutputError
+from proto_rewrite.fileio import OutputFiles
+from proto_rewrite.onnx.reader import split_model
+from proto_rewrite.onnx.tensors import StoredTensor, check_tensor, map_external, map_file
+from proto_rewrite.onnx.writer import plan_external, write_model
+
+
+@dataclass
+class OnnxModel:
+    proto: onnx.ModelProto  # the model without its graph's initializers: they are in ``initializers``
+    initializers: dict  # name -> StoredTensor | DerivedTensor, in file order
+    path: str | None = None
+    base_dir: str | None = None  # where external data files are looked for
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def graph(self) -> onnx.GraphProto:
+        return self.proto.graph
+
+    @property
+    def opset(self) -> int | None:
+        """The version of the default ("ai.onnx") operator set, None when not imported."""
+        for entry in self.proto.opset_import:
+            if entry.domain in ("", "ai.onnx"):
+                return entry.version
+        return None
+
+    @property
+    def has_external_data(self) -> bool:
+        return any(t.is_external for t in self.initializers.values())
+
+    def external_data_files(self) -> list[str]:
+        files = []
+        for tensor in self.initializers.values():
+            if tensor.is_external and isinstance(tensor, StoredTensor):
+                location = str(tensor.external_info()[0])
+                if location not in files:
+                    files.append(location)
+        return files
+
+    def to_bytes(self) -> bytes:
+        """The whole model serialized, every initializer inline (external data read in)."""
+        buffer = io.BytesIO()
+        write_model(self.proto, list(self.initializers.values()), buffer)
+        return buffer.getvalue()
+
+    def to_proto(self) -> onnx.ModelProto:
+        """The whole model as one ModelProto, every initializer inline (a copy of everything)."""
+        return onnx.ModelProto.FromString(self.to_bytes())
+
+    @classmethod
+    def from_proto(cls, proto: onnx.ModelProto, *, path: str | None = None,
+                   base_dir: str | None = None) -> OnnxModel:
+        """A model built in memory (external data, if any, is looked for in ``base_dir``)."""
+        data = proto.SerializeToString()
+        skeleton, tensors = split_model(memoryview(data), path=path, base_dir=base_dir)
+        model = cls(skeleton, {t.name: t for t in tensors}, path, base_dir)
+        check_structure(model, tensors)
+        return model
+
+
+def load_onnx(path: str | os.PathLike) -> OnnxModel:
+    """Load an ONNX model (and find its external data beside it); typed errors for bad input."""
+    path = os.fspath(path)
+    if path.endswith((".prototxt", ".caffemodel")):
+        raise InputFileError("a Caffe file was given where an ONNX model is expected", path=path,
+                             hint="ONNX models are .onnx files; Caffe models are read from their .prototxt")
+    buffer = map_file(path, "ONNX model")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    skeleton, tensors = split_model(buffer, path=path, base_dir=base_dir)
+    model = OnnxModel(skeleton, {t.name: t for t in tensors}, path, base_dir)
+    check_structure(model, tensors)
+    return model
+
+
+def save_onnx(model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None) -> None:
+    """Write the model atomically; external data goes to ``<name>.data`` beside it when the model
+    came with external data or would not fit in one protobuf (2 GB). Byte-deterministic.
+
+    With ``outputs``, the files join that all-or-nothing group (the caller commits).
+    """
+    target = Path(out_path)
+    tensors = list(model.initializers.values())
+    external = plan_external(tensors, model.proto.ByteSize(), model.has_external_data)
+    data_name = f"{target.name}.data"
+    if outputs is None:
+        with OutputFiles() as files:
+            _write(model, tensors, target, files, external, data_name)
+    else:
+        _write(model, tensors, target, outputs, external, data_name)
+
+
+def _write(model, tensors, target: Path, files: OutputFiles, external: set[str], data_name: str) -> None:
+    try:
+        data_handle = files.open(target.parent / data_name) if external else None
+        try:
+            with files.open(target) as handle:
+                write_model(model.proto, tensors, handle, external=external, data_handle=data_handle,
+                            data_location=data_name)
+        finally:
+            if data_handle is not None:
+                data_handle.close()
+    except OSError as err:
+        raise OutputError(f"cannot write '{target}': {err.strerror or err}", path=target,
+                          hint="check the folder's permissions and free space") from err
+
+
+def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
+    """Errors a model cannot be worked on with, each naming the node or initializer."""
+    path = model.path
+    seen = set()
+    for tensor in tensors:
+        if tensor.name in seen:
+            raise InputFileError(f"two initializers are named '{tensor.name}'", path=path, layer=tensor.name,
+                                 hint="the model is corrupt; export it again")
+        seen.add(tensor.name)
+        check_tensor(tensor, path)
+    map_external(tensors)
+    graph = model.graph
+    defined = set(seen) | {vi.name for vi in graph.input} | {""}
+    for node in graph.node:
+        label = node.name or (node.output[0] if node.output else node.op_type)
+        for name in node.input:
+            if name not in defined:
+                raise InputFileError(
+                    f"node '{label}' ({node.op_type}) reads '{name}', which no input, initializer or earlier "
+                    "node defines", path=path, layer=label,
+                    hint="the model is incomplete, or its nodes are not in topological order (onnx.checker "
+                         "says the same); export it again")
+        for name in node.output:
+            if name and name in defined:
+                raise InputFileError(f"node '{label}' ({node.op_type}) writes '{name}', which is already defined",
+                                     path=path, layer=label,
+                                     hint="every tensor has one producer in ONNX; the model is corrupt")
+            defined.add(name)
+    for output in graph.output:
+        if output.name not in defined:
+            raise InputFileError(f"graph output '{output.name}' is not produced by any node", path=path,
+                                 layer=output.name, hint="the model is incomplete; export it again")
+    if model.opset is None and any(node.domain in ("", "ai.onnx") for node in graph.node):
+        raise InputFileError("the model does not import the default ONNX operator set", path=path,
+                             hint="the model is corrupt; export it again")
+    _checker_notes(model)
+
+
+def _checker_notes(model: OnnxModel) -> None:
+    """onnx.checker's opinion, as a warning: the tool can still work on a model it dislikes."""
+    from proto_rewrite.onnx.shapes import checkable_model
+
+    try:
+        onnx.checker.check_model(checkable_model(model))
+    except Exception as err:  # noqa: BLE001 - onnx raises several types; any of them is a note
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        model.diagnostics.append(Diagnostic("warning", f"onnx.checker: {first}", Location(path=model.path),
+                                            "the rewrite still runs; the output keeps whatever the checker "
+                                            "dislikes in the input"))

@@ -1,0 +1,493 @@
+"""The FC patterns of ONNX graphs, and why a node does not match one.
+
+An FC is a Gemm, or a MatMul with a constant 2-D weight (optionally followed by an Add of a
+constant bias). Its input is one of:
+
+* ``map``: a 4-D map (N, C, H, W) flattened by Flatten(axis 1), by a Reshape to (N, C*H*W) with a
+  constant target or the exporters' Shape/Gather/Unsqueeze/Concat chain, optionally after a
+  Transpose to NHWC (the kernel is then permuted);
+* ``pooled``: as ``map`` after a GlobalAveragePool, with the classifier moved before the pool;
+* ``chain``: the output of an FC already rewritten (now (N, K, 1, 1)), possibly through
+  element-wise nodes;
+* ``vector``: any other 2-D tensor (an MLP): unsqueezed to (N, K, 1, 1).
+
+Like onnxscript's rewrite rules, each check returns a :class:`Failure` carrying the reason code
+when it does not hold, so every FC that is not rewritten is reported with why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from onnx import TensorProto
+
+from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
+from proto_rewrite.onnx.shape_expr import Dim, evaluate, known
+from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
+from proto_rewrite.plan import Reason
+
+MAP, POOLED, CHAIN, VECTOR = "map", "pooled", "chain", "vector"
+
+QUANTIZED_FC_OPS = {
+    ("", "MatMulInteger"), ("", "QLinearMatMul"), ("com.microsoft", "QGemm"), ("com.microsoft", "MatMulNBits"),
+    ("com.microsoft", "DynamicQuantizeMatMul"), ("com.microsoft", "MatMulIntegerToFloat"),
+    ("com.microsoft", "QLinearMatMul"),
+}
+QUANTIZED_DTYPES = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16}
+for _name in ("INT4", "UINT4", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ"):
+    if hasattr(TensorProto, _name):
+        QUANTIZED_DTYPES.add(getattr(TensorProto, _name))
+UNSUPPORTED_DTYPE = getattr(Reason, "UNSUPPORTED_DTYPE", Reason.QUANTIZED)
+
+# Nodes that compute the same thing, position by position, on (N, M, h, w) as on (N, M).
+UNARY_ELEMENTWISE = {
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity", "Elu", "Selu", "Celu",
+    "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Gelu", "Mish", "Abs", "Neg", "Exp", "Log",
+    "Sqrt", "Reciprocal", "Erf", "Cast", "Floor", "Ceil", "Round", "Sign", "ThresholdedRelu", "Shrink",
+    "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN",
+    "IsInf", "Not",
+}
+BINARY_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "PRelu", "Mod",
+                      "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Where"}
+CHANNEL_SOFTMAX = {"Softmax", "LogSoftmax", "Hardmax"}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A check that did not hold (falsy), with the plan's reason code."""
+
+    reason: Reason
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def fail(reason: Reason, detail: str = "") -> Failure:
+    return Failure(reason, detail)
+
+
+@dataclass
+class Operand:
+    """A constant operand of an FC (weight or bias)."""
+
+    name: str
+    tensor: object  # StoredTensor / DerivedTensor
+    constant_node: int | None = None  # index of the Constant node that makes it
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(self.tensor.dims)
+
+
+@dataclass
+class FcMatch:
+    """An FC that can become a Conv, with everything the rewrite needs."""
+
+    index: int
+    key: str
+    op: str  # "Gemm", "MatMul" or "MatMul+Add"
+    output: str  # the tensor the FC (or its Add) writes: the Conv writes it
+    weight: Operand
+    transposed: bool  # weight stored (K, M)
+    alpha: float
+    bias: Operand | None
+    beta: float
+    kind: str  # MAP, POOLED, CHAIN or VECTOR
+    source: str  # the tensor the Conv reads (VECTOR: the 2-D tensor to unsqueeze)
+    batch: object  # N: int, str (symbolic) or None
+    channels: int
+    height: int
+    width: int
+    outputs: int
+    channels_last: bool = False
+    add: int | None = None  # the Add node folded in (MatMul+Add)
+    flatten: int | None = None  # the Flatten / Reshape node
+    shape_nodes: set[int] = field(default_factory=set)  # the Reshape target's shape chain
+    transpose: int | None = None
+    pool: int | None = None  # POOLED: the GlobalAveragePool node
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return (1, 1) if self.kind == POOLED else (self.height, self.width)
+
+    @property
+    def replaced(self) -> set[int]:
+        """Nodes this match replaces with the Conv."""
+        return {self.index} | ({self.add} if self.add is not None else set())
+
+
+def fc_kind(view: GraphView, node) -> str | None:
+    """"Gemm", "MatMul", "quantized" for the nodes that are FC layers; None for the others."""
+    if (node.domain if node.domain != "ai.onnx" else "", node.op_type) in QUANTIZED_FC_OPS:
+        return "quantized"
+    if node.domain not in DEFAULT_DOMAINS:
+        return None
+    if node.op_type == "Gemm" and len(node.input) >= 2 and node.output:
+        return "Gemm"
+    if node.op_type == "MatMul" and len(node.input) == 2 and node.output:
+        weight = node.input[1]
+        if view.constant_tensor(weight) is not None or view.producer_op(weight) == "DequantizeLinear":
+            return "MatMul"
+        if view.rank(node.input[0]) == 2 and view.rank(weight) == 2:
+            return "MatMul"  # an FC whose weight is computed: reported, not rewritten
+    return None
+
+
+def op_label(view: GraphView, index: int) -> str:
+    node = view.nodes[index]
+    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+
+
+def match_fc(view: GraphView, index: int, mapped: dict[str, str], *, classifier_before_pool: bool = False,
+             taken: set[int] = frozenset()) -> FcMatch | Failure:
+    """Match the FC at ``index``. ``mapped``: tensors already 4-D after the rewrite so far."""
+    node = view.nodes[index]
+    is_gemm = node.op_type == "Gemm"
+    quantized = _quantized(view, index)
+    if quantized is not None:
+        return quantized
+    if is_gemm:
+        if attribute(node, "transA", 0):
+            return fail(Reason.TRANS_A)
+        transposed = not attribute(node, "transB", 0)
+        alpha, beta = float(attribute(node, "alpha", 1.0)), float(attribute(node, "beta", 1.0))
+    else:
+        transposed, alpha, beta = True, 1.0, 1.0
+
+    weight = _operand(view, node.input[1], index, "weight")
+    if not weight:
+        return weight
+    if len(weight.dims) != 2:
+        return fail(Reason.MATMUL_ND if not is_gemm else Reason.UNSUPPORTED_INPUT_RANK,
+                    f"weight '{weight.name}' has shape {list(weight.dims)}")
+    dtype = weight.tensor.data_type
+    if dtype not in FLOAT_TYPES:
+        reason = Reason.QUANTIZED if dtype in QUANTIZED_DTYPES else UNSUPPORTED_DTYPE
+        return fail(reason, f"weight '{weight.name}' is {dtype_name(dtype)}; Conv takes float16, float32, float64")
+    inputs, outputs = weight.dims if transposed else weight.dims[::-1]
+
+    if not is_gemm and view.rank(node.input[0]) is not None and view.rank(node.input[0]) > 2 \
+            and node.input[0] not in mapped:
+        return fail(Reason.MATMUL_ND, f"its input '{node.input[0]}' has shape {_text(view.shape(node.input[0]))}")
+
+    op, output, add = node.op_type, node.output[0], None
+    bias = None
+    if is_gemm and len(node.input) > 2 and node.input[2]:
+        bias = _bias(view, node.input[2], index, outputs, dtype, beta)
+        if not bias:
+            return bias
+    elif not is_gemm:
+        found = _bias_add(view, index, taken)
+        if found is not None:
+            add, bias_name = found
+            bias = _bias(view, bias_name, add, outputs, dtype, 1.0)
+            if not bias:
+                return bias
+            op, output = "MatMul+Add", view.nodes[add].output[0]
+
+    source = _match_input(view, index, node.input[0], mapped, inputs, classifier_before_pool)
+    if not source:
+        return source
+    return FcMatch(index=index, key=view.key(index), op=op, output=output, weight=weight, transposed=transposed,
+                   alpha=alpha, bias=bias, beta=beta, outputs=outputs, add=add, **source)
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+def _quantized(view: GraphView, index: int) -> Failure | None:
+    node = view.nodes[index]
+    for name in node.input[:2]:
+        if view.producer_op(name) in ("DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear"):
+            return fail(Reason.QUANTIZED, f"'{name}' comes from {view.producer_op(name)} (QDQ)")
+    for reader, _ in view.uses(node.output[0]):
+        if view.nodes[reader].op_type == "QuantizeLinear":
+            return fail(Reason.QUANTIZED, f"its output goes to QuantizeLinear {view.key(reader)!r} (QDQ)")
+    return None
+
+
+def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Failure:
+    tensor = view.constant_tensor(name)
+    if tensor is None:
+        if name in view.graph_inputs or view.is_overridable(name):
+            return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is a graph input")
+        found = view.producer_of(name)
+        what = view.label(found[0]) if found else "nothing"
+        return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is computed by {what}")
+    others = _other_readers(view, name, index)
+    if others:
+        return fail(Reason.SHARED_WEIGHTS, f"{role} '{name}' is also read by {others}")
+    constant_node = view.producer.get(name) if name not in view.initializers else None
+    return Operand(name, tensor, constant_node)
+
+
+def _other_readers(view: GraphView, name: str, index: int) -> str:
+    readers = sorted({view.label(i) for i, _ in view.uses(name) if i != index})
+    if view.is_graph_output(name):
+        readers.append("a graph output")
+    return ", ".join(readers)
+
+
+def _bias(view: GraphView, name: str, index: int, outputs: int, dtype: int, beta: float) -> Operand | Failure:
+    tensor = view.constant_tensor(name)
+    if tensor is None:
+        return fail(Reason.WEIGHT_NOT_CONSTANT, f"bias '{name}' is not a constant")
+    dims = tuple(tensor.dims)
+    if tensor.data_type != dtype:
+        return fail(UNSUPPORTED_DTYPE, f"bias '{name}' is {dtype_name(tensor.data_type)}, the weight "
+                                       f"{dtype_name(dtype)}")
+    numel = math.prod(dims)
+    if numel != 1 and dims not in ((outputs,), (1, outputs)):
+        if len(dims) == 2 and dims[0] > 1:
+            return fail(Reason.BATCHED_BIAS, f"bias '{name}' has shape {list(dims)}")
+        return fail(Reason.ELEMENT_COUNT_MISMATCH, f"bias '{name}' has shape {list(dims)}, the FC {outputs} outputs")
+    unchanged = dims == (outputs,) and beta == 1.0
+    others = _other_readers(view, name, index)
+    if others and not unchanged:
+        return fail(Reason.SHARED_WEIGHTS, f"bias '{name}' is also read by {others}")
+    constant_node = view.producer.get(name) if name not in view.initializers else None
+    if constant_node is not None and others:
+        return fail(Reason.SHARED_WEIGHTS, f"bias '{name}' is also read by {others}")
+    return Operand(name, tensor, constant_node)
+
+
+def _bias_add(view: GraphView, index: int, taken: set[int]) -> tuple[int, str] | None:
+    """The Add that adds a constant to a MatMul's output, alone, and the bias tensor's name."""
+    output = view.nodes[index].output[0]
+    readers = view.uses(output)
+    if len(readers) != 1 or view.is_graph_output(output):
+        return None
+    add, _ = readers[0]
+    node = view.nodes[add]
+    if node.op_type != "Add" or node.domain not in DEFAULT_DOMAINS or add in taken or len(node.input) != 2:
+        return None
+    other = node.input[1] if node.input[0] == output else node.input[0]
+    if other == output or view.constant_tensor(other) is None:
+        return None
+    shape = tuple(view.constant_tensor(other).dims)
+    if len(shape) > 2:
+        return None
+    return add, other
+
+
+def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: int,
+                 classifier_before_pool: bool) -> dict | Failure:
+    node = view.nodes[index]
+    if name in mapped:
+        return _chain(view, name, inputs)
+    producer = view.producer_of(name)
+    if producer is not None and producer[1].domain in DEFAULT_DOMAINS \
+            and producer[1].op_type in ("Flatten", "Reshape"):
+        flat_index, flat = producer
+        x = flat.input[0]
+        if x in mapped:
+            found = _check_flatten(view, flat_index, x, (_batch(view, x), _width(view, x), 1, 1))
+            if isinstance(found, Failure):
+                return found
+            chain = _chain(view, x, inputs)
+            return chain if isinstance(chain, Failure) else {**chain, "flatten": flat_index, "shape_nodes": found}
+        shape = view.shape(x)
+        if shape is None:
+            return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{x}', which {flat.op_type} "
+                                                    f"'{view.key(flat_index)}' flattens, is unknown")
+        if len(shape) == 2:
+            return _vector(view, name, inputs, node.op_type)
+        if len(shape) != 4:
+            return fail(Reason.UNSUPPORTED_INPUT_RANK, f"'{x}' has shape {_text(shape)}")
+        shape_nodes = _check_flatten(view, flat_index, x, shape)
+        if isinstance(shape_nodes, Failure):
+            return shape_nodes
+        return _map(view, x, shape, inputs, flat_index, shape_nodes, classifier_before_pool, name)
+    rank = view.rank(name)
+    if rank == 2 or (rank is None and node.op_type == "Gemm"):
+        return _vector(view, name, inputs, node.op_type)
+    if rank is None:
+        return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of its input '{name}' is unknown")
+    if node.op_type == "MatMul" and rank > 2:
+        return fail(Reason.MATMUL_ND, f"its input '{name}' has shape {_text(view.shape(name))}")
+    return fail(Reason.UNSUPPORTED_INPUT_RANK, f"its input '{name}' has shape {_text(view.shape(name))}")
+
+
+def _check_flatten(view: GraphView, flat_index: int, x: str, shape: tuple) -> set[int] | Failure:
+    """The Flatten / Reshape turns (N, C, H, W) into (N, C*H*W): the shape-chain nodes, or why not."""
+    flat = view.nodes[flat_index]
+    key = view.key(flat_index)
+    if flat.op_type == "Flatten":
+        axis = int(attribute(flat, "axis", 1))
+        if axis < 0:
+            axis += len(shape)
+        if axis != 1:
+            return fail(Reason.UNSUPPORTED_AXIS, f"Flatten '{key}' has axis {axis}")
+        return set()
+    nodes: set[int] = set()
+    target = evaluate(view, flat.input[1], nodes) if len(flat.input) > 1 else None
+    if target is None or target.rank != 1:
+        return fail(Reason.UNSUPPORTED_FLATTEN, f"the target shape of Reshape '{key}' is computed in a way "
+                                                "proto-rewrite does not follow")
+    allowzero = bool(attribute(flat, "allowzero", 0))
+    if not _is_flatten_target(view, target.items, x, shape, allowzero):
+        return fail(Reason.UNSUPPORTED_FLATTEN, f"Reshape '{key}' turns {_text(shape)} into "
+                                                f"{_text([_item_text(i) for i in target.items])}")
+    return nodes
+
+
+def _is_flatten_target(view: GraphView, items: list, x: str, shape: tuple, allowzero: bool) -> bool:
+    if len(items) != 2:
+        return False
+    batch = shape[0]
+    rest = math.prod(shape[1:]) if all(isinstance(d, int) for d in shape[1:]) else None
+    same_batch = {x}
+    found = view.producer_of(x)
+    if found is not None and found[1].op_type == "Transpose":
+        same_batch.add(found[1].input[0])
+
+    def is_batch(item) -> bool:
+        if isinstance(item, Dim):
+            return item.index == 0 and item.tensor in same_batch
+        if item == 0:
+            return not allowzero
+        if isinstance(batch, int):
+            return item == batch
+        return item == 1  # a hard-coded batch of 1 on a symbolic batch
+
+    def is_rest(item) -> bool:
+        value = known(item)
+        return value == -1 or (rest is not None and value == rest)
+
+    first, second = items
+    if is_batch(first) and is_rest(second):
+        return True
+    return known(first) == -1 and rest is not None and known(second) == rest
+
+
+def _map(view: GraphView, x: str, shape: tuple, inputs: int, flat_index: int, shape_nodes: set[int],
+         classifier_before_pool: bool, flat_output: str) -> dict | Failure:
+    source, channels_last, transpose = x, False, None
+    found = view.producer_of(x)
+    if found is not None and found[1].op_type == "Transpose" and found[1].domain in DEFAULT_DOMAINS:
+        perm = list(attribute(found[1], "perm", []) or [])
+        if perm == [0, 2, 3, 1]:
+            source, channels_last, transpose = found[1].input[0], True, found[0]
+            shape = view.shape(source)
+            if shape is None or len(shape) != 4:
+                return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{source}' (before the NHWC Transpose) "
+                                                        "is unknown")
+        elif perm != [0, 1, 2, 3]:
+            return fail(Reason.UNSUPPORTED_LAYOUT, f"Transpose '{view.key(found[0])}' with perm {perm} comes "
+                                                   "before the flatten")
+    batch, channels, height, width = shape
+    if not all(isinstance(d, int) for d in (channels, height, width)):
+        return fail(Reason.INPUT_SHAPE_UNKNOWN, f"'{source}' has shape {_text(shape)}; give input_shapes "
+                                                "to fix the symbolic dimensions")
+    if channels * height * width != inputs:
+        return fail(Reason.ELEMENT_COUNT_MISMATCH,
+                    f"the weight has {inputs} inputs, '{source}' is {channels} x {height} x {width} = "
+                    f"{channels * height * width}")
+    match = {"kind": MAP, "source": source, "batch": batch, "channels": channels, "height": height,
+             "width": width, "channels_last": channels_last, "flatten": flat_index,
+             "shape_nodes": set(shape_nodes), "transpose": transpose}
+    if classifier_before_pool and not channels_last:
+        pool = _movable_pool(view, x, flat_index, flat_output)
+        if pool is not None:
+            match.update(kind=POOLED, source=view.nodes[pool].input[0], pool=pool,
+                         height=1, width=1)
+    return match
+
+
+def _movable_pool(view: GraphView, x: str, flat_index: int, flat_output: str) -> int | None:
+    found = view.producer_of(x)
+    if found is None or found[1].op_type != "GlobalAveragePool" or found[1].domain not in DEFAULT_DOMAINS:
+        return None
+    pooled = view.shape(found[1].input[0])
+    if pooled is None or len(pooled) != 4:
+        return None
+    if view.uses(x) != [(flat_index, 0)] or view.is_graph_output(x):
+        return None
+    if len(view.uses(flat_output)) != 1 or view.is_graph_output(flat_output):
+        return None
+    return found[0]
+
+
+def _chain(view: GraphView, name: str, inputs: int) -> dict | Failure:
+    width = _width(view, name)
+    if width is not None and width != inputs:
+        return fail(Reason.ELEMENT_COUNT_MISMATCH, f"the weight has {inputs} inputs, '{name}' has {width}")
+    return {"kind": CHAIN, "source": name, "batch": _batch(view, name), "channels": inputs, "height": 1,
+            "width": 1}
+
+
+def _vector(view: GraphView, name: str, inputs: int, op: str) -> dict | Failure:
+    width = _width(view, name)
+    if width is not None and width != inputs:
+        return fail(Reason.ELEMENT_COUNT_MISMATCH, f"the weight has {inputs} inputs, '{name}' has {width}")
+    return {"kind": VECTOR, "source": name, "batch": _batch(view, name), "channels": inputs, "height": 1,
+            "width": 1}
+
+
+def _batch(view: GraphView, name: str):
+    shape = view.shape(name)
+    return shape[0] if shape else None
+
+
+def _width(view: GraphView, name: str) -> int | None:
+    shape = view.shape(name)
+    if shape is None or len(shape) != 2 or not isinstance(shape[1], int):
+        return None
+    return shape[1]
+
+
+def _item_text(item) -> object:
+    if isinstance(item, Dim):
+        return f"dim {item.index} of {item.tensor}"
+    return item
+
+
+def _text(shape) -> str:
+    if shape is None:
+        return "(unknown)"
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+# -- what happens downstream of a rewritten FC ----------------------------------------------------
+
+def works_on_maps(view: GraphView, index: int, mapped: dict[str, str]) -> bool:
+    """The node computes, position by position, on 4-D maps what it computed on (N, M)."""
+    node = view.nodes[index]
+    if node.domain not in DEFAULT_DOMAINS:
+        return False
+    op = node.op_type
+    first = node.input[0] if node.input else ""
+    if op in UNARY_ELEMENTWISE:
+        mask_used = op == "Dropout" and len(node.output) > 1 and bool(node.output[1])
+        return first in mapped and not any(name in mapped for name in node.input[1:]) and not mask_used
+    if op == "BatchNormalization":
+        return first in mapped and not any(n in mapped for n in node.input[1:]) \
+            and not any(node.output[1:]) and not attribute(node, "training_mode", 0)
+    if op in CHANNEL_SOFTMAX:
+        return first in mapped and view.opset >= 13 and attribute(node, "axis", -1) == 1
+    if op in BINARY_ELEMENTWISE:
+        for name in node.input:
+            if name in mapped or not name:
+                continue
+            value = view.constant_tensor(name)
+            if value is None or value.numel != 1:
+                return False
+        return True
+    return False
+
+
+def flattens_itself(view: GraphView, index: int, name: str) -> bool:
+    """The node reads a (N, M) tensor in a way that gives the same result on (N, M, 1, 1)."""
+    node = view.nodes[index]
+    if node.domain not in DEFAULT_DOMAINS or not node.input or node.input[0] != name:
+        return False
+    if node.op_type == "Flatten":
+        return int(attribute(node, "axis", 1)) == 1
+    if node.op_type == "Reshape":
+        shape = view.shape(name)
+        if shape is None or len(shape) != 2:
+            return False
+        found = _check_flatten(view, index, name, (shape[0], shape[1], 1, 1))
+        return not isinstance(found, Failure)
+    return False

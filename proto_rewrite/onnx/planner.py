@@ -1,0 +1,437 @@
+"""Decide the whole ONNX rewrite: which FCs become Convs, what is removed, inserted and renamed.
+
+One forward pass over the nodes, in graph order: each FC is matched (``patterns``) or skipped
+with a reason; the tensors an accepted FC writes become 4-D maps, and so do the outputs of the
+element-wise nodes that read them. A node that needs the old 2-D tensor (or a graph output in
+exact mode) gets a Flatten in front of it. Nodes left with no reader (the Flatten, the Reshape
+and its shape chain, an NHWC Transpose) are removed.
+
+The result is a :class:`Program`: the format-neutral :class:`~proto_rewrite.plan.RewritePlan`
+plus the node-level details ``build`` needs to execute it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from onnx import helper
+
+from proto_rewrite.errors import RewriteRefused, UsageError
+from proto_rewrite.onnx.graph import GraphView
+from proto_rewrite.onnx.patterns import (
+    CHAIN,
+    MAP,
+    POOLED,
+    VECTOR,
+    Failure,
+    FcMatch,
+    fail,
+    fc_kind,
+    flattens_itself,
+    match_fc,
+    op_label,
+    works_on_maps,
+)
+from proto_rewrite.onnx.weights import (
+    bias_tensor,
+    bias_transform,
+    copy_tensor,
+    int64_tensor,
+    kernel_tensor,
+    kernel_transform,
+)
+from proto_rewrite.plan import (
+    EXACT,
+    FCN,
+    MODES,
+    FcRewrite,
+    GraphEdit,
+    Reason,
+    RewritePlan,
+    Selection,
+    Skip,
+    WeightChange,
+)
+
+HINTS = {
+    Reason.NOT_SELECTED: "it is excluded by the selection; name it in --only and not in --exclude",
+    Reason.INPUT_SHAPE_UNKNOWN: "give the input's size (input_shapes / --input-shape NAME:N,C,H,W)",
+    Reason.UNSUPPORTED_AXIS: "only a flatten from axis 1 of an (N, C, H, W) map has an equivalent Conv",
+    Reason.UNSUPPORTED_INPUT_RANK: "only (N, C, H, W) maps and (N, K) vectors are rewritten",
+    Reason.NO_WEIGHTS: "the model lacks its weights",
+    Reason.SHARED_WEIGHTS: "the weight is used by other nodes too; changing its shape would break them",
+    Reason.ELEMENT_COUNT_MISMATCH: "the weight does not fit the input's C*H*W; check the input size",
+    Reason.TRANS_A: "a Gemm with transA=1 reads its input transposed; it has no Conv equivalent",
+    Reason.WEIGHT_NOT_CONSTANT: "only FCs whose weight and bias are initializers or Constant nodes are rewritten",
+    Reason.BATCHED_BIAS: "a bias that differs per batch row has no Conv equivalent",
+    Reason.MATMUL_ND: "only MatMul on 2-D inputs is an FC layer",
+    Reason.QUANTIZED: "rewrite the float model, then quantize it",
+    Reason.UNSUPPORTED_FLATTEN: "only a Reshape to (N, C*H*W) (or (N, -1)) flattens a map the way a Conv sees it",
+    Reason.UNSUPPORTED_LAYOUT: "only an NCHW map, or one transposed to NHWC, is rewritten",
+}
+
+
+@dataclass
+class ConvStep:
+    match: FcMatch
+    name: str
+    input: str
+    output: str
+    weight_name: str
+    bias_name: str | None
+
+
+@dataclass
+class Program:
+    """The plan, and the node-level edits that carry it out."""
+
+    plan: RewritePlan
+    view: GraphView
+    convs: list[ConvStep] = field(default_factory=list)
+    removed: set[int] = field(default_factory=set)  # nodes dropped (the FCs themselves are replaced)
+    inserted: list[tuple[float, object]] = field(default_factory=list)  # (position, NodeProto)
+    input_renames: dict[tuple[int, int], str] = field(default_factory=dict)
+    output_renames: dict[tuple[int, int], str] = field(default_factory=dict)
+    moved_pools: dict[int, tuple[str, str]] = field(default_factory=dict)  # node -> (new input, new output)
+    new_tensors: dict[str, object] = field(default_factory=dict)  # name -> DerivedTensor (new or replacing)
+    removed_initializers: list[str] = field(default_factory=list)
+    resized_inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    map_outputs: list[str] = field(default_factory=list)  # graph outputs that become (N, M, h, w)
+
+    @property
+    def replaced(self) -> dict[int, ConvStep]:
+        return {step.match.index: step for step in self.convs}
+
+    @property
+    def folded(self) -> set[int]:
+        return {step.match.add for step in self.convs if step.match.add is not None}
+
+
+class _Names:
+    """Fresh, predictable names: the wanted one, else with _2, _3... appended."""
+
+    def __init__(self, view: GraphView) -> None:
+        self.tensors = set(view.initializers) | set(view.graph_inputs) | set(view.outputs)
+        self.nodes = set()
+        for node in view.nodes:
+            self.tensors.update(node.output)
+            self.tensors.update(node.input)
+            self.nodes.add(node.name)
+
+    def _fresh(self, taken: set, wanted: str) -> str:
+        name, count = wanted, 1
+        while name in taken:
+            count += 1
+            name = f"{wanted}_{count}"
+        taken.add(name)
+        return name
+
+    def tensor(self, wanted: str) -> str:
+        return self._fresh(self.tensors, wanted)
+
+    def node(self, wanted: str) -> str:
+        return self._fresh(self.nodes, wanted)
+
+
+def build_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
+                  input_shapes: dict | None = None) -> Program:
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
+    selection = selection or Selection()
+    view = GraphView(model, input_shapes)
+    kinds = {i: kind for i, node in enumerate(view.nodes) if (kind := fc_kind(view, node))}
+    selection.check_names([view.key(i) for i in kinds])
+    plan = RewritePlan("onnx", model.path or "", mode, input_shapes=_planned_inputs(view))
+    program = Program(plan, view)
+    names = _Names(view)
+
+    mapped: dict[str, str] = {}  # tensor -> the Conv it descends from (now a 4-D map)
+    matches: list[FcMatch] = []
+    needs_2d: list[tuple[str, int | None, int | None]] = []  # (tensor, reader, input position)
+    taken: set[int] = set()
+    for index, node in enumerate(view.nodes):
+        if index in taken:
+            continue
+        if index in kinds:
+            key = view.key(index)
+            if not selection.selects(key):
+                result = fail(Reason.NOT_SELECTED)
+            elif kinds[index] == "quantized":
+                result = fail(Reason.QUANTIZED, f"{op_label(view, index)} is a quantized operator")
+            else:
+                result = match_fc(view, index, mapped, classifier_before_pool=classifier_before_pool, taken=taken)
+            if isinstance(result, Failure):
+                _skip(plan, view, index, result, selection, model.path)
+                needs_2d += [(name, index, pos) for pos, name in enumerate(node.input) if name in mapped]
+                continue
+            matches.append(result)
+            if result.add is not None:
+                taken.add(result.add)
+            mapped[result.output] = key
+            continue
+        read = [(pos, name) for pos, name in enumerate(node.input) if name in mapped]
+        if not read:
+            continue
+        if works_on_maps(view, index, mapped):
+            for name in node.output:
+                if name:
+                    mapped[name] = mapped[read[0][1]]
+        elif not all(flattens_itself(view, index, name) for _, name in read):
+            needs_2d += [(name, index, pos) for pos, name in read]
+    for name in mapped:
+        needs_2d += [(name, reader, -1) for reader, pos in view.uses(name) if pos == -1]
+        if view.is_graph_output(name):
+            needs_2d.append((name, None, None))
+    if not matches:
+        return program
+
+    gone = {m.index for m in matches} | {m.add for m in matches if m.add is not None}
+    why = _removal_candidates(view, matches, mode)
+    _remove_dead(program, view, why, gone)
+    renames = _resolve_2d(program, view, names, mapped, needs_2d, gone, mode)
+    _place_convs(program, view, names, matches, renames, mode, mapped)
+    _remove_initializers(program, view, gone)
+    if mode == FCN:
+        _resize_inputs(program, view, matches)
+    plan.renames.update(renames)
+    return program
+
+
+def _skip(plan: RewritePlan, view: GraphView, index: int, failure: Failure, selection: Selection, path) -> None:
+    key = view.key(index)
+    skip = Skip(key, op_label(view, index), failure.reason, failure.detail)
+    if selection.is_explicit(key):
+        raise RewriteRefused(skip.message, reason=failure.reason.value, path=path, layer=key,
+                             hint=HINTS.get(failure.reason))
+    plan.skips.append(skip)
+
+
+def _planned_inputs(view: GraphView) -> dict:
+    shapes = {}
+    for name in view.graph_inputs:
+        found = view.input_types.get(name)
+        if found is None or found.shape is None:
+            shapes[name] = None
+        else:
+            shapes[name] = tuple(d if isinstance(d, int) else -1 for d in found.shape)
+    return shapes
+
+
+def _removal_candidates(view: GraphView, matches: list[FcMatch], mode: str) -> dict[int, str]:
+    """Nodes that may become unread, in graph order, with why they go."""
+    why: dict[int, str] = {}
+    for m in matches:
+        if m.add is not None:
+            why[m.add] = f"its constant is the bias of Conv '{m.key}'"
+        if m.flatten is not None:
+            why.setdefault(m.flatten, f"Conv '{m.key}' reads the map '{m.source}' itself")
+        for index in sorted(m.shape_nodes):
+            why.setdefault(index, f"it only computed the target shape of {view.label(m.flatten)}")
+        if m.transpose is not None:
+            why.setdefault(m.transpose, f"the kernel of Conv '{m.key}' is permuted to NCHW order instead")
+        if m.pool is not None and mode == FCN:
+            why.setdefault(m.pool, f"classifier before pool: the scores of Conv '{m.key}' stay a map")
+        for operand in (m.weight, m.bias):
+            if operand is not None and operand.constant_node is not None:
+                why[operand.constant_node] = f"its value becomes the initializer '{operand.name}'"
+    return dict(sorted(why.items()))
+
+
+def _remove_dead(program: Program, view: GraphView, why: dict[int, str], gone: set[int]) -> None:
+    removed = program.removed
+    constant_operands = {i for i, text in why.items() if text.startswith("its value becomes")}
+    removed.update(constant_operands)
+    changed = True
+    while changed:
+        changed = False
+        for index in why:
+            if index in removed or index in gone:
+                continue
+            outputs = [name for name in view.nodes[index].output if name]
+            if any(view.is_graph_output(name) for name in outputs):
+                continue
+            if all(reader in removed or reader in gone for name in outputs for reader, _ in view.uses(name)):
+                removed.add(index)
+                changed = True
+    for index, text in why.items():
+        if index in removed or index in gone:
+            program.plan.edits.append(GraphEdit("remove", view.key(index), view.nodes[index].op_type, text))
+
+
+def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, needs_2d: list,
+                gone: set[int], mode: str) -> dict[str, str]:
+    """Flattens in front of the readers that need the old (N, M) tensors. Returns tensor renames."""
+    dropped = program.removed | gone
+    by_tensor: dict[str, list] = defaultdict(list)
+    for name, reader, pos in needs_2d:
+        if reader is None or reader not in dropped:
+            by_tensor[name].append((reader, pos))
+    renames: dict[str, str] = {}
+    for name, readers in by_tensor.items():
+        origin = mapped[name]
+        width = _width_text(view, name)
+        as_output = any(reader is None for reader, _ in readers)
+        implicit = any(pos == -1 for _, pos in readers)
+        explicit = [(r, p) for r, p in readers if r is not None and p != -1]
+        if (as_output and mode == EXACT) or implicit:
+            renamed = names.tensor(f"{name}_map")
+            renames[name] = renamed
+            _rename_map(program, view, name, renamed, explicit, dropped)
+            flatten = helper.make_node("Flatten", [renamed], [name], name=names.node(f"{origin}_flatten"), axis=1)
+            program.inserted.append((_position(view, name), flatten))
+            reason = f"graph output '{name}' keeps its shape (N, {width})" if as_output else \
+                f"'{name}' is read inside a subgraph as (N, {width})"
+            program.plan.edits.append(GraphEdit("insert", flatten.name, "Flatten", reason))
+            continue
+        if as_output:
+            program.map_outputs.append(name)
+        if explicit:
+            flat = names.tensor(f"{name}_flat")
+            flatten = helper.make_node("Flatten", [name], [flat], name=names.node(f"{origin}_flatten"), axis=1)
+            program.inserted.append((_position(view, name), flatten))
+            for reader, pos in explicit:
+                program.input_renames[(reader, pos)] = flat
+            labels = ", ".join(sorted({view.label(r) for r, _ in explicit}))
+            reason = f"{labels} read(s) '{name}' as (N, {width})"
+            if mode == FCN:
+                reason += f"; at other input sizes they see (N, {width}*h*w)"
+            program.plan.edits.append(GraphEdit("insert", flatten.name, "Flatten", reason))
+    return renames
+
+
+def _rename_map(program: Program, view: GraphView, name: str, renamed: str, needs_2d: list, dropped: set) -> None:
+    """The 4-D tensor takes the new name; readers that work on maps follow it."""
+    producer = view.producer.get(name)
+    if producer is not None and producer not in dropped:
+        position = list(view.nodes[producer].output).index(name)
+        program.output_renames[(producer, position)] = renamed
+    keep_2d = set(needs_2d)
+    for reader, pos in view.uses(name):
+        if pos != -1 and reader not in dropped and (reader, pos) not in keep_2d:
+            program.input_renames[(reader, pos)] = renamed
+
+
+def _position(view: GraphView, name: str) -> float:
+    producer = view.producer.get(name)
+    return (producer if producer is not None else -1) + 0.5
+
+
+def _width_text(view: GraphView, name: str) -> str:
+    shape = view.shape(name)
+    if shape is not None and len(shape) == 2 and isinstance(shape[1], int):
+        return str(shape[1])
+    return "M"
+
+
+def _place_convs(program: Program, view: GraphView, names: _Names, matches: list[FcMatch], renames: dict,
+                 mode: str, mapped: dict[str, str]) -> None:
+    plan = program.plan
+    unsqueezed: dict[str, str] = {}
+    by_key = {m.key: m for m in matches}
+    for m in matches:
+        if m.kind == CHAIN and not isinstance(m.batch, int) and m.source in mapped:
+            m.batch = by_key[mapped[m.source]].batch  # shape inference may not follow a dynamic reshape
+        conv = m.key
+        output = renames.get(m.output, m.output)
+        source = renames.get(m.source, m.source)
+        if m.kind == VECTOR:
+            if m.source not in unsqueezed:
+                unsqueezed[m.source] = _unsqueeze(program, view, names, m)
+            source = unsqueezed[m.source]
+        if m.kind == POOLED and mode == EXACT:
+            pooled = names.tensor(f"{m.output}_before_pool")
+            program.moved_pools[m.pool] = (pooled, output)
+            pool = view.key(m.pool)
+            plan.edits.append(GraphEdit("remove", pool, "GlobalAveragePool",
+                                        f"classifier before pool: moved after Conv '{conv}'"))
+            plan.edits.append(GraphEdit("insert", pool, "GlobalAveragePool",
+                                        f"pools the class scores of Conv '{conv}'"))
+            output = pooled
+        weight_dims = (m.outputs, m.channels) + m.kernel
+        weight = kernel_tensor(m.weight.name, m.weight.tensor, m.outputs, m.channels, m.kernel[0], m.kernel[1],
+                               transposed=m.transposed, channels_last=m.channels_last, alpha=m.alpha)
+        program.new_tensors[m.weight.name] = weight
+        changes = [WeightChange(m.weight.name, m.weight.dims, weight_dims,
+                                kernel_transform(m.transposed, m.channels_last, m.alpha))]
+        if m.bias is not None:
+            transform = bias_transform(m.bias.dims, m.outputs, m.beta)
+            changes.append(WeightChange(m.bias.name, m.bias.dims, (m.outputs,), transform))
+            if transform != "unchanged":
+                program.new_tensors[m.bias.name] = bias_tensor(m.bias.name, m.bias.tensor, m.outputs, m.beta)
+            elif m.bias.constant_node is not None:
+                program.new_tensors[m.bias.name] = copy_tensor(m.bias.name, m.bias.tensor)
+        program.convs.append(ConvStep(m, conv, source, output, m.weight.name,
+                                      m.bias.name if m.bias is not None else None))
+        plan.rewrites.append(FcRewrite(
+            name=m.key, new_name=conv, op_before=m.op, op_after="Conv", input=source,
+            input_shape=_input_shape(view, m), kernel=m.kernel, in_channels=m.channels, out_channels=m.outputs,
+            weights=tuple(changes)))
+
+
+def _unsqueeze(program: Program, view: GraphView, names: _Names, m: FcMatch) -> str:
+    output = names.tensor(f"{m.source}_4d")
+    node_name = names.node(f"{m.key}_unsqueeze")
+    if view.opset >= 13:
+        axes = names.tensor(f"{m.key}_unsqueeze_axes")
+        program.new_tensors[axes] = int64_tensor(axes, [2, 3])
+        node = helper.make_node("Unsqueeze", [m.source, axes], [output], name=node_name)
+    else:
+        node = helper.make_node("Unsqueeze", [m.source], [output], name=node_name, axes=[2, 3])
+    program.inserted.append((m.index - 0.5, node))
+    program.plan.edits.append(GraphEdit("insert", node_name, "Unsqueeze",
+                                        f"Conv '{m.key}' reads '{m.source}' as (N, {m.channels}, 1, 1)"))
+    return output
+
+
+def _input_shape(view: GraphView, m: FcMatch) -> tuple[int, ...]:
+    batch = m.batch if isinstance(m.batch, int) else -1
+    if m.kind == POOLED:
+        shape = view.shape(m.source) or (None, m.channels, None, None)
+        return (batch,) + tuple(d if isinstance(d, int) else -1 for d in shape[1:])
+    return (batch, m.channels, m.height, m.width) if m.kind == MAP else (batch, m.channels, 1, 1)
+
+
+def _remove_initializers(program: Program, view: GraphView, gone: set[int]) -> None:
+    dropped = program.removed | gone
+    kept = {step.weight_name for step in program.convs} | {step.bias_name for step in program.convs}
+    for name in view.initializers:
+        readers = view.uses(name)
+        if name in kept or not readers or view.is_graph_output(name):
+            continue
+        if all(reader in dropped for reader, _ in readers):
+            program.removed_initializers.append(name)
+            program.plan.edits.append(GraphEdit("remove", name, "initializer", "no node reads it any more"))
+
+
+def _resize_inputs(program: Program, view: GraphView, matches: list[FcMatch]) -> None:
+    spatial = [m.source for m in matches if m.kind in (MAP, POOLED)]
+    ancestors = _ancestors(view, spatial)
+    for name in view.graph_inputs:
+        found = view.model.graph.input
+        value = next(vi for vi in found if vi.name == name)
+        dims = value.type.tensor_type.shape.dim
+        if name not in ancestors or len(dims) != 4:
+            continue
+        if all(d.HasField("dim_param") and d.dim_param for d in dims[2:]):
+            continue
+        height = dims[2].dim_param if dims[2].HasField("dim_param") and dims[2].dim_param else f"{name}_height"
+        width = dims[3].dim_param if dims[3].HasField("dim_param") and dims[3].dim_param else f"{name}_width"
+        program.resized_inputs[name] = (height, width)
+        program.plan.edits.append(GraphEdit("resize-input", name, "input",
+                                            f"H and W become symbolic ({height}, {width}): the net runs at any "
+                                            "input size"))
+
+
+def _ancestors(view: GraphView, names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        producer = view.producer.get(name)
+        if producer is not None:
+            stack.extend(n for n in view.nodes[producer].input if n)
+    return seen

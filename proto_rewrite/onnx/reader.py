@@ -1,0 +1,72 @@
+"""Split a serialized ModelProto into its skeleton (parsed) and its initializers (left in place).
+
+The skeleton is the model with its graph's ``initializer`` records cut out: nodes, inputs,
+outputs, attributes, metadata. It is small and parsed by protobuf as usual. Each initializer
+becomes a :class:`~proto_rewrite.onnx.tensors.StoredTensor` whose data stays in ``buffer``.
+"""
+
+from __future__ import annotations
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from proto_rewrite.wire import LEN, WireFormatError, iter_fields, len_header
+from proto_rewrite.errors import InputFileError
+from proto_rewrite.onnx.tensors import StoredTensor
+
+MODEL_GRAPH = 7
+GRAPH_INITIALIZER = 5
+
+
+def split_model(buffer, *, path=None, base_dir: str | None = None) -> tuple[onnx.ModelProto, list[StoredTensor]]:
+    """Parse ``buffer`` (bytes, or a memoryview of a mapped file) into skeleton and initializers."""
+    try:
+        records = list(iter_fields(buffer))
+        graphs = [r for r in records if r.number == MODEL_GRAPH]
+        if len(graphs) != 1 or graphs[0].wire_type != LEN:
+            if not graphs:
+                raise InputFileError("the file holds no graph: it is not an ONNX model", path=path,
+                                     hint=_hint_for_bad_bytes(buffer))
+            # The graph is split over several records (legal protobuf, never written by onnx):
+            # let protobuf merge them, then split the canonical serialization.
+            whole = _parse(bytes(buffer), path, buffer)
+            return split_model(memoryview(whole.SerializeToString()), path=path, base_dir=base_dir)
+        graph = graphs[0]
+        kept = bytearray()
+        tensors = []
+        for record in iter_fields(buffer, graph.value_start, graph.end):
+            if record.number == GRAPH_INITIALIZER and record.wire_type == LEN:
+                tensors.append(StoredTensor.from_record(buffer, record.value_start, record.end, base_dir))
+            else:
+                kept += buffer[record.start:record.end]
+    except WireFormatError as err:
+        raise InputFileError(f"not a valid ONNX model: {err}", path=path, hint=_hint_for_bad_bytes(buffer)) from err
+    except DecodeError as err:
+        raise InputFileError(f"not a valid ONNX model: an initializer cannot be parsed ({err})", path=path,
+                             hint=_hint_for_bad_bytes(buffer)) from err
+    skeleton = bytearray(buffer[:graph.start])
+    skeleton += len_header(MODEL_GRAPH, len(kept))
+    skeleton += kept
+    skeleton += buffer[graph.end:]
+    model = _parse(bytes(skeleton), path, buffer)
+    if not model.ir_version:
+        raise InputFileError("the file has no ONNX IR version: it is not an ONNX model", path=path,
+                             hint=_hint_for_bad_bytes(buffer))
+    return model, tensors
+
+
+def _parse(data: bytes, path, original) -> onnx.ModelProto:
+    try:
+        return onnx.ModelProto.FromString(data)
+    except DecodeError as err:
+        raise InputFileError(f"not a valid ONNX model: {err}", path=path, hint=_hint_for_bad_bytes(original)) from err
+
+
+def _hint_for_bad_bytes(buffer) -> str:
+    head = bytes(buffer[:256])
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return ("this looks like a text file; an ONNX model is a binary .onnx file (a Caffe .prototxt is "
+                "read as a Caffe model)")
+    if head[:2] == b"PK":
+        return "this looks like a zip archive; extract the .onnx file from it first"
+    return "the file is truncated or corrupt, or not an ONNX model; copy or export it again"

@@ -1,0 +1,93 @@
+"""Plan and apply the ONNX FC -> Conv rewrite: the two public entry points.
+
+``plan_onnx_rewrite`` is pure: it reads the model and returns the plan. ``apply_onnx_plan``
+executes a plan and nothing else: it derives the node-level edits again from the model and the
+plan's own settings, refuses when they are not exactly the plan (a plan made from another model,
+or edited by hand), builds the new model, and checks it with ``onnx.checker`` (full check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import onnx
+
+from proto_rewrite.diagnostics import Diagnostic
+from proto_rewrite.errors import RewriteCheckError, RewriteRefused, UsageError
+from proto_rewrite.onnx.build import build_model
+from proto_rewrite.onnx.fcn_check import size_warnings
+from proto_rewrite.onnx.planner import Program, build_program
+from proto_rewrite.onnx.shapes import checkable_model
+from proto_rewrite.plan import FCN, RewritePlan, Selection
+
+
+def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN,
+                      classifier_before_pool: bool = False, input_shapes: dict | None = None) -> RewritePlan:
+    """What the rewrite will change; the model is not modified.
+
+    ``input_shapes``: {input name: tuple of ints} fixing symbolic dimensions (-1 keeps one).
+    Raises :class:`~proto_rewrite.errors.RewriteRefused` when an FC named in ``selection.only``
+    cannot be rewritten. ``selection`` None: every FC.
+    """
+    return build_program(model, selection, mode, classifier_before_pool, input_shapes).plan
+
+
+def apply_onnx_plan(model, plan: RewritePlan):
+    """A new model with the plan carried out; ``model`` is left untouched."""
+    from proto_rewrite.onnx.model import OnnxModel
+
+    if plan.model_format != "onnx":
+        raise UsageError(f"this is a plan for a {plan.model_format} model, not an ONNX one")
+    if not plan.changes_anything:
+        return OnnxModel(_copy(model.proto), dict(model.initializers), None, model.base_dir, [])
+    program = _program_for(model, plan)
+    new = build_model(model, program)
+    _check(model, new)
+    new.diagnostics.extend(size_warnings(new, program))
+    return new
+
+
+def _program_for(model, plan: RewritePlan) -> Program:
+    selection = Selection(only=frozenset(rewrite.name for rewrite in plan.rewrites))
+    wanted = _executable(plan)
+    for classifier_before_pool in (False, True):
+        try:
+            program = build_program(model, selection, plan.mode, classifier_before_pool, plan.input_shapes)
+        except RewriteRefused as err:
+            raise UsageError(f"the plan does not fit this model: {err.message}",
+                             hint="make the plan from this very model and apply it unchanged") from err
+        if _executable(program.plan) == wanted:
+            return program
+    raise UsageError("the plan does not fit this model (its rewrites or edits differ from what the model allows)",
+                     hint="make the plan from this very model and apply it unchanged")
+
+
+def _executable(plan: RewritePlan) -> tuple:
+    """The parts of a plan that apply executes."""
+    return (plan.mode, [asdict(r) for r in plan.rewrites], [asdict(e) for e in plan.edits], dict(plan.renames))
+
+
+def _check(old, new) -> None:
+    try:
+        onnx.checker.check_model(checkable_model(new), full_check=True)
+    except Exception as err:  # noqa: BLE001 - onnx raises several error types
+        try:
+            onnx.checker.check_model(checkable_model(old), full_check=True)
+        except Exception:  # noqa: BLE001 - the input fails already: not the rewrite's doing
+            new.diagnostics.append(Diagnostic("warning", f"onnx.checker (full check) fails on the input and the "
+                                                         f"output: {_first_line(err)}"))
+            return
+        raise RewriteCheckError(f"the rewritten model fails onnx.checker: {_first_line(err)}", path=old.path,
+                                hint="this is probably a bug in proto-rewrite; please report it with the model") \
+            from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy

@@ -1,0 +1,8 @@
+"""ONNX tests: make the helper modules beside this file importable (onnx_zoo, onnx_check)."""
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
