@@ -9,13 +9,14 @@ from pathlib import Path
 from proto_rewrite.cli.options import (
     add_caffe_options,
     add_output_options,
+    add_runtime_options,
     add_shape_options,
     caffe_weights_arg,
     is_onnx_path,
     parse_input_shapes,
     use_caffe_schema,
 )
-from proto_rewrite.errors import UsageError
+from proto_rewrite.errors import EXIT_CHECK_FAILED, UsageError
 
 HELP = "rewrite fully-connected layers into convolutions"
 
@@ -38,6 +39,11 @@ def register(subparsers) -> None:
                               "probs-avg: mean of the per-cell probabilities)")
     rewrite.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     rewrite.add_argument("--save-plan", metavar="FILE.json", help="also write the plan as JSON")
+    rewrite.add_argument("--validate", action="store_true",
+                         help="run the original and the converted model on the same random input with onnxruntime "
+                              "(Caffe through the exporter) and write nothing if they differ (exit 1)")
+    rewrite.add_argument("--keep-on-failure", action="store_true",
+                         help="with --validate: write the outputs even when the check fails")
     caffe = parser.add_argument_group("Caffe output")
     caffe.add_argument("--output-weights", metavar="CAFFEMODEL",
                        help="converted weights (default: OUTPUT's stem + .caffemodel, when the model has weights)")
@@ -49,6 +55,7 @@ def register(subparsers) -> None:
                       help="move a GlobalAveragePool -> FC classifier before the pool, so fcn mode gives a class score map")
     add_caffe_options(parser)
     add_shape_options(parser)
+    add_runtime_options(parser)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
@@ -71,14 +78,41 @@ def run(args, console) -> int:
 
         with atomic_output(args.save_plan, "w") as handle:
             handle.write(plan.to_json())
-    written = [] if args.dry_run else write()
+    if args.keep_on_failure and not args.validate:
+        raise UsageError("--keep-on-failure only makes sense with --validate")
+    written, check = ([], None) if args.dry_run else write()
+    report = {"plan": plan.to_dict(), "written": written, "dry_run": args.dry_run}
+    if check is not None:
+        from proto_rewrite.validate.report import summary_line, to_dict
+
+        report["validation"] = to_dict(check)
     if args.format == "json":
-        console.out(json.dumps({"plan": plan.to_dict(), "written": written, "dry_run": args.dry_run}, indent=2) + "\n")
+        console.out(json.dumps(report, indent=2) + "\n")
     else:
         console.out(plan.render_text())
         for path in written:
             console.out(f"wrote {path}\n")
+    if check is not None:
+        console.error(summary_line(check) + ("" if check.passed or written else "; nothing written"))
+        if not check.passed:
+            return EXIT_CHECK_FAILED
     return 0
+
+
+def _check(args, original, converted):
+    """validate_models on the pair, with the runtime options of the command line."""
+    from proto_rewrite.validate.compare_models import ValidateOptions, validate_models
+    from proto_rewrite.validate.runtime import RuntimeOptions
+
+    symbolic_batch = any(not _fixed(i.type.tensor_type.shape.dim[0]) for i in original.graph.input
+                         if i.type.tensor_type.shape.dim)
+    options = ValidateOptions(runtime=RuntimeOptions(args.device, args.optimize, args.threads),
+                              batch=1 if symbolic_batch else None)
+    return validate_models(original, converted, options, names=(args.model, args.output or "converted"))
+
+
+def _fixed(dim) -> bool:
+    return dim.HasField("dim_value") and dim.dim_value > 0
 
 
 def _refuse_overwriting_inputs(outputs, inputs) -> None:
@@ -115,8 +149,17 @@ def _convert_caffe(args, selection, input_shapes, console):
 
     def write():
         converted = apply_caffe_plan(model, plan)
+        check = None
+        if args.validate:
+            from proto_rewrite.caffe.onnx_export import export_onnx
+
+            if not model.weights:
+                raise UsageError("--validate needs the model's weights", hint="pass --weights")
+            check = _check(args, export_onnx(model), export_onnx(converted))
+            if not check.passed and not args.keep_on_failure:
+                return [], check
         save_caffe(converted, args.output, weights_out)
-        return [args.output] + ([weights_out] if weights_out else [])
+        return [args.output] + ([weights_out] if weights_out else []), check
 
     return plan, write
 
@@ -136,7 +179,13 @@ def _convert_onnx(args, selection, input_shapes):
         _refuse_overwriting_inputs([args.output], [args.model])
 
     def write():
-        save_onnx(apply_onnx_plan(model, plan), args.output)
-        return [args.output]
+        converted = apply_onnx_plan(model, plan)
+        check = None
+        if args.validate:
+            check = _check(args, model.to_proto(), converted.to_proto())
+            if not check.passed and not args.keep_on_failure:
+                return [], check
+        save_onnx(converted, args.output)
+        return [args.output], check
 
     return plan, write

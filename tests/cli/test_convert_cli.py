@@ -75,3 +75,36 @@ def test_output_weights_options(tmp_path):
 def test_missing_output_is_a_usage_error():
     code, _, err = run(["convert", LENET])
     assert code == 2 and "-o OUT" in err
+
+
+ONNX_SAMPLE = ROOT / "samples" / "onnx" / "vgg_mini.onnx"
+
+
+def test_convert_validate_passes_and_writes(tmp_path):
+    code, out, err = run(["convert", ONNX_SAMPLE, "-o", tmp_path / "fcn.onnx", "--validate", "--format", "json"])
+    assert code == 0 and err.startswith("PASSED")
+    assert json.loads(out)["validation"]["passed"] is True
+    assert (tmp_path / "fcn.onnx").exists()
+
+
+def test_convert_validate_failure_writes_nothing(tmp_path, monkeypatch):
+    """A converted model that differs (one weight perturbed after the rewrite) is caught."""
+    from onnx import numpy_helper
+
+    from proto_rewrite.validate import compare_models
+
+    real = compare_models.validate_models
+
+    def perturbed(original, converted, *args, **kwargs):
+        weight = converted.graph.initializer[-2]
+        values = numpy_helper.to_array(weight).copy()
+        values.flat[0] += 1.0
+        weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+        return real(original, converted, *args, **kwargs)
+
+    monkeypatch.setattr(compare_models, "validate_models", perturbed)
+    code, _, err = run(["convert", ONNX_SAMPLE, "-o", tmp_path / "fcn.onnx", "--validate"])
+    assert code == 1 and "FAILED" in err and "nothing written" in err
+    assert list(tmp_path.iterdir()) == []
+    code, _, _ = run(["convert", ONNX_SAMPLE, "-o", tmp_path / "fcn.onnx", "--validate", "--keep-on-failure"])
+    assert code == 1 and (tmp_path / "fcn.onnx").exists()
