@@ -23,8 +23,12 @@ HELP = "rewrite fully-connected layers into convolutions"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("convert", help=HELP, description=HELP)
-    parser.add_argument("model", help="a Caffe .prototxt or an .onnx model")
-    parser.add_argument("-o", "--output", help="the converted model (.prototxt or .onnx)")
+    parser.add_argument("model", nargs="+",
+                        help="a Caffe .prototxt or an .onnx model; several, folders or globs for a batch")
+    parser.add_argument("-o", "--output", help="the converted model (.prototxt or .onnx); for a batch, a folder")
+    batch = parser.add_argument_group("batch")
+    batch.add_argument("--jobs", type=int, default=1, metavar="N", help="convert N models at a time (processes)")
+    batch.add_argument("--in-place", action="store_true", help="allow the output to replace the input")
     rewrite = parser.add_argument_group("rewrite")
     rewrite.add_argument("--mode", choices=("fcn", "exact"), default="fcn",
                          help="fcn (default): the net accepts any input size and its FC outputs become score maps; "
@@ -61,16 +65,28 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
-    from proto_rewrite.plan import Selection
+    from proto_rewrite.cli.batch import expand_models, is_batch, run_batch
 
     if not args.output and not args.dry_run:
         raise UsageError("no output given", hint="add -o OUT (or --dry-run to see the plan only)")
+    if args.keep_on_failure and not args.validate:
+        raise UsageError("--keep-on-failure only makes sense with --validate")
+    models = expand_models(args.model)
+    if is_batch(args, models):
+        return run_batch(args, models, console)
+    return convert_one(args, models[0], args.output, console)
+
+
+def convert_one(args, model_path: str, output: str | None, console) -> int:
+    """Convert one model to ``output``, printing its plan; the exit code."""
+    from proto_rewrite.plan import Selection
+
     selection = Selection.from_options(args.only, args.match, args.exclude)
     input_shapes = parse_input_shapes(args.input_shape)
-    if is_onnx_path(args.model):
-        plan, write = _convert_onnx(args, selection, input_shapes)
+    if is_onnx_path(model_path):
+        plan, write = _convert_onnx(args, model_path, output, selection, input_shapes)
     else:
-        plan, write = _convert_caffe(args, selection, input_shapes, console)
+        plan, write = _convert_caffe(args, model_path, output, selection, input_shapes, console)
     for skip in plan.skips:
         console.info(f"note: {skip.message}")
     if args.save_plan:
@@ -78,8 +94,6 @@ def run(args, console) -> int:
 
         with atomic_output(args.save_plan, "w") as handle:
             handle.write(plan.to_json())
-    if args.keep_on_failure and not args.validate:
-        raise UsageError("--keep-on-failure only makes sense with --validate")
     written, check = ([], None) if args.dry_run else write()
     report = {"plan": plan.to_dict(), "written": written, "dry_run": args.dry_run}
     if check is not None:
@@ -108,44 +122,47 @@ def _check(args, original, converted):
                          if i.type.tensor_type.shape.dim)
     options = ValidateOptions(runtime=RuntimeOptions(args.device, args.optimize, args.threads),
                               batch=1 if symbolic_batch else None)
-    return validate_models(original, converted, options, names=(args.model, args.output or "converted"))
+    return validate_models(original, converted, options, names=("original", "converted"))
 
 
 def _fixed(dim) -> bool:
     return dim.HasField("dim_value") and dim.dim_value > 0
 
 
-def _refuse_overwriting_inputs(outputs, inputs) -> None:
+def _refuse_overwriting_inputs(args, outputs, inputs) -> None:
+    if args.in_place:
+        return
     existing = [Path(p).resolve() for p in inputs if p and os.path.exists(p)]
     for output in outputs:
         if output and Path(output).resolve() in existing:
-            raise UsageError(f"output '{output}' is also an input", hint="choose another output path")
+            raise UsageError(f"output '{output}' is also an input",
+                             hint="choose another output path, or pass --in-place to replace the input")
 
 
-def _convert_caffe(args, selection, input_shapes, console):
+def _convert_caffe(args, model_path, output, selection, input_shapes, console):
     use_caffe_schema(args)
     from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
     from proto_rewrite.caffe.model import load_caffe, save_caffe
 
     if args.classifier_before_pool:
         raise UsageError("--classifier-before-pool applies to ONNX models only")
-    model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
+    model = load_caffe(model_path, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
                        input_shapes=input_shapes)
     console.diagnostics(model.diagnostics)
     if model.upgrades:
-        console.info(f"upgraded {args.model}: {'; '.join(model.upgrades)}")
+        console.info(f"upgraded {model_path}: {'; '.join(model.upgrades)}")
     options = CaffeRewriteOptions(mode=args.mode, selection=selection, rename_suffix=args.rename,
                                   input_size=tuple(args.input_size) if args.input_size else None,
                                   input_shapes=input_shapes, pool_scores=args.pool_scores)
     plan = plan_caffe_rewrite(model, options)
     weights_out = None
     if model.weights_path:
-        weights_out = args.output_weights or (str(Path(args.output).with_suffix(".caffemodel")) if args.output else None)
+        weights_out = args.output_weights or (str(Path(output).with_suffix(".caffemodel")) if output else None)
     elif args.output_weights:
         raise UsageError("--output-weights given, but the model has no weights",
                          hint="pass --weights, or put <stem>.caffemodel beside the prototxt")
-    if args.output:
-        _refuse_overwriting_inputs([args.output, weights_out], [args.model, model.weights_path])
+    if output:
+        _refuse_overwriting_inputs(args, [output, weights_out], [model_path, model.weights_path])
 
     def write():
         converted = apply_caffe_plan(model, plan)
@@ -158,13 +175,13 @@ def _convert_caffe(args, selection, input_shapes, console):
             check = _check(args, export_onnx(model), export_onnx(converted))
             if not check.passed and not args.keep_on_failure:
                 return [], check
-        save_caffe(converted, args.output, weights_out)
-        return [args.output] + ([weights_out] if weights_out else []), check
+        save_caffe(converted, output, weights_out)
+        return [output] + ([weights_out] if weights_out else []), check
 
     return plan, write
 
 
-def _convert_onnx(args, selection, input_shapes):
+def _convert_onnx(args, model_path, output, selection, input_shapes):
     from proto_rewrite.onnx.model import load_onnx, save_onnx
     from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
 
@@ -172,11 +189,11 @@ def _convert_onnx(args, selection, input_shapes):
                           ("--output-weights", args.output_weights), ("--weights", args.weights)):
         if value:
             raise UsageError(f"{option} applies to Caffe models only")
-    model = load_onnx(args.model)
+    model = load_onnx(model_path)
     plan = plan_onnx_rewrite(model, selection=selection, mode=args.mode,
                              classifier_before_pool=args.classifier_before_pool, input_shapes=input_shapes or None)
-    if args.output:
-        _refuse_overwriting_inputs([args.output], [args.model])
+    if output:
+        _refuse_overwriting_inputs(args, [output], [model_path])
 
     def write():
         converted = apply_onnx_plan(model, plan)
@@ -185,7 +202,7 @@ def _convert_onnx(args, selection, input_shapes):
             check = _check(args, model.to_proto(), converted.to_proto())
             if not check.passed and not args.keep_on_failure:
                 return [], check
-        save_onnx(converted, args.output)
-        return [args.output], check
+        save_onnx(converted, output)
+        return [output], check
 
     return plan, write

@@ -1,0 +1,147 @@
+"""Batch conversion: several models (files, folders, globs) into an output folder, in parallel
+processes, one bad model never stopping the others; the exit code is the worst of all."""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from proto_rewrite.errors import EXIT_INTERNAL, ProtoRewriteError, UsageError
+
+MODEL_SUFFIXES = (".prototxt", ".onnx")
+
+
+@dataclass
+class BatchRecord:
+    """What happened to one model of a batch (one JSON line with --format json)."""
+
+    model: str
+    status: str  # "converted", "unchanged", "failed" or "error"
+    exit_code: int
+    outputs: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # name, reason, message
+    error: dict | None = None
+
+
+def expand_models(patterns: list[str]) -> list[str]:
+    """Files as given; folders searched (recursively) for .prototxt and .onnx; globs expanded."""
+    models: list[str] = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = sorted(str(p) for p in Path(pattern).rglob("*") if p.suffix.lower() in MODEL_SUFFIXES)
+        elif os.path.exists(pattern) or not glob.has_magic(pattern):
+            found = [pattern]
+        else:
+            found = sorted(glob.glob(pattern, recursive=True))
+            if not found:
+                raise UsageError(f"'{pattern}' matches no file")
+        models += [model for model in found if model not in models]
+    if not models:
+        raise UsageError(f"no .prototxt or .onnx model in {', '.join(patterns)}")
+    return models
+
+
+def is_batch(args, models: list[str]) -> bool:
+    return len(models) > 1 or os.path.isdir(args.model[0]) or (args.output is not None and os.path.isdir(args.output))
+
+
+def _output_for(model: str, roots: list[str], out_dir: str) -> str:
+    """Where a model of the batch goes: its path below the folder it was found in, or its name."""
+    path = Path(model).resolve()
+    for root in roots:
+        root_path = Path(root).resolve()
+        if root_path.is_dir() and root_path in path.parents:
+            return str(Path(out_dir) / path.relative_to(root_path))
+    return str(Path(out_dir) / path.name)
+
+
+def run_batch(args, models: list[str], console) -> int:
+    if args.output is None and not args.dry_run:
+        raise UsageError("a batch needs -o OUTDIR")
+    if args.save_plan or args.output_weights or args.weights:
+        raise UsageError("--save-plan, --weights and --output-weights name one file: they do not apply to a batch",
+                         hint="put each caffemodel beside its prototxt with the same stem")
+    if args.output is not None:
+        if os.path.exists(args.output) and not os.path.isdir(args.output):
+            raise UsageError(f"-o {args.output} must be a folder for a batch of {len(models)} models")
+        os.makedirs(args.output, exist_ok=True)
+    jobs = [(args, model, None if args.output is None else _output_for(model, args.model, args.output))
+            for model in models]
+    targets = [output for _, _, output in jobs if output is not None]
+    clashes = sorted({t for t in targets if targets.count(t) > 1})
+    if clashes:
+        raise UsageError(f"several models would be written to the same file: {', '.join(clashes)}",
+                         hint="convert them in separate runs, or give their folders instead of a glob")
+    records = []
+    progress = console.stderr.isatty() if hasattr(console.stderr, "isatty") else False
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for done, record in enumerate(pool.map(_convert_job, jobs), start=1):
+                records.append(_report(record, done, len(jobs), args, console, progress))
+    else:
+        for done, job in enumerate(jobs, start=1):
+            records.append(_report(_convert_job(job), done, len(jobs), args, console, progress))
+    if progress:
+        console.stderr.write("\r\033[K")
+    if args.format != "json":
+        console.out(summary_table(records))
+    return max(record.exit_code for record in records)
+
+
+def _report(record: BatchRecord, done: int, total: int, args, console, progress: bool) -> BatchRecord:
+    if progress:
+        console.stderr.write(f"\r\033[K[{done}/{total}] {record.model}: {record.status}")
+        console.stderr.flush()
+    if args.format == "json":
+        console.out(json.dumps(asdict(record)) + "\n")
+    if record.error and not progress:
+        console.error(f"error: {record.error['text']}")
+    return record
+
+
+def _convert_job(job) -> BatchRecord:
+    """Convert one model of a batch; never raises."""
+    from proto_rewrite.cli.convert_cmd import convert_one
+    from proto_rewrite.cli.main import Console
+
+    args, model, output = job
+    if output is not None:
+        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
+    quiet = type(args)(**{**vars(args), "format": "json", "save_plan": None})
+    stdout, stderr = io.StringIO(), io.StringIO()
+    console = Console(stdout, stderr, verbose=0, quiet=True)
+    try:
+        code = convert_one(quiet, model, output, console)
+    except ProtoRewriteError as err:
+        return BatchRecord(model, "error", err.exit_code, error={**err.to_dict(), "text": str(err)})
+    except Exception:  # noqa: BLE001 - a bug, reported in the record, the batch goes on
+        text = traceback.format_exc()
+        return BatchRecord(model, "error", EXIT_INTERNAL, error={"error": "InternalError", "text": text})
+    report = json.loads(stdout.getvalue())
+    plan = report["plan"]
+    status = "failed" if code else ("converted" if plan["rewrites"] or plan["edits"] else "unchanged")
+    return BatchRecord(model, status, code, report["written"], [r["name"] for r in plan["rewrites"]],
+                       [{"name": s["name"], "reason": s["reason"], "message": s["message"]} for s in plan["skips"]])
+
+
+def summary_table(records: list[BatchRecord]) -> str:
+    rows = [("model", "status", "exit", "rewritten", "skipped (reason)")]
+    for record in records:
+        skipped = ", ".join(f"{s['name']} ({s['reason']})" for s in record.skipped)
+        if record.error:
+            skipped = record.error.get("message") or record.error["error"]
+        rows.append((record.model, record.status, str(record.exit_code), ", ".join(record.rewritten) or "-",
+                     skipped or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+    counts = {status: sum(r.status == status for r in records) for status in ("converted", "unchanged", "failed", "error")}
+    lines.append(", ".join(f"{count} {status}" for status, count in counts.items() if count) + f" of {len(records)}")
+    return "\n".join(lines) + "\n"
+
