@@ -26,8 +26,9 @@ from proto_rewrite.validate.stats import Comparison, compare
 class DenseOutput:
     name: str
     score_map_shape: tuple[int, ...]
-    comparison: Comparison  # every cell against its crop
+    comparison: Comparison  # every cell against its crop (pooled: the output against the crops' mean)
     top1_agreement: float  # fraction of cells whose arg-max class equals the crop's
+    pooled: bool = False  # B pools its score map (convert --pool-scores): compared with the crops' mean
 
 
 @dataclass
@@ -45,7 +46,8 @@ class DenseResult:
 
     @property
     def passed(self) -> bool:
-        return self.padded or all(o.comparison.passed for o in self.outputs)
+        """Judged only where equality is expected: no padding, and per-cell score maps."""
+        return self.padded or all(o.comparison.passed for o in self.outputs if not o.pooled)
 
     def to_dict(self) -> dict:
         return {
@@ -62,7 +64,7 @@ class DenseResult:
             "exact_expected": not self.padded,
             "dense_seconds": self.dense_seconds,
             "crops_seconds": self.crops_seconds,
-            "outputs": [{"name": o.name, "score_map_shape": list(o.score_map_shape),
+            "outputs": [{"name": o.name, "score_map_shape": list(o.score_map_shape), "pooled": o.pooled,
                          "top1_agreement": o.top1_agreement, **o.comparison.to_dict()} for o in self.outputs],
         }
 
@@ -74,6 +76,12 @@ class DenseResult:
                  f"({self.crops_seconds / max(self.dense_seconds, 1e-9):.1f}x)"]
         for output in self.outputs:
             c = output.comparison
+            if output.pooled:
+                lines.append(f"{output.name}: pooled output {'x'.join(map(str, output.score_map_shape))} against the mean "
+                             f"of the {self.cells} crops' outputs: max abs difference {c.absolute.max:.3g}, same top-1 "
+                             f"class: {'yes' if output.top1_agreement == 1 else 'no'} (reported, not judged: pooling "
+                             "scores before a softmax is not averaging probabilities)")
+                continue
             lines.append(f"{output.name}: score map {'x'.join(map(str, output.score_map_shape))}, max abs error "
                          f"{c.absolute.max:.3g} (mean {c.absolute.mean:.3g}), top-1 agreement "
                          f"{output.top1_agreement:.1%}, {c.mismatches}/{c.elements} beyond atol {c.atol:g} rtol {c.rtol:g}")
@@ -111,14 +119,21 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     dense = dict(zip(outputs, session_b.run(outputs, {spec.name: image})))
     dense_seconds = time.perf_counter() - start
     maps = {name: value for name, value in dense.items() if value.ndim == 4}
-    if not maps:
-        raise UsageError(f"{names[1]} gives no score map (no 4-D output) on a {height}x{width} image",
-                         hint="the dense check is for fcn conversions: proto-rewrite convert --mode fcn")
-    rows, cols = next(iter(maps.values())).shape[2:]
-    stride = (_stride(height, crop_shape[2], rows), _stride(width, crop_shape[3], cols))
+    if maps:
+        rows, cols = next(iter(maps.values())).shape[2:]
+        stride = (_stride(height, crop_shape[2], rows), _stride(width, crop_shape[3], cols))
+    else:  # a pooled fcn model (--pool-scores): the crop grid comes from the original's stride
+        step = graph_stride(model_a)
+        if step is None:
+            raise UsageError(f"{names[1]} gives no score map (no 4-D output) and {names[0]}'s output stride is unknown",
+                             hint="the dense check is for fcn conversions: proto-rewrite convert --mode fcn")
+        rows, cols = _cells(height, crop_shape[2], step), _cells(width, crop_shape[3], step)
+        stride = (step, step)
+        maps = {name: value.reshape(value.shape[0], value.shape[1], 1, 1) for name, value in dense.items()
+                if value.ndim == 2}
 
     start = time.perf_counter()
-    crops = {name: np.empty(value.shape, value.dtype) for name, value in maps.items()}
+    crops = {name: np.empty((*value.shape[:2], rows, cols), value.dtype) for name, value in maps.items()}
     for row in range(rows):
         for col in range(cols):
             top, left = row * stride[0], col * stride[1]
@@ -132,9 +147,40 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
                          dense_seconds, crops_seconds)
     for name, value in maps.items():
         atol, rtol = options.tolerances.for_output(name, value.dtype)
-        agreement = float(np.mean(value.argmax(axis=1) == crops[name].argmax(axis=1)))
-        result.outputs.append(DenseOutput(name, tuple(value.shape), compare(crops[name], value, atol, rtol), agreement))
+        reference = crops[name]
+        pooled = value.shape[2:] == (1, 1) and (rows, cols) != (1, 1)
+        if pooled:
+            reference = reference.mean(axis=(2, 3), keepdims=True)
+        agreement = float(np.mean(value.argmax(axis=1) == reference.argmax(axis=1)))
+        shape = tuple(dense[name].shape)
+        result.outputs.append(DenseOutput(name, shape, compare(reference, value, atol, rtol), agreement, pooled))
     return result
+
+
+def graph_stride(model) -> int | None:
+    """The output stride of the feature map the first FC reads: the product of the strides of
+    the Conv and pooling nodes on the path from the input (following each node's first input)."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    first_fc = next((node for node in model.graph.node if node.op_type in ("Gemm", "MatMul")), None)
+    if first_fc is None:
+        return None
+    stride, node = 1, producers.get(first_fc.input[0])
+    while node is not None:
+        if node.op_type in ("Conv", "MaxPool", "AveragePool"):
+            strides = [list(a.ints) for a in node.attribute if a.name == "strides"]
+            if strides and len(set(strides[0])) > 1:
+                return None  # different strides along H and W
+            stride *= strides[0][0] if strides else 1
+        node = producers.get(node.input[0]) if node.input else None
+    return stride
+
+
+def _cells(size: int, crop: int, stride: int) -> int:
+    cells, rest = divmod(size - crop, stride)
+    if rest:
+        raise UsageError(f"a {size}-pixel side is not {crop} + k x {stride} (the net's output stride)",
+                         hint=f"choose e.g. {crop + stride * max(cells, 1)}")
+    return cells + 1
 
 
 def _stride(size: int, crop: int, cells: int) -> int:

@@ -71,3 +71,21 @@ def test_cli_dense(tmp_path):
     code = main(["validate", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--dense", "17", "16"],
                 stdout=out, stderr=err)
     assert code == 2 and "not a whole stride" in err.getvalue()
+
+
+def test_pooled_model_is_compared_with_the_mean_of_the_crops():
+    """B pools its score map (convert --pool-scores avg): its output is the crops' mean output."""
+    a, b = pair(pad=0)
+    graph = b.graph
+    graph.output[0].name = "y"
+    for node in graph.node:
+        node.output[:] = ["map" if o == "y" else o for o in node.output]
+    graph.node.extend([helper.make_node("GlobalAveragePool", ["map"], ["pooled"]),
+                       helper.make_node("Flatten", ["pooled"], ["y"], axis=1)])
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]))
+    result = dense_check(a, b, (16, 16), ValidateOptions())
+    (output,) = result.outputs
+    assert output.pooled and result.cells == 9 and result.stride == (2, 2)
+    assert output.comparison.absolute.max < 1e-5 and output.top1_agreement == 1.0
+    assert "against the mean" in result.render_text()
