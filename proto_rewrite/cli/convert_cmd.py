@@ -191,7 +191,8 @@ def _convert_onnx(args, model_path, output, selection, input_shapes):
             raise UsageError(f"{option} applies to Caffe models only")
     model = load_onnx(model_path)
     plan = plan_onnx_rewrite(model, selection=selection, mode=args.mode,
-                             classifier_before_pool=args.classifier_before_pool, input_shapes=input_shapes or None)
+                             classifier_before_pool=args.classifier_before_pool, input_shapes=input_shapes or None,
+                             pool_scores=args.pool_scores)
     if output:
         _refuse_overwriting_inputs(args, [output], [model_path])
 

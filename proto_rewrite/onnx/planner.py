@@ -4,7 +4,8 @@ One forward pass over the nodes, in graph order: each FC is matched (``patterns`
 with a reason; the tensors an accepted FC writes become 4-D maps, and so do the outputs of the
 element-wise nodes that read them. A node that needs the old 2-D tensor (or a graph output in
 exact mode) gets a Flatten in front of it. Nodes left with no reader (the Flatten, the Reshape
-and its shape chain, an NHWC Transpose) are removed.
+and its shape chain, an NHWC Transpose) are removed. With ``pool_scores`` (``pooling``), each
+chain's last FC is pooled back to (N, K), so what follows it stays as it was.
 
 The result is a :class:`Program`: the format-neutral :class:`~proto_rewrite.plan.RewritePlan`
 plus the node-level details ``build`` needs to execute it.
@@ -32,6 +33,12 @@ from proto_rewrite.onnx.patterns import (
     match_fc,
     op_label,
     works_on_maps,
+)
+from proto_rewrite.onnx.pooling import (
+    check_request,
+    place_pools,
+    pool_heads,
+    pooled_tensors,
 )
 from proto_rewrite.onnx.weights import (
     bias_tensor,
@@ -135,9 +142,10 @@ class _Names:
 
 
 def build_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
-                  input_shapes: dict | None = None) -> Program:
+                  input_shapes: dict | None = None, pool_scores: str | None = None) -> Program:
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
+    check_request(pool_scores, mode)
     selection = selection or Selection()
     view = GraphView(model, input_shapes)
     kinds = {i: kind for i, node in enumerate(view.nodes) if (kind := fc_kind(view, node))}
@@ -185,12 +193,19 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
             needs_2d.append((name, None, None))
     if not matches:
         return program
+    heads = []
+    if pool_scores is not None:
+        heads = pool_heads(view, matches, mapped, pool_scores, model.path)
+        pooled = pooled_tensors(view, matches, heads, mapped, model.path)
+        mapped = {name: origin for name, origin in mapped.items() if name not in pooled}
+        needs_2d = [entry for entry in needs_2d if entry[0] not in pooled]
 
     gone = {m.index for m in matches} | {m.add for m in matches if m.add is not None}
     why = _removal_candidates(view, matches, mode)
     _remove_dead(program, view, why, gone)
     renames = _resolve_2d(program, view, names, mapped, needs_2d, gone, mode)
     _place_convs(program, view, names, matches, renames, mode, mapped)
+    place_pools(program, view, names, heads, pool_scores)
     _remove_initializers(program, view, gone)
     if mode == FCN:
         _resize_inputs(program, view, matches)

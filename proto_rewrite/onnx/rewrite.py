@@ -22,14 +22,17 @@ from proto_rewrite.plan import FCN, RewritePlan, Selection
 
 
 def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN,
-                      classifier_before_pool: bool = False, input_shapes: dict | None = None) -> RewritePlan:
+                      classifier_before_pool: bool = False, input_shapes: dict | None = None,
+                      pool_scores: str | None = None) -> RewritePlan:
     """What the rewrite will change; the model is not modified.
 
     ``input_shapes``: {input name: tuple of ints} fixing symbolic dimensions (-1 keeps one).
+    ``pool_scores`` (fcn mode only): "avg", "max" or "probs-avg" (``plan.POOL_SCORES``): pool each
+    chain's score map back to (N, K) (``onnx.pooling``).
     Raises :class:`~proto_rewrite.errors.RewriteRefused` when an FC named in ``selection.only``
     cannot be rewritten. ``selection`` None: every FC.
     """
-    return build_program(model, selection, mode, classifier_before_pool, input_shapes).plan
+    return build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores).plan
 
 
 def apply_onnx_plan(model, plan: RewritePlan):
@@ -50,9 +53,11 @@ def apply_onnx_plan(model, plan: RewritePlan):
 def _program_for(model, plan: RewritePlan) -> Program:
     selection = Selection(only=frozenset(rewrite.name for rewrite in plan.rewrites))
     wanted = _executable(plan)
+    pool_scores = _pool_scores(plan)
     for classifier_before_pool in (False, True):
         try:
-            program = build_program(model, selection, plan.mode, classifier_before_pool, plan.input_shapes)
+            program = build_program(model, selection, plan.mode, classifier_before_pool, plan.input_shapes,
+                                    pool_scores)
         except RewriteRefused as err:
             raise UsageError(f"the plan does not fit this model: {err.message}",
                              hint="make the plan from this very model and apply it unchanged") from err
@@ -60,6 +65,16 @@ def _program_for(model, plan: RewritePlan) -> Program:
             return program
     raise UsageError("the plan does not fit this model (its rewrites or edits differ from what the model allows)",
                      hint="make the plan from this very model and apply it unchanged")
+
+
+def _pool_scores(plan: RewritePlan) -> str | None:
+    """The --pool-scores a plan was made with, read back from its inserted pooling."""
+    methods = {edit.method for edit in plan.edits if edit.action == "insert" and edit.method}
+    if not methods:
+        return None
+    if methods != {"avg"}:
+        return "max"
+    return "probs-avg" if any(e.action == "insert" and e.op == "Softmax" for e in plan.edits) else "avg"
 
 
 def _executable(plan: RewritePlan) -> tuple:

@@ -108,3 +108,10 @@ def test_convert_validate_failure_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     code, _, _ = run(["convert", ONNX_SAMPLE, "-o", tmp_path / "fcn.onnx", "--validate", "--keep-on-failure"])
     assert code == 1 and (tmp_path / "fcn.onnx").exists()
+
+
+def test_pool_scores_for_onnx_through_the_command(tmp_path):
+    code, out, _ = run(["convert", ONNX_SAMPLE, "--dry-run", "--pool-scores", "max"])
+    assert code == 0 and "insert fc3_pool (GlobalMaxPool)" in out
+    code, _, err = run(["convert", ONNX_SAMPLE, "-o", tmp_path / "p.onnx", "--pool-scores", "avg", "--validate"])
+    assert code == 0 and err.startswith("PASSED")
