@@ -1,19 +1,22 @@
 """Read and write ``.caffemodel`` files (binary NetParameter with weight blobs).
 
-Reading never copies the weights: the file is memory-mapped, the wire format is walked to find
-each blob's packed ``data`` payload, and numpy views are made over those bytes (read-only). Only
-the small rest of each layer message (names, parameters, blob shapes) is parsed by protobuf.
-V2 (``layer``), V1 (``layers``) and V0 (``layers { layer { blobs } }``) files are read; blob
-shapes may be ``shape`` or the legacy num/channels/height/width.
+Reading never copies the weights: the file is memory-mapped (:func:`proto_rewrite.filecopy.open_input`),
+the wire format is walked to find each blob's packed ``data`` payload, and numpy views are made
+over those bytes (read-only). Only the small rest of each layer message (names, parameters, blob
+shapes) is parsed by protobuf. V2 (``layer``), V1 (``layers``) and V0 (``layers { layer { blobs } }``)
+files are read; blob shapes may be ``shape`` or the legacy num/channels/height/width. A file that
+cannot be mapped (a pipe) is read into memory instead.
 
-Writing produces the same bytes as protobuf's deterministic serialization of the whole message
-would, but streams each blob straight from its array, so a 500 MB model never exists twice in
-memory.
+Writing gives the bytes protobuf's deterministic serialization of the whole NetParameter gives,
+two ways. Streaming (the default): the small messages are serialized, each blob's data goes
+out as it is; a blob that is a view of a mapped caffemodel, reshaped or not, is copied file to
+file (:class:`~proto_rewrite.filecopy.RangeWriter`) and never read. In memory (when the weights
+were read into memory, or when asked): the NetParameter is built with its blobs filled and
+serialized by protobuf.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +25,10 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from proto_rewrite.caffe import schema
-from proto_rewrite.wire import I32, I64, LEN, WireFormatError, iter_fields, len_header
-from proto_rewrite.errors import CaffemodelError, InputFileError
+from proto_rewrite.errors import CaffemodelError, OutputError
+from proto_rewrite.filecopy import CopyStats, RangeWriter, WriteReport, in_memory_reason, open_input
 from proto_rewrite.fileio import OutputFiles, atomic_output
+from proto_rewrite.wire import I32, I64, LEN, WireFormatError, iter_fields, len_header
 
 
 def _number(message_class, name: str) -> int:
@@ -43,6 +47,7 @@ BLOB_DOUBLE_DATA = _number(schema.BlobProto, "double_data")
 BLOB_DOUBLE_DIFF = _number(schema.BlobProto, "double_diff")
 BLOB_SHAPE = _number(schema.BlobProto, "shape")
 
+PROTOBUF_LIMIT = 2**31 - 1  # bytes: the largest message protobuf serializes in one piece
 _STORABLE_DTYPES = {np.dtype("float32"): (BLOB_DATA, "<f4"), np.dtype("float64"): (BLOB_DOUBLE_DATA, "<f8")}
 
 
@@ -86,20 +91,11 @@ def read_caffemodel(path: str | os.PathLike) -> Caffemodel:
 
 
 def _map_file(path) -> memoryview:
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size == 0:
-                raise CaffemodelError("the caffemodel is empty (0 bytes)", path=path,
-                                      hint="the file was probably not written completely; copy it again")
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError as err:
-        raise InputFileError("weights file not found", path=path, hint="check the --weights path") from err
-    except IsADirectoryError as err:
-        raise InputFileError("weights path is a folder, not a file", path=path) from err
-    except OSError as err:
-        raise InputFileError(f"cannot read weights file: {err.strerror}", path=path) from err
-    return memoryview(mapped)
+    buffer = open_input(path, "weights file", missing_hint="check the --weights path")
+    if not buffer.nbytes:
+        raise CaffemodelError("the caffemodel is empty (0 bytes)", path=path,
+                              hint="the file was probably not written completely; copy it again")
+    return buffer
 
 
 def _hint_for_bad_bytes(buffer: memoryview) -> str:
@@ -225,10 +221,15 @@ def _check_blob_counts(path, layers: list[StoredLayer]) -> None:
 
 
 def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequence[np.ndarray]],
-                     outputs: OutputFiles | None = None) -> None:
+                     outputs: OutputFiles | None = None, *, streaming: bool | None = None) -> WriteReport:
     """Write ``net`` (V2 NetParameter; any blobs in it are ignored) with ``weights`` (layer name
     -> arrays) as a binary caffemodel. Arrays must be float32 or float64. The file appears
-    atomically: on its own, or when ``outputs`` is committed."""
+    atomically: on its own, or when ``outputs`` is committed.
+
+    ``streaming``: None (default) streams unless some weights were read into memory (their
+    input could not be mapped): then the in-memory path runs. True / False force one path.
+    Both give the same bytes.
+    """
     layer_names = {layer.name for layer in net.layer}
     unknown = sorted(set(weights) - layer_names)
     if unknown:
@@ -237,19 +238,36 @@ def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequenc
     if net.layers:
         raise CaffemodelError("cannot write V1 'layers'; upgrade the net first", path=path)
     encoded = {name: [_encode_blob(path, name, array) for array in arrays] for name, arrays in weights.items()}
+    reason = None
+    if streaming is None:
+        reason = in_memory_reason(array for arrays in weights.values() for array in arrays)
+        streaming = reason is None
+    elif not streaming:
+        reason = "the in-memory path was asked for"
+    report = WriteReport([os.fspath(path)], streaming, reason)
+    try:
+        with (outputs.open(path) if outputs is not None else atomic_output(path)) as out:
+            report.stats = (_write_streaming if streaming else _write_in_memory)(out, net, encoded)
+    except OSError as err:
+        raise OutputError(f"cannot write '{path}': {err.strerror or err}", path=path,
+                          hint="check the folder's permissions and free space") from err
+    return report
 
+
+def _write_streaming(out, net, encoded: dict[str, list[list]]) -> CopyStats:
     header = schema.NetParameter()
     header.CopyFrom(net)
     del header.layer[:]
     before, after = _split_at(header.SerializeToString(deterministic=True), NET_LAYER)
-    with (outputs.open(path) if outputs is not None else atomic_output(path)) as out:
-        out.write(before)
-        for layer in net.layer:
-            _write_layer(out, layer, encoded.get(layer.name, []))
-        out.write(after)
+    writer = RangeWriter(out)
+    writer.write(before)
+    for layer in net.layer:
+        _write_layer(writer, layer, encoded.get(layer.name, []))
+    writer.write(after)
+    return writer.finish()
 
 
-def _write_layer(out, layer, blobs: list[list]) -> None:
+def _write_layer(out: RangeWriter, layer, blobs: list[list]) -> None:
     bare = schema.LayerParameter()
     bare.CopyFrom(layer)
     del bare.blobs[:]
@@ -263,6 +281,33 @@ def _write_layer(out, layer, blobs: list[list]) -> None:
         for part in parts:
             out.write(part)
     out.write(after)
+
+
+def _write_in_memory(out, net, encoded: dict[str, list[list]]) -> CopyStats:
+    """The whole NetParameter, blobs filled, serialized by protobuf (per layer past 2 GB, the
+    most one protobuf message can hold: the bytes are the same)."""
+    full = schema.NetParameter()
+    full.CopyFrom(net)
+    for layer in full.layer:
+        del layer.blobs[:]
+        for parts in encoded.get(layer.name, []):
+            layer.blobs.add().MergeFromString(b"".join(parts))
+    if full.ByteSize() <= PROTOBUF_LIMIT:
+        data = full.SerializeToString(deterministic=True)
+        out.write(data)
+        return CopyStats(written=len(data))
+    layers = list(full.layer)
+    del full.layer[:]
+    before, after = _split_at(full.SerializeToString(deterministic=True), NET_LAYER)
+    out.write(before)
+    written = len(before) + len(after)
+    for layer in layers:
+        data = layer.SerializeToString(deterministic=True)
+        out.write(len_header(NET_LAYER, len(data)))
+        out.write(data)
+        written += len(len_header(NET_LAYER, len(data))) + len(data)
+    out.write(after)
+    return CopyStats(written=written)
 
 
 def _blob_record_length(parts) -> int:

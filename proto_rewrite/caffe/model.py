@@ -30,6 +30,7 @@ from proto_rewrite.errors import (
     UnknownLayerTypeError,
     UsageError,
 )
+from proto_rewrite.filecopy import WriteReport
 from proto_rewrite.fileio import OutputFiles, read_text
 
 AUTO = "auto"  # weights: use <stem>.caffemodel beside the prototxt when it exists
@@ -142,12 +143,19 @@ def _type_hint(type_name: str) -> str:
 
 
 def save_caffe(model: CaffeModel, prototxt_out: str | os.PathLike,
-               weights_out: str | os.PathLike | None = None) -> None:
-    """Write the V2 prototxt and, when ``weights_out`` is given, the caffemodel; both or neither."""
+               weights_out: str | os.PathLike | None = None, *, streaming: bool | None = None) -> WriteReport | None:
+    """Write the V2 prototxt and, when ``weights_out`` is given, the caffemodel; both or neither.
+
+    The caffemodel is written streaming (weights that are views of the input caffemodel are
+    copied file to file) unless ``streaming`` is False or the weights were read into memory;
+    see :func:`~proto_rewrite.caffe.caffemodel.write_caffemodel`. Returns how the caffemodel was
+    written (None without one).
+    """
     text = format_net_text(model.net)
+    report = None
     with OutputFiles() as outputs:
         if weights_out is not None:
-            write_caffemodel(weights_out, model.net, model.weights, outputs)
+            report = write_caffemodel(weights_out, model.net, model.weights, outputs, streaming=streaming)
         with outputs.open(prototxt_out, "w") as handle:
             handle.write(text)
-
+    return report
