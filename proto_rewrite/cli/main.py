@@ -13,10 +13,10 @@ import sys
 import traceback
 
 from proto_rewrite import __version__
-from proto_rewrite.cli import convert_cmd, diff_cmd, init_weights_cmd, inspect_cmd, validate_cmd
+from proto_rewrite.cli import convert_cmd, diff_cmd, export_cmd, init_weights_cmd, inspect_cmd, validate_cmd
 from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError
 
-COMMANDS = (convert_cmd, validate_cmd, diff_cmd, inspect_cmd, init_weights_cmd)
+COMMANDS = (convert_cmd, validate_cmd, diff_cmd, export_cmd, inspect_cmd, init_weights_cmd)
 
 EPILOG = "exit codes: 0 ok, 1 check failed or differences found, 2 bad usage or bad input, 3 internal error"
 

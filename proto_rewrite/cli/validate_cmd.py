@@ -40,8 +40,8 @@ def run(args, console) -> int:
     from proto_rewrite.validate.report import render_text, summary_line, to_dict
 
     options = validate_options_from(args, parse_input_shapes(args.input_shape))
-    model_a = load_for_validation(args.model_a, args.weights_a, console)
-    model_b = load_for_validation(args.model_b, args.weights_b, console)
+    model_a = load_for_validation(args.model_a, args.weights_a, console, any_size=bool(args.dense))
+    model_b = load_for_validation(args.model_b, args.weights_b, console, any_size=bool(args.dense))
     if args.dense:
         return run_dense(args, console, model_a, model_b, options)
     result = validate_models(model_a, model_b, options, names=(args.model_a, args.model_b))

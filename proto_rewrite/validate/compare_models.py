@@ -9,7 +9,7 @@ import numpy as np
 
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validate.inputs import concrete_shape, load_npz, random_inputs, session_inputs
-from proto_rewrite.validate.runtime import RuntimeOptions, make_session
+from proto_rewrite.validate.runtime import RuntimeOptions, make_session, run_session
 from proto_rewrite.validate.stats import Comparison, compare
 from proto_rewrite.validate.tolerances import Tolerances
 
@@ -100,8 +100,8 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
                               {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs}, [], [])
     worst: dict[str, TensorResult] = {}
     for feed in trials:
-        values_a = dict(zip(fetch, session_a.run(fetch, feed)))
-        values_b = dict(zip(fetch, session_b.run(fetch, feed)))
+        values_a = dict(zip(fetch, run_session(session_a, fetch, feed, what=f"model {names[0]}")))
+        values_b = dict(zip(fetch, run_session(session_b, fetch, feed, what=f"model {names[1]}")))
         result.input_values.append(feed)
         result.output_values.append({**{f"a/{k}": v for k, v in values_a.items()},
                                      **{f"b/{k}": v for k, v in values_b.items()}})

@@ -18,7 +18,7 @@ import numpy as np
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validate.compare_models import ValidateOptions
 from proto_rewrite.validate.inputs import random_inputs, session_inputs
-from proto_rewrite.validate.runtime import make_session
+from proto_rewrite.validate.runtime import make_session, run_session
 from proto_rewrite.validate.stats import Comparison, compare
 
 
@@ -117,8 +117,9 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     outputs = [o.name for o in session_a.get_outputs()]
 
     first_crop = np.ascontiguousarray(image[:, :, :crop_shape[2], :crop_shape[3]])
-    session_a.run(outputs, {spec.name: first_crop})  # warm both sessions up: time the runs, not the first-run setup
-    session_b.run(outputs, {spec.name: image})
+    # Warm both sessions up: time the runs, not the first-run setup.
+    run_session(session_a, outputs, {spec.name: first_crop}, what=f"model {names[0]}")
+    run_session(session_b, outputs, {spec.name: image}, what=f"model {names[1]}")
     start = time.perf_counter()
     dense = dict(zip(outputs, session_b.run(outputs, {spec.name: image})))
     dense_seconds = time.perf_counter() - start

@@ -11,8 +11,10 @@ def is_onnx(path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def load_for_validation(path, weights=None, console=None):
-    """The model at ``path`` as an onnx.ModelProto (Caffe: exported, with its weights)."""
+def load_for_validation(path, weights=None, console=None, *, any_size: bool = False):
+    """The model at ``path`` as an onnx.ModelProto (Caffe: exported, with its weights).
+    ``any_size``: a Caffe net is exported with a free batch and, when it has no layer that fixes
+    its input size (InnerProduct, PriorBox), free height and width too (for the dense check)."""
     if is_onnx(path):
         return _load_onnx(path)
     from proto_rewrite.caffe.model import AUTO, load_caffe
@@ -24,7 +26,10 @@ def load_for_validation(path, weights=None, console=None):
     if not model.weights_path:
         raise InputFileError("a Caffe model without weights cannot be validated", path=path,
                              hint="pass its .caffemodel (--weights-a / --weights-b), or put <stem>.caffemodel beside it")
-    return export_onnx(model)
+    if not any_size:
+        return export_onnx(model)
+    fixed = any(layer.type in ("InnerProduct", "PriorBox") for layer in model.net.layer)
+    return export_onnx(model, dynamic_batch=True, dynamic_size=not fixed)
 
 
 def _load_onnx(path):

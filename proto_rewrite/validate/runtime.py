@@ -59,3 +59,13 @@ def make_session(model, options: RuntimeOptions, *, what: str = "model"):
         raise DeviceError("onnxruntime could not start its CUDA execution provider (no usable GPU or CUDA libraries)",
                           hint="check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs, or use --device cpu")
     return session
+
+
+def run_session(session, fetch: list[str], feed: dict, *, what: str = "model") -> list:
+    """``session.run`` with onnxruntime's errors (wrong input shape or type...) as user errors."""
+    try:
+        return session.run(fetch, feed)
+    except Exception as err:  # onnxruntime raises its own exception types
+        shapes = ", ".join(f"{name} {'x'.join(map(str, value.shape))}" for name, value in feed.items())
+        raise UsageError(f"onnxruntime cannot run the {what} on {shapes}: {str(err).strip().splitlines()[0]}",
+                         hint="check the input shapes (--input-shape, --batch) against the model's inputs") from err
