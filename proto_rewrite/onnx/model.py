@@ -2,9 +2,11 @@
 
 The model file is memory-mapped; its skeleton (everything but the graph's initializers) is
 parsed, the initializers are :class:`~proto_rewrite.onnx.tensors.StoredTensor` objects whose data
-stays in the file (or in the external data files beside it) until read. Saving copies each
-untouched initializer as the bytes it was read from, so a model loaded and saved unchanged is
-byte-identical to what ``onnx.save`` writes for it.
+stays in the file (or in the external data files beside it) until read. Saving streams: each
+untouched initializer is copied file to file as the bytes it was read from, so a model loaded and
+saved unchanged is byte-identical to what ``onnx.save`` writes for it, at the speed of a copy.
+When the input could not be mapped (a pipe) it is read into memory, and saved by the in-memory
+path (protobuf serializes the whole model); the bytes are the same.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import onnx
 
 from proto_rewrite.diagnostics import Diagnostic
 from proto_rewrite.errors import InputFileError, Location, OutputError
+from proto_rewrite.filecopy import CopyStats, WriteReport, in_memory_reason, read_into_memory
 from proto_rewrite.fileio import OutputFiles
 from proto_rewrite.onnx.reader import split_model
 from proto_rewrite.onnx.tensors import StoredTensor, check_tensor, map_external, map_file
-from proto_rewrite.onnx.writer import plan_external, write_model
+from proto_rewrite.onnx.writer import external_layout, plan_external, serialize_data, serialize_model, write_model
 
 
 @dataclass
@@ -78,12 +81,23 @@ class OnnxModel:
         return model
 
 
-def load_onnx(path: str | os.PathLike) -> OnnxModel:
-    """Load an ONNX model (and find its external data beside it); typed errors for bad input."""
+def load_onnx(path: str | os.PathLike, *, streaming: bool | None = None) -> OnnxModel:
+    """Load an ONNX model (and find its external data beside it); typed errors for bad input.
+
+    The files are memory-mapped (``streaming`` None or True), or read into memory (False, or
+    when a file cannot be mapped): the model is then saved by the in-memory path.
+    """
     path = os.fspath(path)
     if path.endswith((".prototxt", ".caffemodel")):
         raise InputFileError("a Caffe file was given where an ONNX model is expected", path=path,
                              hint="ONNX models are .onnx files; Caffe models are read from their .prototxt")
+    if streaming is False:
+        with read_into_memory():
+            return _load(path)
+    return _load(path)
+
+
+def _load(path: str) -> OnnxModel:
     buffer = map_file(path, "ONNX model")
     base_dir = os.path.dirname(os.path.abspath(path))
     skeleton, tensors = split_model(buffer, path=path, base_dir=base_dir)
@@ -92,30 +106,63 @@ def load_onnx(path: str | os.PathLike) -> OnnxModel:
     return model
 
 
-def save_onnx(model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None) -> None:
+def save_onnx(model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None, *,
+              streaming: bool | None = None) -> WriteReport:
     """Write the model atomically; external data goes to ``<name>.data`` beside it when the model
     came with external data or would not fit in one protobuf (2 GB). Byte-deterministic.
 
-    With ``outputs``, the files join that all-or-nothing group (the caller commits).
+    ``streaming``: None (default) streams (untouched bytes copied file to file) unless the
+    model's data was read into memory, then the in-memory path runs; True / False force one.
+    Both give the same bytes. With ``outputs``, the files join that all-or-nothing group (the
+    caller commits). Returns how the files were written.
     """
     target = Path(out_path)
     tensors = list(model.initializers.values())
     external = plan_external(tensors, model.proto.ByteSize(), model.has_external_data)
     data_name = f"{target.name}.data"
+    reason = None
+    if streaming is None:
+        reason = in_memory_reason(buffer for tensor in tensors for buffer in _buffers(tensor))
+        streaming = reason is None
+    elif not streaming:
+        reason = "the in-memory path was asked for"
+    paths = [str(target)] + ([str(target.parent / data_name)] if external else [])
+    report = WriteReport(paths, streaming, reason)
     if outputs is None:
         with OutputFiles() as files:
-            _write(model, tensors, target, files, external, data_name)
+            report.stats = _write(model, tensors, target, files, external, data_name, streaming)
     else:
-        _write(model, tensors, target, outputs, external, data_name)
+        report.stats = _write(model, tensors, target, outputs, external, data_name, streaming)
+    return report
 
 
-def _write(model, tensors, target: Path, files: OutputFiles, external: set[str], data_name: str) -> None:
+def _buffers(tensor) -> list:
+    """The input buffers a tensor's data comes from."""
+    stored = tensor if isinstance(tensor, StoredTensor) else getattr(tensor, "source", None)
+    if not isinstance(stored, StoredTensor):
+        return []
+    return [buffer for buffer in (stored._buffer, stored._external) if buffer is not None]
+
+
+def _write(model, tensors, target: Path, files: OutputFiles, external: set[str], data_name: str,
+           streaming: bool) -> CopyStats:
     try:
+        layout = external_layout(tensors, external)
+        if not streaming:
+            data = serialize_data(tensors, external, layout) if external else None
+            body = serialize_model(model.proto, tensors, external=external, data_location=data_name,
+                                   layout=layout)
+            if data is not None:
+                with files.open(target.parent / data_name) as handle:
+                    handle.write(data)
+            with files.open(target) as handle:
+                handle.write(body)
+            return CopyStats(written=len(body) + (len(data) if data is not None else 0))
         data_handle = files.open(target.parent / data_name) if external else None
         try:
             with files.open(target) as handle:
-                write_model(model.proto, tensors, handle, external=external, data_handle=data_handle,
-                            data_location=data_name)
+                return write_model(model.proto, tensors, handle, external=external, data_handle=data_handle,
+                                   data_location=data_name, layout=layout)
         finally:
             if data_handle is not None:
                 data_handle.close()

@@ -2,7 +2,12 @@
 
 The skeleton is the model with its graph's ``initializer`` records cut out: nodes, inputs,
 outputs, attributes, metadata. It is small and parsed by protobuf as usual. Each initializer
-becomes a :class:`~proto_rewrite.onnx.tensors.StoredTensor` whose data stays in ``buffer``.
+becomes a :class:`~proto_rewrite.onnx.tensors.StoredTensor` whose data stays in ``buffer`` (the
+mapped file: the writer copies untouched records from it file to file).
+
+A graph stored in several records (legal protobuf, never written by onnx) is parsed whole
+instead and its canonical serialization, held in memory, is split: the model is then written by
+the in-memory path.
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ from __future__ import annotations
 import onnx
 from google.protobuf.message import DecodeError
 
-from proto_rewrite.wire import LEN, WireFormatError, iter_fields, len_header
 from proto_rewrite.errors import InputFileError
+from proto_rewrite.filecopy import in_memory_file
 from proto_rewrite.onnx.tensors import StoredTensor
+from proto_rewrite.wire import LEN, WireFormatError, iter_fields, len_header
 
 MODEL_GRAPH = 7
 GRAPH_INITIALIZER = 5
@@ -27,10 +33,12 @@ def split_model(buffer, *, path=None, base_dir: str | None = None) -> tuple[onnx
             if not graphs:
                 raise InputFileError("the file holds no graph: it is not an ONNX model", path=path,
                                      hint=_hint_for_bad_bytes(buffer))
-            # The graph is split over several records (legal protobuf, never written by onnx):
-            # let protobuf merge them, then split the canonical serialization.
+            # The graph is split over several records: let protobuf merge them, then split the
+            # canonical serialization (in memory; the in-memory writer takes it from there).
             whole = _parse(bytes(buffer), path, buffer)
-            return split_model(memoryview(whole.SerializeToString()), path=path, base_dir=base_dir)
+            data = in_memory_file(whole.SerializeToString(), path or "",
+                                  "the graph is stored in several records, so the model was parsed whole")
+            return split_model(memoryview(data), path=path, base_dir=base_dir)
         graph = graphs[0]
         kept = bytearray()
         tensors = []

@@ -2,8 +2,9 @@
 
 A :class:`StoredTensor` is an initializer as it is in the model file (or in its external data
 file): its small header (name, dims, data type, external data fields) is parsed, its data is not.
-Written back untouched, it is the same bytes (:meth:`StoredTensor.record`). Reading it
-(:meth:`~StoredTensor.array`) gives a read-only numpy view of the memory-mapped file.
+Written back untouched, it is the same bytes (:meth:`StoredTensor.record`), which the writer
+copies file to file. Reading it (:meth:`~StoredTensor.array`) gives a read-only numpy view of the
+memory-mapped file (or of the file read into memory, when it could not be mapped).
 
 A :class:`DerivedTensor` is an initializer the rewrite changes: a source tensor, new dims and a
 function that produces the new data block by block, when the model is written.
@@ -12,7 +13,6 @@ function that produces the new data block by block, when the model is written.
 from __future__ import annotations
 
 import math
-import mmap
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +21,9 @@ import numpy as np
 from onnx import TensorProto, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from proto_rewrite.wire import LEN, iter_fields
 from proto_rewrite.errors import InputFileError
+from proto_rewrite.filecopy import Span, file_span, open_input, release
+from proto_rewrite.wire import LEN, iter_fields, len_header
 
 TENSOR_RAW_DATA = 9
 CHUNK_BYTES = 16 * 2**20
@@ -78,6 +79,7 @@ class StoredTensor:
         self._raw = raw
         self.base_dir = base_dir
         self._external = None  # the mapped external data file
+        self._canonical = None
 
     @classmethod
     def from_record(cls, buffer, start: int, end: int, base_dir: str | None) -> StoredTensor:
@@ -128,6 +130,52 @@ class StoredTensor:
         if self.is_external:
             return None
         return memoryview(self._buffer)[self._record[0]:self._record[1]]
+
+    def canonical_parts(self) -> tuple[bytes, bytes]:
+        """The header as protobuf serializes it, split where ``raw_data`` goes."""
+        header = self.header
+        if header.HasField("raw_data"):  # a second raw_data field: the last one is the tensor's
+            header = TensorProto()
+            header.CopyFrom(self.header)
+            header.ClearField("raw_data")
+        return split_before(header.SerializeToString(), TENSOR_RAW_DATA)
+
+    def is_canonical(self) -> bool:
+        """True when :meth:`record` holds the bytes protobuf would serialize for this tensor (fields
+        in number order, each once): those can be copied as they are."""
+        if self._canonical is None:
+            head, tail = self.canonical_parts()
+            buffer = memoryview(self._buffer)
+            start, end = self._record
+            if self._raw is None:
+                self._canonical = buffer[start:end] == head + tail
+            else:
+                raw_start, raw_end = self._raw
+                head += len_header(TENSOR_RAW_DATA, raw_end - raw_start)
+                self._canonical = buffer[start:raw_start] == head and buffer[raw_end:end] == tail
+        return self._canonical
+
+    def canonical_record(self) -> tuple[int, list]:
+        """(length, parts) of the record as protobuf would serialize it: the header's bytes, and
+        the raw data as a view of where it is."""
+        head, tail = self.canonical_parts()
+        if self._raw is None:
+            return len(head) + len(tail), [head, tail]
+        raw = memoryview(self._buffer)[self._raw[0]:self._raw[1]]
+        head += len_header(TENSOR_RAW_DATA, raw.nbytes)
+        return len(head) + raw.nbytes + len(tail), [head, raw, tail]
+
+    def data_span(self) -> Span | None:
+        """Where the raw data is in an input file (model or external data), without reading it."""
+        span = self._raw_span()
+        if span is None or span[1] == span[2]:
+            return None
+        buffer, start, end = span
+        return file_span(memoryview(buffer)[start:end])
+
+    def release(self) -> None:
+        """Drop the data's mapped pages from this process's memory, once read (say, to transpose)."""
+        release(self.data_span())
 
     # -- its data
     def external_info(self) -> tuple[Path, int, int | None]:
@@ -246,20 +294,22 @@ class DerivedTensor:
 
 
 def map_file(path: str | os.PathLike, what: str) -> memoryview:
-    """The whole file, memory-mapped read-only, with typed errors for the usual problems."""
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size == 0:
-                raise InputFileError(f"the {what} is empty (0 bytes)", path=path,
-                                     hint="the file was probably not written completely; copy it again")
-            return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
-    except FileNotFoundError as err:
-        raise InputFileError(f"{what} not found", path=path, hint="check the path") from err
-    except IsADirectoryError as err:
-        raise InputFileError(f"{what} is a folder, not a file", path=path) from err
-    except OSError as err:
-        raise InputFileError(f"cannot read {what}: {err.strerror}", path=path) from err
+    """The whole file, memory-mapped read-only (read into memory when it cannot be mapped), with
+    typed errors for the usual problems."""
+    buffer = open_input(path, what)
+    if not buffer.nbytes:
+        raise InputFileError(f"the {what} is empty (0 bytes)", path=path,
+                             hint="the file was probably not written completely; copy it again")
+    return buffer
+
+
+def split_before(message: bytes, number: int) -> tuple[bytes, bytes]:
+    """Split a canonical serialization (fields in number order) before its first field numbered
+    above ``number``."""
+    for record in iter_fields(message):
+        if record.number > number:
+            return message[:record.start], message[record.start:]
+    return message, b""
 
 
 # data type -> (typed field holding the values when there is no raw_data, values per element)
