@@ -55,13 +55,15 @@ def bare(model_a, model_b) -> None:
         make_session(model.SerializeToString(), runtime).run(None, feed)
 
 
-def best(function, repeat: int) -> float:
-    times = []
+def best_interleaved(functions, repeat: int) -> list[float]:
+    """Best time of each function, the runs interleaved so that drifting load hits all alike."""
+    times = [[] for _ in functions]
     for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for index, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            times[index].append(time.perf_counter() - start)
+    return [min(t) for t in times]
 
 
 def main() -> int:
@@ -73,8 +75,8 @@ def main() -> int:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     size = model.ByteSize() / 2**20
-    base = best(lambda: bare(model, copy), args.repeat)
-    checked = best(lambda: validate_models(model, copy, ValidateOptions()), args.repeat)
+    base, checked = best_interleaved([lambda: bare(model, copy),
+                                      lambda: validate_models(model, copy, ValidateOptions())], args.repeat)
     print(f"model: VGG-style, {size:.0f} MiB; best of {args.repeat}")
     print(f"bare: two sessions + one run each   {base:.3f} s")
     print(f"validate (same pair, same inputs)   {checked:.3f} s   {checked / base:.2f}x")
