@@ -42,6 +42,14 @@ class Location:
         return ": ".join(parts)
 
 
+def _text(value):
+    """A name read from a hostile file may come as bytes (invalid UTF-8 in a protobuf string):
+    show it as text, undecodable bytes escaped."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    return value
+
+
 class ProtoRewriteError(Exception):
     """A user-facing error: something is wrong with the input or the request."""
 
@@ -58,6 +66,7 @@ class ProtoRewriteError(Exception):
         layer: str | None = None,
         hint: str | None = None,
     ) -> None:
+        message, layer, hint = _text(message), _text(layer), _text(hint)
         super().__init__(message)
         self.message = message
         self.location = Location(path, line, column, layer)
@@ -117,6 +126,14 @@ class CaffemodelError(InputFileError):
 
 class WeightsMismatchError(InputFileError):
     """Weights disagree with the network definition (blob count or shape)."""
+
+
+class NonFiniteWeightsError(InputFileError):
+    """Weights hold NaN or Inf values (refused unless --allow-nonfinite)."""
+
+
+class TensorTooLargeError(InputFileError):
+    """A declared shape would need more memory than the limit allows (--max-tensor-bytes)."""
 
 
 class WeightShapeError(ProtoRewriteError):

@@ -47,10 +47,16 @@ class OutputFiles:
 
     def commit(self) -> None:
         mode = 0o666 & ~_current_umask()
-        for tmp_name, target in self._pending:
-            os.chmod(tmp_name, mode)
-            os.replace(tmp_name, target)
-        self._pending.clear()
+        try:
+            while self._pending:
+                tmp_name, target = self._pending[0]
+                os.chmod(tmp_name, mode)
+                os.replace(tmp_name, target)
+                self._pending.pop(0)
+        except OSError as err:
+            self.discard()
+            raise OutputError(f"cannot write '{target}': {err.strerror or err}", path=target,
+                              hint="check the folder's permissions and free space") from err
 
     def discard(self) -> None:
         for tmp_name, _ in self._pending:
@@ -64,8 +70,12 @@ class OutputFiles:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.discard()
+            return
+        targets = [target for _, target in self._pending]
+        self.discard()
+        if isinstance(exc, OSError) and targets:  # the disk is full, the folder went away...
+            raise OutputError(f"writing '{targets[-1]}' failed: {exc.strerror or exc}", path=targets[-1],
+                              hint="check the folder's permissions and free space; nothing was written") from exc
 
 
 @contextlib.contextmanager

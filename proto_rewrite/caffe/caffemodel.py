@@ -17,6 +17,7 @@ serialized by protobuf.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ BLOB_DOUBLE_DATA = _number(schema.BlobProto, "double_data")
 BLOB_DOUBLE_DIFF = _number(schema.BlobProto, "double_diff")
 BLOB_SHAPE = _number(schema.BlobProto, "shape")
 
+MAX_RANK = 32  # numpy's limit on dimensions (Caffe's is 32 too)
 PROTOBUF_LIMIT = 2**31 - 1  # bytes: the largest message protobuf serializes in one piece
 _STORABLE_DTYPES = {np.dtype("float32"): (BLOB_DATA, "<f4"), np.dtype("float64"): (BLOB_DOUBLE_DATA, "<f8")}
 
@@ -183,7 +185,9 @@ def _read_blob(buffer, record, dropped) -> StoredBlob:
     values = chunks[0] if len(chunks) == 1 else (np.concatenate(chunks) if chunks else np.zeros(0, "<f4"))
     legacy = any(meta.HasField(name) for name in ("num", "channels", "height", "width"))
     shape = (meta.num, meta.channels, meta.height, meta.width) if legacy else tuple(meta.shape.dim)
-    expected = int(np.prod(shape, dtype=np.int64))
+    if any(d < 0 for d in shape) or len(shape) > MAX_RANK:
+        raise WireFormatError(f"blob shape {list(shape)[:MAX_RANK + 1]} is not a shape", record.start)
+    expected = math.prod(shape)  # Python integers: a hostile shape cannot overflow to a small count
     if values.size != expected:
         raise WireFormatError(
             f"blob has {values.size} values but its shape {list(shape)} needs {expected}", record.start

@@ -34,6 +34,7 @@ from google.protobuf.message import Message
 
 from proto_rewrite.diagnostics import Diagnostic
 from proto_rewrite.errors import Location, NetStructureError, UsageError
+from proto_rewrite.limits import check_tensor_size
 
 Shape = tuple  # tuple[int, ...]
 
@@ -88,16 +89,35 @@ def infer_shapes(net, input_shapes: Mapping[str, Sequence[int]] | None = None, *
     for layer in net.layer:
         site = _Site(layer, path, lines.get(layer.name))
         bottoms = [shapes.blobs.get(name) for name in layer.bottom]
+        if not layer.bottom and layer.type in _RULES and layer.type not in _SOURCES:
+            raise site.error("has no bottom, but this layer type computes its outputs from its inputs",
+                             "give the layer its bottom (the blob it reads)")
         if not layer.bottom:
             tops = _source_tops(site, overrides, shapes.diagnostics)
         elif any(shape is None for shape in bottoms):
             tops = [None] * len(layer.top)  # lost upstream; that layer has the diagnostic
         else:
             tops = _apply_rule(site, bottoms, shapes.diagnostics)
+        _check_sizes(site, bottoms, tops)
         shapes.bottoms[layer.name] = bottoms
         shapes.tops[layer.name] = tops
         shapes.blobs.update(zip(layer.top, tops))
     return shapes
+
+
+def _check_sizes(site: _Site, bottoms: list[Shape | None], tops: list[Shape | None]) -> None:
+    """Refuse a top or a learnable blob whose declared shape needs more memory than the limit
+    (:mod:`proto_rewrite.limits`) before anything is made from it."""
+    from proto_rewrite.caffe.blob_shapes import expected_blobs
+
+    where = {"path": site.path, "line": site.line, "layer": site.layer.name}
+    for name, shape in zip(site.layer.top, tops):
+        if shape is not None:
+            check_tensor_size(shape, 4, f"{site.layer.type} output '{name}'", **where)
+    if all(shape is not None for shape in bottoms):
+        for index, shape in enumerate(expected_blobs(site.layer, bottoms) or []):
+            if shape is not None:
+                check_tensor_size(shape, 4, f"{site.layer.type} blob {index} (weights)", **where)
 
 
 def _check_overrides(net, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, Shape]:

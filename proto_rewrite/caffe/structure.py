@@ -8,6 +8,9 @@ from proto_rewrite.errors import NetStructureError
 
 def check_structure(net, path=None, lines: dict[str, int] | None = None) -> None:
     lines = lines or {}
+    if not net.layer:
+        raise NetStructureError("the net has no layers (and no inputs)", path=path,
+                                hint="is this the right file? A prototxt lists its layers in 'layer { ... }' blocks")
     produced: dict[str, str] = {}
     names: set[str] = set()
     for layer in net.layer:

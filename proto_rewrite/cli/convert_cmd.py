@@ -10,7 +10,9 @@ from proto_rewrite.cli.options import (
     add_caffe_options,
     add_output_options,
     add_runtime_options,
+    add_safety_options,
     add_shape_options,
+    apply_safety_options,
     caffe_weights_arg,
     is_onnx_path,
     parse_input_shapes,
@@ -60,6 +62,7 @@ def register(subparsers) -> None:
     add_caffe_options(parser)
     add_shape_options(parser)
     add_runtime_options(parser)
+    add_safety_options(parser, nonfinite=True)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
@@ -81,10 +84,11 @@ def convert_one(args, model_path: str, output: str | None, console) -> int:
     """Convert one model to ``output``, printing its plan; the exit code."""
     from proto_rewrite.plan import Selection
 
+    apply_safety_options(args)
     selection = Selection.from_options(args.only, args.match, args.exclude)
     input_shapes = parse_input_shapes(args.input_shape)
     if is_onnx_path(model_path):
-        plan, write = _convert_onnx(args, model_path, output, selection, input_shapes)
+        plan, write = _convert_onnx(args, model_path, output, selection, input_shapes, console)
     else:
         plan, write = _convert_caffe(args, model_path, output, selection, input_shapes, console)
     for skip in plan.skips:
@@ -151,6 +155,10 @@ def _convert_caffe(args, model_path, output, selection, input_shapes, console):
     console.diagnostics(model.diagnostics)
     if model.upgrades:
         console.info(f"upgraded {model_path}: {'; '.join(model.upgrades)}")
+    if not args.allow_nonfinite:
+        from proto_rewrite.nonfinite import check_caffe_weights
+
+        check_caffe_weights(model)
     options = CaffeRewriteOptions(mode=args.mode, selection=selection, rename_suffix=args.rename,
                                   input_size=tuple(args.input_size) if args.input_size else None,
                                   input_shapes=input_shapes, pool_scores=args.pool_scores)
@@ -175,13 +183,15 @@ def _convert_caffe(args, model_path, output, selection, input_shapes, console):
             check = _check(args, export_onnx(model), export_onnx(converted))
             if not check.passed and not args.keep_on_failure:
                 return [], check
-        save_caffe(converted, output, weights_out)
+        saved = save_caffe(converted, output, weights_out)
+        if saved is not None:
+            console.info(saved.describe())
         return [output] + ([weights_out] if weights_out else []), check
 
     return plan, write
 
 
-def _convert_onnx(args, model_path, output, selection, input_shapes):
+def _convert_onnx(args, model_path, output, selection, input_shapes, console):
     from proto_rewrite.onnx.model import load_onnx, save_onnx
     from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
 
@@ -190,6 +200,10 @@ def _convert_onnx(args, model_path, output, selection, input_shapes):
         if value:
             raise UsageError(f"{option} applies to Caffe models only")
     model = load_onnx(model_path)
+    if not args.allow_nonfinite:
+        from proto_rewrite.nonfinite import check_onnx_weights
+
+        check_onnx_weights(model)
     plan = plan_onnx_rewrite(model, selection=selection, mode=args.mode,
                              classifier_before_pool=args.classifier_before_pool, input_shapes=input_shapes or None,
                              pool_scores=args.pool_scores)
@@ -203,7 +217,7 @@ def _convert_onnx(args, model_path, output, selection, input_shapes):
             check = _check(args, model.to_proto(), converted.to_proto())
             if not check.passed and not args.keep_on_failure:
                 return [], check
-        save_onnx(converted, output)
+        console.info(save_onnx(converted, output).describe())
         return [output], check
 
     return plan, write

@@ -10,9 +10,13 @@ import os
 
 from proto_rewrite.cli.options import (
     add_caffe_net_options,
+    add_safety_options,
     add_shape_options,
     add_verbosity_options,
+    apply_safety_options,
+    caffe_default_weights,
     parse_input_shapes,
+    refuse_output_over_input,
     use_caffe_schema,
 )
 from proto_rewrite.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
@@ -46,6 +50,7 @@ def register(subparsers) -> None:
     output.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the text report: auto (default) when stdout is a terminal")
     add_verbosity_options(output)
+    add_safety_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -54,6 +59,9 @@ def run(args, console) -> int:
     from proto_rewrite.diff.load import AUTO, LoadOptions, load_pair, read_plan, text_diff
 
     use_caffe_schema(args)
+    apply_safety_options(args)
+    refuse_output_over_input([args.output], [args.model_a, args.model_b, args.weights_a, args.weights_b, args.plan,
+                                             *caffe_default_weights(args.model_a, args.model_b)])
     if args.no_weights and (args.weights_a or args.weights_b):
         raise UsageError("--no-weights cannot be combined with --weights-a / --weights-b")
     plan = read_plan(args.plan) if args.plan else None

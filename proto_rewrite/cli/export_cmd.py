@@ -9,7 +9,9 @@ import os
 from proto_rewrite.cli.options import (
     add_caffe_options,
     add_output_options,
+    add_safety_options,
     add_shape_options,
+    apply_safety_options,
     caffe_weights_arg,
     parse_input_shapes,
     use_caffe_schema,
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
                        help="seed of the random weights used when the model has none (default: 0)")
     add_caffe_options(parser)
     add_shape_options(parser)
+    add_safety_options(parser, nonfinite=True)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
@@ -46,6 +49,7 @@ def run(args, console) -> int:
     from proto_rewrite.caffe.onnx_export import build_onnx
     from proto_rewrite.errors import UsageError
 
+    apply_safety_options(args)
     if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
         raise UsageError("the output is the model itself", hint="write the ONNX model to a .onnx file")
     if args.seed < 0 or args.seed >= 2 ** 32:
@@ -54,6 +58,12 @@ def run(args, console) -> int:
     model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
                        input_shapes=overrides or None)
     console.diagnostics(model.diagnostics)
+    if model.weights_path and os.path.exists(args.output) and os.path.samefile(args.output, model.weights_path):
+        raise UsageError("the output is the model's weights file, an input", hint="write the ONNX model to a .onnx file")
+    if not args.allow_nonfinite:
+        from proto_rewrite.nonfinite import check_caffe_weights
+
+        check_caffe_weights(model)
     random_note = None
     if model.weights_path is None and _has_learnable_blobs(model):
         random_note = _fill_random_weights(model, overrides, args.seed)

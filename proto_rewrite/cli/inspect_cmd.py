@@ -7,7 +7,9 @@ import json
 from proto_rewrite.cli.options import (
     add_caffe_options,
     add_output_options,
+    add_safety_options,
     add_shape_options,
+    apply_safety_options,
     caffe_weights_arg,
     is_onnx_path,
     parse_input_shapes,
@@ -22,6 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("model", help="a Caffe .prototxt or an .onnx model")
     add_caffe_options(parser)
     add_shape_options(parser)
+    add_safety_options(parser)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
@@ -29,6 +32,7 @@ def register(subparsers) -> None:
 def run(args, console) -> int:
     from proto_rewrite.summary import render_text
 
+    apply_safety_options(args)
     summary = _onnx_summary(args) if is_onnx_path(args.model) else _caffe_summary(args)
     console.diagnostics(summary.diagnostics)
     if args.format == "json":

@@ -154,3 +154,48 @@ def validate_options_from(args, input_shapes):
         input_ranges=parse_ranges(args.input_range), inputs_file=args.inputs,
         tolerances=Tolerances.parse(args.atol, args.rtol), localize=args.localize,
     )
+
+
+def add_safety_options(parser: argparse.ArgumentParser, *, nonfinite: bool = False) -> None:
+    """--max-tensor-bytes (every command that reads a model) and --allow-nonfinite (the commands
+    that compute with the weights)."""
+    group = parser.add_argument_group("safety")
+    group.add_argument("--max-tensor-bytes", metavar="SIZE",
+                       help="refuse a model whose declared shapes would need a tensor larger than SIZE bytes "
+                            "(e.g. 4GiB, 500M; default: $PROTO_REWRITE_MAX_TENSOR_BYTES, else 16GiB)")
+    if nonfinite:
+        group.add_argument("--allow-nonfinite", action="store_true",
+                           help="accept weights that hold NaN or Inf (refused by default)")
+
+
+def apply_safety_options(args) -> None:
+    """Set the limits the safety options ask for (call first in a command's run)."""
+    from proto_rewrite.limits import set_max_tensor_bytes
+
+    set_max_tensor_bytes(getattr(args, "max_tensor_bytes", None))
+
+
+def refuse_output_over_input(outputs, inputs) -> None:
+    """Refuse (UsageError) an output path that names an existing input file, however spelt."""
+    import os
+
+    from proto_rewrite.errors import UsageError
+
+    existing = [path for path in inputs if path and os.path.isfile(path)]
+    for output in outputs:
+        if output and os.path.exists(output) and any(os.path.samefile(output, path) for path in existing):
+            raise UsageError(f"output '{output}' is also an input",
+                             hint="choose another output path: proto-rewrite never replaces its inputs here")
+
+
+def caffe_default_weights(*models) -> list:
+    """The <stem>.caffemodel beside each Caffe model that has one (inputs read by default)."""
+    from pathlib import Path
+
+    found = []
+    for model in models:
+        if model and not is_onnx_path(model):
+            candidate = Path(model).with_suffix(".caffemodel")
+            if candidate.is_file():
+                found.append(str(candidate))
+    return found

@@ -7,9 +7,13 @@ import json
 from proto_rewrite.cli.options import (
     add_output_options,
     add_runtime_options,
+    add_safety_options,
     add_shape_options,
     add_validation_options,
+    apply_safety_options,
+    caffe_default_weights,
     parse_input_shapes,
+    refuse_output_over_input,
     validate_options_from,
 )
 from proto_rewrite.errors import EXIT_CHECK_FAILED
@@ -30,6 +34,7 @@ def register(subparsers) -> None:
     add_validation_options(parser)
     add_runtime_options(parser)
     add_shape_options(parser)
+    add_safety_options(parser, nonfinite=True)
     add_output_options(parser)
     parser.set_defaults(run=run)
 
@@ -39,9 +44,15 @@ def run(args, console) -> int:
     from proto_rewrite.validate.load import load_for_validation
     from proto_rewrite.validate.report import render_text, summary_line, to_dict
 
+    apply_safety_options(args)
+    refuse_output_over_input([args.save_inputs, args.save_outputs],
+                             [args.model_a, args.model_b, args.weights_a, args.weights_b, args.inputs,
+                              *caffe_default_weights(args.model_a, args.model_b)])
     options = validate_options_from(args, parse_input_shapes(args.input_shape))
-    model_a = load_for_validation(args.model_a, args.weights_a, console, any_size=bool(args.dense))
-    model_b = load_for_validation(args.model_b, args.weights_b, console, any_size=bool(args.dense))
+    model_a = load_for_validation(args.model_a, args.weights_a, console, any_size=bool(args.dense),
+                                  allow_nonfinite=args.allow_nonfinite)
+    model_b = load_for_validation(args.model_b, args.weights_b, console, any_size=bool(args.dense),
+                                  allow_nonfinite=args.allow_nonfinite)
     if args.dense:
         return run_dense(args, console, model_a, model_b, options)
     result = validate_models(model_a, model_b, options, names=(args.model_a, args.model_b))
@@ -68,6 +79,8 @@ def run_dense(args, console, model_a, model_b, options) -> int:
 
 def save_arrays(args, result) -> None:
     """--save-inputs / --save-outputs: npz files (trial k of several: keys suffixed #k)."""
+    import io
+
     import numpy as np
 
     from proto_rewrite.fileio import atomic_output
@@ -79,5 +92,7 @@ def save_arrays(args, result) -> None:
         for trial, values in enumerate(batches):
             for name, value in values.items():
                 arrays[name if len(batches) == 1 else f"{name}#{trial}"] = value
+        archive = io.BytesIO()  # np.savez straight into a file that fails leaves a ZipFile complaining at exit
+        np.savez(archive, **arrays)
         with atomic_output(path) as handle:
-            np.savez(handle, **arrays)
+            handle.write(archive.getbuffer())

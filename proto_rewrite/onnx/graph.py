@@ -6,13 +6,19 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import AttributeProto, defs, helper, numpy_helper
 
+from proto_rewrite.errors import InputFileError
 from proto_rewrite.onnx.shapes import TensorType, checkable_model, collect_types, infer
 from proto_rewrite.onnx.tensors import StoredTensor
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 SMALL_CONSTANT = 4096  # elements: larger constants are never decoded for shape questions
+# The operators whose inputs and attributes the matchers, the planner and the pooling read: a node
+# of these must have the arity and attribute types of its ONNX definition (check_node_schema).
+INTERPRETED_OPS = frozenset("""Gemm MatMul Add Sub Mul Div Flatten Reshape Transpose Shape Gather Unsqueeze
+    Squeeze Concat Slice Cast Constant Identity Dropout GlobalAveragePool GlobalMaxPool Softmax LogSoftmax
+    Relu LeakyRelu Elu Sigmoid Tanh Clip BatchNormalization Conv QuantizeLinear DequantizeLinear""".split())
 
 
 def attribute(node, name: str, default=None):
@@ -20,6 +26,38 @@ def attribute(node, name: str, default=None):
         if attr.name == name:
             return helper.get_attribute_value(attr)
     return default
+
+
+def check_node_schema(node, opset: int) -> str | None:
+    """What is wrong with ``node`` against its operator's definition at ``opset`` (the number of
+    inputs and outputs, the type of each attribute it sets, the required attributes), or None.
+    An operator onnx does not define is not judged here."""
+    try:
+        schema = defs.get_schema(node.op_type, min(max(opset, 1), 2**31 - 1), "")
+    except defs.SchemaError:
+        return None
+    for what, count, low, high in (("inputs", len(node.input), schema.min_input, schema.max_input),
+                                   ("outputs", len(node.output), schema.min_output, schema.max_output)):
+        if not low <= count <= high:
+            wanted = str(low) if low == high else f"{low} to {high}"
+            return f"it has {count} {what}; {node.op_type} (opset {opset}) takes {wanted}"
+    given = {attr.name: attr for attr in node.attribute}
+    for name, spec in schema.attributes.items():
+        attr = given.get(name)
+        if attr is None:
+            if spec.required:
+                return f"it lacks the required attribute '{name}'"
+        elif attr.type != int(spec.type):
+            return (f"its attribute '{name}' is of type {_attribute_type(attr.type)}, "
+                    f"{node.op_type} expects {_attribute_type(int(spec.type))}")
+    return None
+
+
+def _attribute_type(value: int) -> str:
+    try:
+        return AttributeProto.AttributeType.Name(value)
+    except ValueError:
+        return str(value)
 
 
 def constant_node_tensor(node):
@@ -77,9 +115,19 @@ class GraphView:
             for name in sorted(subgraph_reads(node)):
                 self.consumers[name].append((index, -1))
         self._keys = self._make_keys()
+        self._check_schemas()
         inferred, self.inference_note = infer(checkable_model(model, input_shapes))
         self.types: dict[str, TensorType] = collect_types(inferred)
         self.input_types = {name: self.types.get(name) for name in self.graph_inputs}
+
+    def _check_schemas(self) -> None:
+        for index, node in enumerate(self.nodes):
+            if node.domain in DEFAULT_DOMAINS and node.op_type in INTERPRETED_OPS:
+                problem = check_node_schema(node, self.opset)
+                if problem:
+                    raise InputFileError(f"node '{self.key(index)}' ({node.op_type}) is malformed: {problem}",
+                                         path=self.model.path, layer=self.key(index),
+                                         hint="the model is corrupt (onnx.checker says the same); export it again")
 
     def _make_keys(self) -> list[str]:
         counts = defaultdict(int)
@@ -152,5 +200,5 @@ class GraphView:
             return None
         try:
             return np.asarray(tensor.array())
-        except Exception:  # noqa: BLE001 - an undecodable constant is simply not a known value
+        except Exception:
             return None

@@ -174,6 +174,9 @@ def _write(model, tensors, target: Path, files: OutputFiles, external: set[str],
 def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
     """Errors a model cannot be worked on with, each naming the node or initializer."""
     path = model.path
+    _check_text(model.proto, path)
+    for tensor in tensors:
+        _check_text(tensor.header, path)
     seen = set()
     for tensor in tensors:
         if tensor.name in seen:
@@ -183,7 +186,12 @@ def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
         check_tensor(tensor, path)
     map_external(tensors)
     graph = model.graph
-    defined = set(seen) | {vi.name for vi in graph.input} | {""}
+    inputs = [vi.name for vi in graph.input]
+    twice = sorted({name for name in inputs if inputs.count(name) > 1})
+    if twice:
+        raise InputFileError(f"the graph lists the input '{twice[0]}' twice", path=path, layer=twice[0],
+                             hint="graph inputs are fed by name, so each must be unique; the model is corrupt")
+    defined = set(seen) | set(inputs) | {""}
     for node in graph.node:
         label = node.name or (node.output[0] if node.output else node.op_type)
         for name in node.input:
@@ -207,6 +215,24 @@ def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
         raise InputFileError("the model does not import the default ONNX operator set", path=path,
                              hint="the model is corrupt; export it again")
     _checker_notes(model)
+
+
+def _check_text(message, path) -> None:
+    """Refuse a string field that is not UTF-8 text (protobuf hands such a value over as bytes,
+    which no name may be)."""
+    for descriptor, value in message.ListFields():
+        repeated = getattr(descriptor, "is_repeated", None)
+        if repeated is None:
+            repeated = descriptor.label == descriptor.LABEL_REPEATED
+        items = value if repeated else (value,)
+        if descriptor.type == descriptor.TYPE_MESSAGE:
+            for item in items:
+                _check_text(item, path)
+        elif descriptor.type == descriptor.TYPE_STRING:
+            for item in items:
+                if isinstance(item, bytes):
+                    raise InputFileError(f"the model's {descriptor.full_name} {item!r} is not UTF-8 text",
+                                         path=path, hint="the file is corrupt; copy or export it again")
 
 
 def _checker_notes(model: OnnxModel) -> None:

@@ -229,7 +229,7 @@ def _planned_inputs(view: GraphView) -> dict:
         if found is None or found.shape is None:
             shapes[name] = None
         else:
-            shapes[name] = tuple(d if isinstance(d, int) else -1 for d in found.shape)
+            shapes[name] = tuple(d if isinstance(d, int) and d > 0 else -1 for d in found.shape)  # a declared 0: unknown
     return shapes
 
 

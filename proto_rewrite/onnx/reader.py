@@ -24,21 +24,30 @@ MODEL_GRAPH = 7
 GRAPH_INITIALIZER = 5
 
 
-def split_model(buffer, *, path=None, base_dir: str | None = None) -> tuple[onnx.ModelProto, list[StoredTensor]]:
-    """Parse ``buffer`` (bytes, or a memoryview of a mapped file) into skeleton and initializers."""
+def split_model(buffer, *, path=None, base_dir: str | None = None,
+                _merged: bool = False) -> tuple[onnx.ModelProto, list[StoredTensor]]:
+    """Parse ``buffer`` (bytes, or a memoryview of a mapped file) into skeleton and initializers.
+    ``_merged``: the buffer is protobuf's own serialization of a model read whole."""
     try:
         records = list(iter_fields(buffer))
         graphs = [r for r in records if r.number == MODEL_GRAPH]
-        if len(graphs) != 1 or graphs[0].wire_type != LEN:
-            if not graphs:
-                raise InputFileError("the file holds no graph: it is not an ONNX model", path=path,
+        if not graphs:
+            raise InputFileError("the file holds no graph: it is not an ONNX model", path=path,
+                                 hint=_hint_for_bad_bytes(buffer))
+        wrong = next((r for r in graphs if r.wire_type != LEN), None)
+        if wrong is not None:
+            raise InputFileError(f"not a valid ONNX model: its graph field has wire type {wrong.wire_type} at byte "
+                                 f"{wrong.start}, not a message", path=path, hint=_hint_for_bad_bytes(buffer))
+        if len(graphs) != 1:
+            if _merged:
+                raise InputFileError("not a valid ONNX model: its graph records cannot be merged", path=path,
                                      hint=_hint_for_bad_bytes(buffer))
             # The graph is split over several records: let protobuf merge them, then split the
             # canonical serialization (in memory; the in-memory writer takes it from there).
             whole = _parse(bytes(buffer), path, buffer)
             data = in_memory_file(whole.SerializeToString(), path or "",
                                   "the graph is stored in several records, so the model was parsed whole")
-            return split_model(memoryview(data), path=path, base_dir=base_dir)
+            return split_model(memoryview(data), path=path, base_dir=base_dir, _merged=True)
         graph = graphs[0]
         kept = bytearray()
         tensors = []

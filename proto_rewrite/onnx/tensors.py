@@ -336,23 +336,51 @@ def map_external(tensors: list[StoredTensor]) -> None:
         tensor._external = mapped[path]
 
 
+MAX_RANK = 32  # numpy's limit on dimensions
+
+
+def _check_external_fields(tensor: StoredTensor, path) -> str:
+    """The location of an external tensor, after checking that offset and length are byte counts."""
+    entries = {entry.key: entry.value for entry in tensor.header.external_data}
+    location = entries.get("location", "")
+    if "\x00" in location:
+        raise InputFileError(f"initializer '{tensor.name}' names external data with a NUL character",
+                             path=path, layer=tensor.name, hint="the model is corrupt; export it again")
+    for key in ("offset", "length"):
+        value = entries.get(key)
+        if value and not (value.isascii() and value.isdigit()):
+            raise InputFileError(f"initializer '{tensor.name}' has external data {key} '{value}', not a "
+                                 "number of bytes", path=path, layer=tensor.name,
+                                 hint="the model is corrupt; export it again")
+    return location
+
+
 def check_tensor(tensor: StoredTensor, path) -> None:
     """Raise :class:`InputFileError` when a tensor's data does not fill its shape."""
     if tensor.data_type == TensorProto.UNDEFINED:
         raise InputFileError(f"initializer '{tensor.name}' has no data type", path=path, layer=tensor.name,
                              hint="the model is corrupt; export it again")
+    if tensor.data_type not in TensorProto.DataType.values():
+        raise InputFileError(f"initializer '{tensor.name}' has data type {tensor.data_type}, which ONNX does not "
+                             "define", path=path, layer=tensor.name,
+                             hint="the model is corrupt, or needs a newer onnx than the one installed")
     if any(d < 0 for d in tensor.dims):
         raise InputFileError(f"initializer '{tensor.name}' has a negative dimension {list(tensor.dims)}",
                              path=path, layer=tensor.name, hint="the model is corrupt; export it again")
+    if len(tensor.dims) > MAX_RANK:
+        raise InputFileError(f"initializer '{tensor.name}' has {len(tensor.dims)} dimensions", path=path,
+                             layer=tensor.name, hint="the model is corrupt; export it again")
     dtype = raw_dtype(tensor.data_type)
     if tensor.is_external:
+        location = _check_external_fields(tensor, path)
         data_path, offset, length = tensor.external_info()
-        location = next((e.value for e in tensor.header.external_data if e.key == "location"), "")
         base = Path(tensor.base_dir or ".").resolve()
-        if not location or os.path.isabs(location) or not data_path.resolve().is_relative_to(base):
+        if (not location or os.path.isabs(location) or ".." in Path(location).parts
+                or not data_path.resolve().is_relative_to(base)):
             raise InputFileError(f"initializer '{tensor.name}' names external data '{location}' outside the "
                                  "model's folder", path=path, layer=tensor.name,
-                                 hint="external data files must sit beside the model (a relative location)")
+                                 hint="external data files must sit beside the model (a relative location "
+                                      "without '..', not a link to elsewhere)")
         if not data_path.is_file():
             raise InputFileError(f"external data file '{location}' of initializer '{tensor.name}' not found",
                                  path=data_path, layer=tensor.name,

@@ -79,13 +79,9 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     extra = _shared_tensors(model_a, model_b) if options.localize else []
     extra += [name for name in softmax_inputs.values() if name in _tensor_names(model_b) and name not in extra]
     extra = [name for name in extra if name not in outputs_a]
+    # One session at a time: A runs every trial, then B. Peak memory is one model's, not two.
     session_a = make_session(_serialized_with_outputs(model_a, extra), options.runtime, what=f"model {names[0]}")
-    session_b = make_session(_serialized_with_outputs(model_b, extra), options.runtime, what=f"model {names[1]}")
     specs = session_inputs(session_a)
-    names_b = sorted(i.name for i in session_b.get_inputs())
-    if sorted(s.name for s in specs) != names_b:
-        raise OutputMismatchError(f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, "
-                                  f"{names[1]} has {names_b}", hint="inputs are fed by name")
     unknown = sorted((set(options.input_shapes) | set(options.input_ranges)) - {s.name for s in specs})
     if unknown:
         raise UsageError(f"--input-shape/--input-range name inputs the model does not have: {', '.join(unknown)}")
@@ -95,13 +91,22 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
         trials.append(load_npz(options.inputs_file, specs))
     else:
         shapes = {s.name: concrete_shape(s, options.input_shapes, options.batch) for s in specs}
-        trials = [random_inputs(specs, shapes, options.seed + t, options.input_ranges) for t in range(options.trials)]
-    result = ValidationResult(names[0], names[1], options, list(session_a.get_providers()),
+        trials = [random_inputs(specs, shapes, options.seed + t, options.input_ranges, path=names[0])
+                  for t in range(options.trials)]
+    providers = list(session_a.get_providers())
+    runs_a = [dict(zip(fetch, run_session(session_a, fetch, feed, what=f"model {names[0]}"))) for feed in trials]
+    del session_a
+    session_b = make_session(_serialized_with_outputs(model_b, extra), options.runtime, what=f"model {names[1]}")
+    names_b = sorted(i.name for i in session_b.get_inputs())
+    if sorted(s.name for s in specs) != names_b:
+        raise OutputMismatchError(f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, "
+                                  f"{names[1]} has {names_b}", hint="inputs are fed by name")
+    runs_b = [dict(zip(fetch, run_session(session_b, fetch, feed, what=f"model {names[1]}"))) for feed in trials]
+    del session_b
+    result = ValidationResult(names[0], names[1], options, providers,
                               {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs}, [], [])
     worst: dict[str, TensorResult] = {}
-    for feed in trials:
-        values_a = dict(zip(fetch, run_session(session_a, fetch, feed, what=f"model {names[0]}")))
-        values_b = dict(zip(fetch, run_session(session_b, fetch, feed, what=f"model {names[1]}")))
+    for feed, values_a, values_b in zip(trials, runs_a, runs_b):
         result.input_values.append(feed)
         result.output_values.append({**{f"a/{k}": v for k, v in values_a.items()},
                                      **{f"b/{k}": v for k, v in values_b.items()}})

@@ -113,7 +113,8 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     if height < crop_shape[2] or width < crop_shape[3]:
         raise UsageError(f"--dense {height} {width} is smaller than the crop size {crop_shape[2]}x{crop_shape[3]}")
     image_shape = (1, crop_shape[1], height, width)
-    image = random_inputs([spec], {spec.name: image_shape}, options.seed, options.input_ranges)[spec.name]
+    image = random_inputs([spec], {spec.name: image_shape}, options.seed, options.input_ranges,
+                          path=names[0])[spec.name]
     outputs = [o.name for o in session_a.get_outputs()]
 
     first_crop = np.ascontiguousarray(image[:, :, :crop_shape[2], :crop_shape[3]])

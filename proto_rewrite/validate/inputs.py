@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from proto_rewrite.errors import InputFileError, UsageError
+from proto_rewrite.limits import check_tensor_size
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -55,8 +56,13 @@ def _text(shape) -> str:
 
 
 def random_inputs(specs: list[InputSpec], shapes: dict[str, tuple[int, ...]], seed: int,
-                  ranges: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
-    """Standard normal floats (uniform in --input-range when given), small non-negative integers."""
+                  ranges: dict[str, tuple[float, float]], *, path=None) -> dict[str, np.ndarray]:
+    """Standard normal floats (uniform in --input-range when given), small non-negative integers.
+    A shape over the memory limit (:mod:`proto_rewrite.limits`) is refused before anything is
+    drawn; ``path`` is the model the error names."""
+    for spec in specs:  # numpy draws float64, then casts
+        check_tensor_size(shapes[spec.name], max(8, spec.dtype.itemsize), f"input '{spec.name}'", path=path,
+                          layer=spec.name)
     rng = np.random.RandomState(seed)
     values = {}
     for spec in specs:

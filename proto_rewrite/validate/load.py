@@ -11,12 +11,15 @@ def is_onnx(path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def load_for_validation(path, weights=None, console=None, *, any_size: bool = False):
+def load_for_validation(path, weights=None, console=None, *, any_size: bool = False, allow_nonfinite: bool = False):
     """The model at ``path`` as an onnx.ModelProto (Caffe: exported, with its weights).
     ``any_size``: a Caffe net is exported with a free batch and, when it has no layer that fixes
-    its input size (InnerProduct, PriorBox), free height and width too (for the dense check)."""
+    its input size (InnerProduct, PriorBox), free height and width too (for the dense check).
+    Weights holding NaN or Inf are refused unless ``allow_nonfinite``."""
+    from proto_rewrite.nonfinite import check_caffe_weights, check_onnx_weights
+
     if is_onnx(path):
-        return _load_onnx(path)
+        return _load_onnx(path, check=None if allow_nonfinite else check_onnx_weights)
     from proto_rewrite.caffe.model import AUTO, load_caffe
     from proto_rewrite.caffe.onnx_export import export_onnx
 
@@ -26,20 +29,20 @@ def load_for_validation(path, weights=None, console=None, *, any_size: bool = Fa
     if not model.weights_path:
         raise InputFileError("a Caffe model without weights cannot be validated", path=path,
                              hint="pass its .caffemodel (--weights-a / --weights-b), or put <stem>.caffemodel beside it")
+    if not allow_nonfinite:
+        check_caffe_weights(model)
     if not any_size:
         return export_onnx(model)
     fixed = any(layer.type in ("InnerProduct", "PriorBox") for layer in model.net.layer)
     return export_onnx(model, dynamic_batch=True, dynamic_size=not fixed)
 
 
-def _load_onnx(path):
-    import onnx
-    from google.protobuf.message import DecodeError
+def _load_onnx(path, check=None):
+    """Through proto-rewrite's loader: the same structure and external-data checks as every
+    other command (external data is read only from the model's folder)."""
+    from proto_rewrite.onnx.model import load_onnx
 
-    try:
-        return onnx.load(str(path))
-    except FileNotFoundError as err:
-        raise InputFileError("model not found", path=path, hint="check the path") from err
-    except (DecodeError, ValueError, OSError) as err:
-        raise InputFileError(f"not a readable ONNX model: {err}", path=path,
-                             hint="the file is truncated, corrupt or not ONNX") from err
+    model = load_onnx(path)
+    if check is not None:
+        check(model)
+    return model.to_proto()

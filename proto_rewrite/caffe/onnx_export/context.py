@@ -69,6 +69,9 @@ class LayerContext:
         """One node. ``top``: write top number ``top`` (the node is named after the layer);
         otherwise a new value named ``LAYER/SUFFIX``."""
         if top is not None:
+            if top >= len(self.outputs):
+                raise self.error(f"has {len(self.outputs)} top(s); this layer writes at least {top + 1}",
+                                 hint="give the layer its top (the blob it writes)")
             return self.graph.op(op, inputs, name=self.name, out=self.outputs[top], **attrs)
         return self.graph.op(op, inputs, name=f"{self.name}/{suffix or op.lower()}", **attrs)
 
@@ -77,6 +80,9 @@ class LayerContext:
         return f"{self.name}/{suffix}"
 
     def out_or_none(self, top: int | None) -> str | None:
+        if top is not None and top >= len(self.outputs):
+            raise self.error(f"has {len(self.outputs)} top(s); this layer writes at least {top + 1}",
+                             hint="give the layer its top (the blob it writes)")
         return None if top is None else self.outputs[top]
 
     # -- weights and constants ------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""How much memory a declared shape may ask for, checked before anything is allocated.
+
+A model from a stranger can declare an input of 100000 x 100000 x 100000 values or a layer with
+a billion outputs: nothing in the file is that large, but whatever allocates from the declared
+shape (random inputs, random weights, shape-sized buffers) would try to. Every such shape goes
+through :func:`check_tensor_size` first, which refuses a tensor over the limit with a typed error
+naming the layer or input.
+
+The limit is ``--max-tensor-bytes`` on the command line, else the ``PROTO_REWRITE_MAX_TENSOR_BYTES``
+environment variable, else :data:`DEFAULT_MAX_TENSOR_BYTES` (16 GiB per tensor).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+
+from proto_rewrite.errors import TensorTooLargeError, UsageError
+
+ENV_MAX_TENSOR_BYTES = "PROTO_REWRITE_MAX_TENSOR_BYTES"
+DEFAULT_MAX_TENSOR_BYTES = 16 * 2**30
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+_override: int | None = None
+
+
+def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
+    """``"1000"``, ``"64M"``, ``"16GiB"``... as a number of bytes (K/M/G/T decimal, Ki/Mi/Gi/Ti binary)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise UsageError(f"{what} '{text}' is not a size",
+                         hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
+    number, unit = match.groups()
+    value = int(float(number) * _UNITS[(unit or "").lower()])
+    if value <= 0:
+        raise UsageError(f"{what} must be positive, not '{text}'")
+    return value
+
+
+def set_max_tensor_bytes(value: int | str | None) -> None:
+    """Set the limit for this process (None: back to the environment variable or the default)."""
+    global _override
+    _override = None if value is None else (value if isinstance(value, int) else parse_size(value))
+
+
+def max_tensor_bytes() -> int:
+    if _override is not None:
+        return _override
+    env = os.environ.get(ENV_MAX_TENSOR_BYTES)
+    if env:
+        return parse_size(env, ENV_MAX_TENSOR_BYTES)
+    return DEFAULT_MAX_TENSOR_BYTES
+
+
+def check_tensor_size(shape: Sequence[int | None], itemsize: int, what: str, **where) -> None:
+    """Raise :class:`TensorTooLargeError` when a tensor of ``shape`` (unknown dimensions count as
+    1) would take more bytes than the limit. ``what`` names it ("output 'conv1'", "input 'data'")."""
+    count = math.prod(int(d) for d in shape if d is not None and d > 0)
+    needed = count * itemsize
+    limit = max_tensor_bytes()
+    if needed > limit:
+        dims = "x".join(str(d) for d in shape)
+        raise TensorTooLargeError(
+            f"{what} would have shape {dims}: {format_bytes(needed)}, over the limit of {format_bytes(limit)} "
+            "per tensor",
+            hint=f"the declared dimensions are probably wrong; if they are right, raise the limit with "
+                 f"--max-tensor-bytes or {ENV_MAX_TENSOR_BYTES}", **where)
+
+
+def format_bytes(count: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} bytes"

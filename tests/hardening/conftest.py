@@ -1,0 +1,8 @@
+"""Hardening tests: make the helpers beside this file importable (cli_run, fuzzing)."""
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
