@@ -18,17 +18,11 @@ def add_verbosity_options(group) -> None:
 
 
 def add_caffe_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Caffe models")
+    """The Caffe options of a command that reads a prototxt and its weights."""
+    group = add_caffe_net_options(parser)
     group.add_argument("--weights", metavar="CAFFEMODEL",
                        help="weights of the model (default: <stem>.caffemodel beside the prototxt, if present)")
     group.add_argument("--no-weights", action="store_true", help="do not read weights even if a caffemodel is beside the prototxt")
-    group.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST",
-                       help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)")
-    group.add_argument("--strict", action="store_true",
-                       help="treat unknown layer types as errors instead of warnings")
-    group.add_argument("--caffe-schema", metavar="DESCRIPTOR_SET",
-                       help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
-                            "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)")
 
 
 def use_caffe_schema(args) -> None:
@@ -58,8 +52,8 @@ def caffe_weights_arg(args):
     return args.weights if args.weights else AUTO
 
 
-def add_caffe_net_options(parser: argparse.ArgumentParser) -> None:
-    """The Caffe options of a command that reads a prototxt but no weights."""
+def add_caffe_net_options(parser: argparse.ArgumentParser):
+    """The Caffe options of a command that reads a prototxt but no weights; returns the group."""
     group = parser.add_argument_group("Caffe models")
     group.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST",
                        help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)")
@@ -68,6 +62,7 @@ def add_caffe_net_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--caffe-schema", metavar="DESCRIPTOR_SET",
                        help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
                             "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)")
+    return group
 
 
 INPUT_SHAPE_FORM = "NAME:D0,D1,... (e.g. data:1,3,224,224)"

@@ -27,6 +27,7 @@ from onnx.external_data_helper import set_external_data
 
 from proto_rewrite.errors import OutputError
 from proto_rewrite.fileio import OutputFiles
+from proto_rewrite.wire import len_header
 
 PROTOBUF_LIMIT = 2 ** 31 - 1
 EXTERNAL_MIN_BYTES = 1024
@@ -95,25 +96,9 @@ def _tensors(graph):
 # ---------------------------------------------------------------------------------------------
 # Streaming: the deferred arrays go from their memory to the file
 
-_MODEL_GRAPH = (7 << 3) | 2  # ModelProto.graph, length-delimited
-_GRAPH_INITIALIZER = (5 << 3) | 2  # GraphProto.initializer
-_TENSOR_RAW_DATA = (9 << 3) | 2  # TensorProto.raw_data
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(tag: int, length: int) -> bytes:
-    return bytes([tag]) + _varint(length)
+_MODEL_GRAPH = 7  # ModelProto.graph
+_GRAPH_INITIALIZER = 5  # GraphProto.initializer
+_TENSOR_RAW_DATA = 9  # TensorProto.raw_data
 
 
 def _buffer(array: np.ndarray):
@@ -180,16 +165,16 @@ def _stream(handle, model_head, graph_head, pieces) -> None:
     for fields, array in pieces:
         length = len(fields)
         if array is not None:
-            length += len(_field(_TENSOR_RAW_DATA, array.nbytes)) + array.nbytes
+            length += len(len_header(_TENSOR_RAW_DATA, array.nbytes)) + array.nbytes
         tensors.append((length, fields, array))
     graph_bytes = graph_head.SerializeToString()
-    graph_length = len(graph_bytes) + sum(len(_field(_GRAPH_INITIALIZER, n)) + n for n, _, _ in tensors)
+    graph_length = len(graph_bytes) + sum(len(len_header(_GRAPH_INITIALIZER, n)) + n for n, _, _ in tensors)
     handle.write(model_head.SerializeToString())
-    handle.write(_field(_MODEL_GRAPH, graph_length))
+    handle.write(len_header(_MODEL_GRAPH, graph_length))
     handle.write(graph_bytes)
     for length, fields, array in tensors:
-        handle.write(_field(_GRAPH_INITIALIZER, length))
+        handle.write(len_header(_GRAPH_INITIALIZER, length))
         handle.write(fields)
         if array is not None:
-            handle.write(_field(_TENSOR_RAW_DATA, array.nbytes))
+            handle.write(len_header(_TENSOR_RAW_DATA, array.nbytes))
             handle.write(_buffer(array))
