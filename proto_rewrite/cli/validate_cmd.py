@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     caffe = parser.add_argument_group("Caffe models (exported to ONNX for onnxruntime)")
     caffe.add_argument("--weights-a", metavar="CAFFEMODEL", help="weights of A (default: <stem>.caffemodel beside it)")
     caffe.add_argument("--weights-b", metavar="CAFFEMODEL", help="weights of B (default: <stem>.caffemodel beside it)")
+    parser.add_argument("--plan", metavar="PLAN.json",
+                        help="with --localize: the conversion plan (convert --save-plan), to pair renamed tensors")
     parser.add_argument("--dense", nargs=2, type=int, metavar=("H", "W"),
                         help="dense check of an fcn conversion: B once on an H x W image against A on every crop "
                              "its score map covers")
@@ -49,6 +51,8 @@ def run(args, console) -> int:
                              [args.model_a, args.model_b, args.weights_a, args.weights_b, args.inputs,
                               *caffe_default_weights(args.model_a, args.model_b)])
     options = validate_options_from(args, parse_input_shapes(args.input_shape))
+    if args.plan:
+        options.renames = plan_renames(args.plan)
     model_a = load_for_validation(args.model_a, args.weights_a, console, any_size=bool(args.dense),
                                   allow_nonfinite=args.allow_nonfinite)
     model_b = load_for_validation(args.model_b, args.weights_b, console, any_size=bool(args.dense),
@@ -63,6 +67,18 @@ def run(args, console) -> int:
         console.out(render_text(result))
     console.error(summary_line(result))
     return 0 if result.passed else EXIT_CHECK_FAILED
+
+
+def plan_renames(path) -> dict[str, str]:
+    from proto_rewrite.errors import InputFileError
+    from proto_rewrite.fileio import read_text
+    from proto_rewrite.plan import RewritePlan
+
+    try:
+        return RewritePlan.from_dict(json.loads(read_text(path, "plan"))).renames
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputFileError(f"not a proto-rewrite plan: {err}", path=path,
+                             hint="write one with proto-rewrite convert ... --save-plan PLAN.json") from err
 
 
 def run_dense(args, console, model_a, model_b, options) -> int:

@@ -33,6 +33,7 @@ class ValidateOptions:
     inputs_file: str | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     localize: bool = False
+    renames: dict[str, str] = field(default_factory=dict)  # tensor in A -> its name in B (a rewrite plan's renames)
 
 
 @dataclass
@@ -76,9 +77,11 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
             f"only in {names[1]}: {sorted(set(outputs_b) - set(outputs_a)) or 'none'}",
             hint="outputs are paired by name; both models must have the same output names")
     softmax_inputs = _softmax_inputs(model_a, outputs_a)
-    extra = _shared_tensors(model_a, model_b) if options.localize else []
+    extra = _shared_tensors(model_a, model_b, options.renames) if options.localize else []
     extra += [name for name in softmax_inputs.values() if name in _tensor_names(model_b) and name not in extra]
     extra = [name for name in extra if name not in outputs_a]
+    in_b = {name: options.renames.get(name, name) if options.renames.get(name) in _tensor_names(model_b) else name
+            for name in extra}  # the same tensor's name in B (the plan's renames)
     # One session at a time: A runs every trial, then B. Peak memory is one model's, not two.
     session_a = make_session(_serialized_with_outputs(model_a, extra), options.runtime, what=f"model {names[0]}")
     specs = session_inputs(session_a)
@@ -96,12 +99,14 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     providers = list(session_a.get_providers())
     runs_a = [dict(zip(fetch, run_session(session_a, fetch, feed, what=f"model {names[0]}"))) for feed in trials]
     del session_a
-    session_b = make_session(_serialized_with_outputs(model_b, extra), options.runtime, what=f"model {names[1]}")
+    session_b = make_session(_serialized_with_outputs(model_b, [in_b[n] for n in extra]), options.runtime,
+                             what=f"model {names[1]}")
     names_b = sorted(i.name for i in session_b.get_inputs())
     if sorted(s.name for s in specs) != names_b:
         raise OutputMismatchError(f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, "
                                   f"{names[1]} has {names_b}", hint="inputs are fed by name")
-    runs_b = [dict(zip(fetch, run_session(session_b, fetch, feed, what=f"model {names[1]}"))) for feed in trials]
+    fetch_b = outputs_a + [in_b[name] for name in extra]
+    runs_b = [dict(zip(fetch, run_session(session_b, fetch_b, feed, what=f"model {names[1]}"))) for feed in trials]
     del session_b
     result = ValidationResult(names[0], names[1], options, providers,
                               {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs}, [], [])
@@ -181,13 +186,15 @@ def _tensor_names(model) -> set[str]:
     return {name for node in model.graph.node for name in node.output}
 
 
-def _shared_tensors(model_a, model_b) -> list[str]:
-    """Intermediate tensors of A (in A's node order) that B also computes."""
+def _shared_tensors(model_a, model_b, renames: dict[str, str] | None = None) -> list[str]:
+    """Intermediate tensors of A (in A's node order) that B also computes, under the same name
+    or the name the rewrite plan gave it."""
     in_b = _tensor_names(model_b)
+    renames = renames or {}
     order = []
     for node in model_a.graph.node:
         for name in node.output:
-            if name and name in in_b and name not in order:
+            if name and (name in in_b or renames.get(name) in in_b) and name not in order:
                 order.append(name)
     return order
 

@@ -42,3 +42,20 @@ def test_caffe_model_without_weights_cannot_be_validated(tmp_path):
     bare.write_text(LENET.read_text())
     code, _, err = run(["validate", bare, LENET])
     assert code == 2 and "without weights" in err
+
+
+def test_localize_follows_the_plan_renames(tmp_path):
+    import json
+
+    converted, plan = tmp_path / "conv.prototxt", tmp_path / "plan.json"
+    assert run(["convert", LENET, "-o", converted, "--rename=-conv", "--save-plan", plan])[0] == 0
+    code, out, _ = run(["validate", LENET, converted, "--localize", "--format", "json"])
+    without = {t["name"] for t in json.loads(out)["intermediates"]}
+    code, out, err = run(["validate", LENET, converted, "--localize", "--plan", plan, "--format", "json"])
+    assert code == 0, err
+    report = json.loads(out)
+    paired = {t["name"] for t in report["intermediates"]}
+    assert "ip1" in paired and "ip1" not in without  # ip1 in A is ip1-conv in B
+    assert report["first_divergence"] is None
+    code, _, err = run(["validate", LENET, converted, "--localize", "--plan", LENET])
+    assert code == 2 and "not a proto-rewrite plan" in err
