@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-VGG16_BLOCKS = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+from vgg16_graph import VGG16_BLOCKS  # noqa: E402  (the same layer plan as the ONNX benchmarks)
 
 
 def vgg16_prototxt(width_scale: float = 1.0) -> str:

@@ -23,8 +23,10 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-VGG16_BLOCKS = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+from vgg16_graph import vgg16_nodes  # noqa: E402
+
 
 
 def build_vgg16(path: Path, variant: str) -> None:
@@ -39,33 +41,8 @@ def build_vgg16(path: Path, variant: str) -> None:
         initializers.append(numpy_helper.from_array(rng.standard_normal(shape, dtype=np.float32) * 0.01, name))
         return name
 
-    x, channels = "data", 3
-    for block, (repeats, out_channels) in enumerate(VGG16_BLOCKS, start=1):
-        for index in range(1, repeats + 1):
-            name = f"conv{block}_{index}"
-            nodes.append(helper.make_node("Conv", [x, weight(f"{name}.weight", (out_channels, channels, 3, 3)),
-                                                   weight(f"{name}.bias", (out_channels,))], [name], name=name,
-                                          kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
-            nodes.append(helper.make_node("Relu", [name], [f"relu{block}_{index}"], name=f"relu{block}_{index}"))
-            x, channels = f"relu{block}_{index}", out_channels
-        nodes.append(helper.make_node("MaxPool", [x], [f"pool{block}"], name=f"pool{block}", kernel_shape=[2, 2],
-                                      strides=[2, 2]))
-        x = f"pool{block}"
-    nodes.append(helper.make_node("Flatten", [x], ["flat"], name="flatten", axis=1))
-    x, inputs = "flat", 512 * 7 * 7
-    for name, outputs in (("fc6", 4096), ("fc7", 4096), ("fc8", 1000)):
-        if variant == "gemm":
-            nodes.append(helper.make_node("Gemm", [x, weight(f"{name}.weight", (outputs, inputs)),
-                                                   weight(f"{name}.bias", (outputs,))], [name], name=name, transB=1))
-        else:
-            nodes.append(helper.make_node("MatMul", [x, weight(f"{name}.weight", (inputs, outputs))],
-                                          [f"{name}.mm"], name=name))
-            nodes.append(helper.make_node("Add", [f"{name}.mm", weight(f"{name}.bias", (outputs,))], [name],
-                                          name=f"{name}.add"))
-        x, inputs = name, outputs
-        if name != "fc8":
-            nodes.append(helper.make_node("Relu", [x], [f"{name}.relu"], name=f"{name}.relu"))
-            x = f"{name}.relu"
+    more, x = vgg16_nodes(weight, 4096, variant)
+    nodes += more
     graph = helper.make_graph(nodes, "vgg16", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
                                                                              ["N", 3, 224, 224])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 1000])], initializers)
