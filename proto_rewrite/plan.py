@@ -118,6 +118,98 @@ class GraphEdit:
     method: str | None = None  # insert pooling: "avg" or "max"
 
 
+@dataclass(frozen=True)
+class AxisGeometry:
+    """How one spatial axis of a score map follows the input: ``cells = (size - min_size) // stride + 1``.
+
+    ``min_size`` is the smallest input extent that gives one cell (the planning size rounds down to
+    it); ``receptive_field`` is how many input pixels one cell sees (padding included).
+    """
+
+    stride: int
+    min_size: int
+    receptive_field: int
+
+    def cells(self, size: int) -> int:
+        return 0 if size < self.min_size else (size - self.min_size) // self.stride + 1
+
+    def aligned_sizes(self, near: int, count: int = 3) -> list[int]:
+        """Input sizes at or above ``near`` whose cells tile the input exactly."""
+        first = max(self.min_size, near)
+        first += (-(first - self.min_size)) % self.stride
+        return [first + i * self.stride for i in range(count)]
+
+
+@dataclass(frozen=True)
+class ScoreMap:
+    """A model output that is a map of scores in fcn mode, and how its size follows the input."""
+
+    output: str
+    input: str
+    height: AxisGeometry
+    width: AxisGeometry
+
+    def size_at(self, height: int, width: int) -> tuple[int, int]:
+        return self.height.cells(height), self.width.cells(width)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A node (layer) that keeps the rewritten net at its planning input size, and why."""
+
+    name: str
+    op: str
+    why: str
+
+
+@dataclass
+class FcnReport:
+    """What fcn mode proved about the rewritten net: it runs at other input sizes, or what blocks it.
+
+    ``proof`` says how it was shown: "onnxruntime" (a run at each of ``checked_sizes``, output
+    shapes compared with the predicted score-map sizes), "shape-inference" (shapes inferred at
+    those sizes, no run: for models above the run's weight limit) or "caffe-shapes"; None when
+    nothing could be shown. ``fully_convolutional`` is never true without a proof.
+    """
+
+    fully_convolutional: bool
+    proof: str | None = None
+    checked_sizes: list[dict[str, tuple[int, ...]]] = field(default_factory=list)
+    score_maps: list[ScoreMap] = field(default_factory=list)
+    blockers: list[Blocker] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FcnReport:
+        maps = [ScoreMap(m["output"], m["input"], AxisGeometry(**m["height"]), AxisGeometry(**m["width"]))
+                for m in data.get("score_maps", [])]
+        return cls(bool(data["fully_convolutional"]), data.get("proof"),
+                   [{k: tuple(v) for k, v in sizes.items()} for sizes in data.get("checked_sizes", [])],
+                   maps, [Blocker(**b) for b in data.get("blockers", [])], data.get("note", ""))
+
+    def render_lines(self) -> list[str]:
+        lines = []
+        if self.fully_convolutional:
+            sizes = "; ".join(", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in s.items())
+                              for s in self.checked_sizes)
+            lines.append(f"  fully convolutional: yes (proof: {self.proof}, at {sizes})")
+        else:
+            lines.append("  fully convolutional: no" + (f" ({self.note})" if self.note else ""))
+        for blocker in self.blockers:
+            lines.append(f"      blocked by {blocker.name} ({blocker.op}): {blocker.why}")
+        for score in self.score_maps:
+            h, w = score.height, score.width
+            lines.append(f"  score map {score.output}: stride {h.stride}x{w.stride}, receptive field "
+                         f"{h.receptive_field}x{w.receptive_field}; from input {score.input} of H x W: "
+                         f"h = (H - {h.min_size}) // {h.stride} + 1, w = (W - {w.min_size}) // {w.stride} + 1")
+        if self.note and self.fully_convolutional:
+            lines.append(f"  note: {self.note}")
+        return lines
+
+
 @dataclass
 class RewritePlan:
     model_format: str  # "caffe" or "onnx"
@@ -128,6 +220,7 @@ class RewritePlan:
     skips: list[Skip] = field(default_factory=list)
     edits: list[GraphEdit] = field(default_factory=list)
     renames: dict[str, str] = field(default_factory=dict)  # old name -> new (layers and blobs)
+    fcn: FcnReport | None = None  # fcn mode: what was proved about other input sizes (None: not checked)
 
     @property
     def changes_anything(self) -> bool:
@@ -144,6 +237,7 @@ class RewritePlan:
             "skips": [{**asdict(s), "reason": s.reason.value, "message": s.message} for s in self.skips],
             "edits": [_plain(asdict(e)) for e in self.edits],
             "renames": dict(self.renames),
+            "fcn": None if self.fcn is None else self.fcn.to_dict(),
         }
 
     @classmethod
@@ -169,6 +263,7 @@ class RewritePlan:
                                 "shape": None if e["shape"] is None else tuple(e["shape"])})
                    for e in data["edits"]],
             renames=dict(data["renames"]),
+            fcn=None if data.get("fcn") is None else FcnReport.from_dict(data["fcn"]),
         )
 
     def to_json(self) -> str:
@@ -191,6 +286,8 @@ class RewritePlan:
             lines.append(f"  {edit.action} {edit.name} ({edit.op}): {edit.why}")
         for skip in self.skips:
             lines.append(f"  skip {skip.message} [{skip.reason.value}]")
+        if self.fcn is not None:
+            lines.extend(self.fcn.render_lines())
         if not self.changes_anything:
             lines.append("  nothing to rewrite")
         return "\n".join(lines) + "\n"
