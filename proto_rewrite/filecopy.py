@@ -102,8 +102,11 @@ def open_input(path: str | os.PathLike, what: str, *, missing_hint: str = "check
     """The whole file as a read-only buffer: mapped when it can be, else read (an :class:`InMemoryFile`).
 
     An empty file gives an empty buffer (the caller says what that means). Typed errors name
-    the file: not found, a folder, unreadable.
+    the file: not found, a folder, unreadable, not a regular file (refused before it is opened).
     """
+    from proto_rewrite.input_guard import require_regular_file
+
+    require_regular_file(path, what)
     try:
         with open(path, "rb", buffering=0) as handle:
             info = os.fstat(handle.fileno())

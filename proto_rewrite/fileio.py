@@ -99,6 +99,9 @@ def read_text(path: str | os.PathLike, what: str) -> str:
 
 
 def read_bytes(path: str | os.PathLike, what: str) -> bytes:
+    from proto_rewrite.input_guard import require_regular_file
+
+    require_regular_file(path, what)  # a pipe or a device is refused before it is opened
     try:
         with open(path, "rb") as handle:
             return handle.read()

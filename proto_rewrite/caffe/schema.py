@@ -41,6 +41,9 @@ CUSTOM_SCHEMA_PATH = os.path.abspath(os.environ[SCHEMA_ENV]) if os.environ.get(S
 def _descriptor_bytes() -> bytes:
     if CUSTOM_SCHEMA_PATH is None:
         return resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
+    from proto_rewrite.input_guard import require_regular_file
+
+    require_regular_file(CUSTOM_SCHEMA_PATH, "the Caffe schema")
     try:
         with open(CUSTOM_SCHEMA_PATH, "rb") as handle:
             return handle.read()

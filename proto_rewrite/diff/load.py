@@ -90,6 +90,9 @@ def _known(given: dict, model) -> dict:
 
 def read_plan(path) -> RewritePlan:
     """A plan saved by ``convert --save-plan``."""
+    from proto_rewrite.input_guard import require_regular_file
+
+    require_regular_file(path, "the plan")
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
