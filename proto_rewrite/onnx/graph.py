@@ -115,6 +115,7 @@ class GraphView:
             for name in sorted(subgraph_reads(node)):
                 self.consumers[name].append((index, -1))
         self._keys = self._make_keys()
+        self.folds: dict = {}  # name -> fold.Folded | None, filled by fold.fold_constant
         self._check_schemas()
         inferred, self.inference_note = infer(checkable_model(model, input_shapes))
         self.types: dict[str, TensorType] = collect_types(inferred)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from onnx import TensorProto
 
+from proto_rewrite.onnx.fold import fold_constant
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.shape_expr import Dim, evaluate, known
 from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
@@ -74,7 +75,8 @@ class Operand:
 
     name: str
     tensor: object  # StoredTensor / DerivedTensor
-    constant_node: int | None = None  # index of the Constant node that makes it
+    constant_node: int | None = None  # index of the node that writes it (a Constant, or a folded subgraph's last)
+    nodes: frozenset[int] = frozenset()  # every node that computes it (fold.fold_constant), constant_node included
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -128,7 +130,7 @@ def fc_kind(view: GraphView, node) -> str | None:
         return "Gemm"
     if node.op_type == "MatMul" and len(node.input) == 2 and node.output:
         weight = node.input[1]
-        if view.constant_tensor(weight) is not None or view.producer_op(weight) == "DequantizeLinear":
+        if _constant(view, weight) is not None or view.producer_op(weight) == "DequantizeLinear":
             return "MatMul"
         if view.rank(node.input[0]) == 2 and view.rank(weight) == 2:
             return "MatMul"  # an FC whose weight is computed: reported, not rewritten
@@ -207,9 +209,22 @@ def _quantized(view: GraphView, index: int) -> Failure | None:
     return None
 
 
-def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Failure:
+def _constant(view: GraphView, name: str) -> tuple[object, int | None, frozenset[int]] | None:
+    """(tensor, the node that writes it, the nodes that compute it) of a constant: an initializer, a
+    Constant node, or a subgraph of constants folded into one tensor (``fold``). None otherwise."""
     tensor = view.constant_tensor(name)
-    if tensor is None:
+    if tensor is not None:
+        node = view.producer.get(name) if name not in view.initializers else None
+        return tensor, node, frozenset() if node is None else frozenset({node})
+    folded = fold_constant(view, name)
+    if folded is None:
+        return None
+    return folded.tensor, folded.producer, folded.nodes
+
+
+def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Failure:
+    found = _constant(view, name)
+    if found is None:
         if name in view.graph_inputs or view.is_overridable(name):
             return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is a graph input")
         found = view.producer_of(name)
@@ -218,8 +233,7 @@ def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Fai
     others = _other_readers(view, name, index)
     if others:
         return fail(Reason.SHARED_WEIGHTS, f"{role} '{name}' is also read by {others}")
-    constant_node = view.producer.get(name) if name not in view.initializers else None
-    return Operand(name, tensor, constant_node)
+    return Operand(name, *found)
 
 
 def _other_readers(view: GraphView, name: str, index: int) -> str:
@@ -230,9 +244,10 @@ def _other_readers(view: GraphView, name: str, index: int) -> str:
 
 
 def _bias(view: GraphView, name: str, index: int, outputs: int, dtype: int, beta: float) -> Operand | Failure:
-    tensor = view.constant_tensor(name)
-    if tensor is None:
+    found = _constant(view, name)
+    if found is None:
         return fail(Reason.WEIGHT_NOT_CONSTANT, f"bias '{name}' is not a constant")
+    tensor, constant_node, nodes = found
     dims = tuple(tensor.dims)
     if tensor.data_type != dtype:
         return fail(UNSUPPORTED_DTYPE, f"bias '{name}' is {dtype_name(tensor.data_type)}, the weight "
@@ -246,10 +261,9 @@ def _bias(view: GraphView, name: str, index: int, outputs: int, dtype: int, beta
     others = _other_readers(view, name, index)
     if others and not unchanged:
         return fail(Reason.SHARED_WEIGHTS, f"bias '{name}' is also read by {others}")
-    constant_node = view.producer.get(name) if name not in view.initializers else None
     if constant_node is not None and others:
         return fail(Reason.SHARED_WEIGHTS, f"bias '{name}' is also read by {others}")
-    return Operand(name, tensor, constant_node)
+    return Operand(name, tensor, constant_node, nodes)
 
 
 def _bias_add(view: GraphView, index: int, taken: set[int]) -> tuple[int, str] | None:
@@ -263,9 +277,10 @@ def _bias_add(view: GraphView, index: int, taken: set[int]) -> tuple[int, str] |
     if node.op_type != "Add" or node.domain not in DEFAULT_DOMAINS or add in taken or len(node.input) != 2:
         return None
     other = node.input[1] if node.input[0] == output else node.input[0]
-    if other == output or view.constant_tensor(other) is None:
+    found = _constant(view, other) if other != output else None
+    if found is None:
         return None
-    shape = tuple(view.constant_tensor(other).dims)
+    shape = tuple(found[0].dims)
     if len(shape) > 2:
         return None
     return add, other
