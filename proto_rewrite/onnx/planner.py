@@ -250,6 +250,8 @@ def _removal_candidates(view: GraphView, matches: list[FcMatch], mode: str) -> d
         for operand in (m.weight, m.bias):
             if operand is not None and operand.constant_node is not None:
                 why[operand.constant_node] = f"its value becomes the initializer '{operand.name}'"
+                for folded in sorted(operand.nodes - {operand.constant_node}):
+                    why.setdefault(folded, f"it only computed the initializer '{operand.name}' (folded)")
     return dict(sorted(why.items()))
 
 
@@ -294,8 +296,6 @@ def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, 
             renames[name] = renamed
             _rename_map(program, view, name, renamed, explicit, dropped)
             flatten = helper.make_node("Flatten", [renamed], [name], name=names.node(f"{origin}_flatten"), axis=1)
-                for folded in sorted(operand.nodes - {operand.constant_node}):
-                    why.setdefault(folded, f"it only computed the initializer '{operand.name}' (folded)")
             program.inserted.append((_position(view, name), flatten))
             reason = f"graph output '{name}' keeps its shape (N, {width})" if as_output else \
                 f"'{name}' is read inside a subgraph as (N, {width})"
