@@ -76,3 +76,69 @@ def format_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.3g} {unit}"
     return f"{count} bytes"
+
+
+# --- model text size and random weights -------------------------------------------------------
+# Protobuf's text parser takes about 80 bytes of memory per byte of prototxt: a 200 MB prototxt
+# would need more than 10 GiB before the first layer is looked at. A prototxt over the text limit
+# is refused from its size (stat), before it is read. Random weights (init-weights, export and
+# validate of a model without weights) are drawn and written one tensor at a time, each within
+# the tensor limit, and refused before the first is drawn when all of them together would pass
+# the random-weight limit.
+
+ENV_MAX_TEXT_BYTES = "PROTO_REWRITE_MAX_TEXT_BYTES"
+DEFAULT_MAX_TEXT_BYTES = 16 * 2**20
+ENV_MAX_RANDOM_BYTES = "PROTO_REWRITE_MAX_RANDOM_BYTES"
+DEFAULT_MAX_RANDOM_BYTES = 4 * 2**30
+_overrides: dict[str, int | None] = {}
+
+
+def _limit(env: str, default: int, option: str) -> int:
+    if _overrides.get(env) is not None:
+        return _overrides[env]
+    text = os.environ.get(env)
+    if text:
+        return parse_size(text, env)
+    return default
+
+
+def set_max_text_bytes(value: int | str | None) -> None:
+    """The model text limit for this process (None: the environment variable or the default)."""
+    _overrides[ENV_MAX_TEXT_BYTES] = None if value is None else (
+        value if isinstance(value, int) else parse_size(value, "--max-text-bytes"))
+
+
+def set_max_random_bytes(value: int | str | None) -> None:
+    """The total random-weight limit for this process (None: the environment variable or the default)."""
+    _overrides[ENV_MAX_RANDOM_BYTES] = None if value is None else (
+        value if isinstance(value, int) else parse_size(value, "--max-random-bytes"))
+
+
+def max_text_bytes() -> int:
+    return _limit(ENV_MAX_TEXT_BYTES, DEFAULT_MAX_TEXT_BYTES, "--max-text-bytes")
+
+
+def max_random_bytes() -> int:
+    return _limit(ENV_MAX_RANDOM_BYTES, DEFAULT_MAX_RANDOM_BYTES, "--max-random-bytes")
+
+
+def check_text_size(size: int, what: str, **where) -> None:
+    """Refuse a model text file of ``size`` bytes over the text limit (before reading it)."""
+    limit = max_text_bytes()
+    if size > limit:
+        raise TensorTooLargeError(
+            f"{what} is {format_bytes(size)}, over the limit of {format_bytes(limit)} for a model text file "
+            "(parsing it would take about 80 times that in memory)",
+            hint=f"a deploy prototxt is rarely over a few MiB; if this one is right, raise the limit with "
+                 f"--max-text-bytes or {ENV_MAX_TEXT_BYTES}", **where)
+
+
+def check_random_total(total: int, what: str, **where) -> None:
+    """Refuse random weights of ``total`` bytes over the random-weight limit (before drawing any)."""
+    limit = max_random_bytes()
+    if total > limit:
+        raise TensorTooLargeError(
+            f"random weights for {what} would take {format_bytes(total)}, over the limit of {format_bytes(limit)} "
+            "for random weights", hint=f"the declared shapes are probably wrong (check the input shape and "
+                                       f"num_output); if they are right, raise the limit with --max-random-bytes "
+                                       f"or {ENV_MAX_RANDOM_BYTES}", **where)

@@ -241,10 +241,12 @@ def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequenc
                               path=path, hint="weights are matched to layers by name")
     if net.layers:
         raise CaffemodelError("cannot write V1 'layers'; upgrade the net first", path=path)
-    encoded = {name: [_encode_blob(path, name, array) for array in arrays] for name, arrays in weights.items()}
+    lazy = getattr(weights, "lazy", False)  # drawn on access (random weights): one layer in memory at a time
+    encoded = _Encoded(path, weights) if lazy else {
+        name: [_encode_blob(path, name, array) for array in arrays] for name, arrays in weights.items()}
     reason = None
     if streaming is None:
-        reason = in_memory_reason(array for arrays in weights.values() for array in arrays)
+        reason = None if lazy else in_memory_reason(array for arrays in weights.values() for array in arrays)
         streaming = reason is None
     elif not streaming:
         reason = "the in-memory path was asked for"
@@ -256,6 +258,18 @@ def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequenc
         raise OutputError(f"cannot write '{path}': {err.strerror or err}", path=path,
                           hint="check the folder's permissions and free space") from err
     return report
+
+
+class _Encoded:
+    """The encoded blobs of a lazy weights mapping, made when the writer asks for a layer's."""
+
+    def __init__(self, path, weights) -> None:
+        self._path, self._weights = path, weights
+
+    def get(self, name: str, default):
+        if name not in self._weights:
+            return default
+        return [_encode_blob(self._path, name, array) for array in self._weights[name]]
 
 
 def _write_streaming(out, net, encoded: dict[str, list[list]]) -> CopyStats:

@@ -30,6 +30,7 @@ same seed gives the same bytes with every numpy version.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,25 +51,101 @@ _CHUNK = 1 << 22
 def random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None,
                    lines: dict[str, int] | None = None) -> dict[str, list[np.ndarray]]:
     """Random float32 blobs for every layer of ``net`` with learnable blobs. Layers whose blobs
-    this tool does not know (``unknown_blob_layers``) get none."""
+    this tool does not know (``unknown_blob_layers``) get none. Every blob's shape is checked
+    against the tensor limit and their sum against the random-weight limit
+    (:mod:`proto_rewrite.limits`) before anything is drawn."""
+    return dict(iter_random_weights(net, shapes, seed, path=path, lines=lines))
+
+
+def lazy_random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None,
+                        lines: dict[str, int] | None = None) -> "LazyRandomWeights":
+    """The same weights as :func:`random_weights`, drawn when each layer's are asked for (in net
+    order: one layer in memory at a time), after the same limit checks."""
+    return LazyRandomWeights(net, shapes, seed, path, lines or {})
+
+
+def random_weight_shapes(net, shapes: NetShapes, *, path=None,
+                         lines: dict[str, int] | None = None) -> dict[str, list[tuple[int, ...]]]:
+    """Layer name -> the shapes of its random blobs, checked against the limits (nothing drawn)."""
+    from proto_rewrite.limits import check_random_total, check_tensor_size
+
     lines = lines or {}
+    found: dict[str, list[tuple[int, ...]]] = {}
+    total = 0
+    for layer in net.layer:
+        expected = expected_blobs(layer, shapes.bottoms.get(layer.name))
+        if not expected:
+            continue
+        _check_known(layer, expected, path, lines)
+        found[layer.name] = [tuple(int(d) for d in shape) for shape in expected]
+        for index, shape in enumerate(found[layer.name]):
+            check_tensor_size(shape, 4, f"random blob {index} of layer '{layer.name}'", path=path,
+                              line=lines.get(layer.name), layer=layer.name)
+            total += math.prod(shape) * 4
+    if found:
+        largest = max(found, key=lambda name: sum(math.prod(shape) for shape in found[name]))
+        count = f"{len(found)} layer{'s' if len(found) != 1 else ''}"
+        check_random_total(total, f"{count} (the largest: '{largest}')", path=path)
+    return found
+
+
+def iter_random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None, lines: dict[str, int] | None = None):
+    """(layer name, arrays) in net order, drawn one layer at a time, after the limit checks."""
+    lines = lines or {}
+    random_weight_shapes(net, shapes, path=path, lines=lines)
     rng = np.random.RandomState(seed)
     logits = logit_layers(net)
     moments: dict[str, Moments] = {}  # blob -> estimated mean and mean square of its values
-    weights = {}
     for layer in net.layer:
         inputs = [moments.get(name, Moments()) for name in layer.bottom]
         gain = HE_GAIN
         expected = expected_blobs(layer, shapes.bottoms.get(layer.name))
         if expected:
-            _check_known(layer, expected, path, lines)
             if layer.name in logits and layer.type in HE_TYPES:
                 gain = LOGIT_RMS ** 2 / power_of_two(inputs[0].square)
             maker = _MAKERS.get(layer.type, _small)
-            weights[layer.name] = maker(rng, layer, [tuple(s) for s in expected], inputs, gain)
+            arrays = maker(rng, layer, [tuple(s) for s in expected], inputs, gain)
         estimate = _moments(layer, inputs, shapes.bottoms.get(layer.name), gain)
         moments.update((top, estimate) for top in layer.top)
-    return weights
+        if expected:
+            yield layer.name, arrays
+
+
+class LazyRandomWeights(Mapping):
+    """Layer name -> random arrays, drawn on access. Reading the layers in net order draws each
+    once; going back restarts the (deterministic) stream, so every read gives the same values."""
+
+    lazy = True
+
+    def __init__(self, net, shapes: NetShapes, seed: int, path, lines: dict[str, int]) -> None:
+        self._args = (net, shapes, seed)
+        self._where = {"path": path, "lines": lines}
+        self.shapes = random_weight_shapes(net, shapes, **self._where)
+        self._stream = None
+        self._position = -1
+        self._names = list(self.shapes)
+
+    def __getitem__(self, name: str) -> list[np.ndarray]:
+        if name not in self.shapes:
+            raise KeyError(name)
+        index = self._names.index(name)
+        if self._stream is None or index <= self._position:
+            self._stream = iter_random_weights(*self._args, **self._where)
+            self._position = -1
+        while True:
+            found, arrays = next(self._stream)
+            self._position += 1
+            if found == name:
+                return arrays
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def parameter_count(self) -> int:
+        return sum(math.prod(shape) for shapes in self.shapes.values() for shape in shapes)
 
 
 def _check_known(layer, expected, path, lines) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
 from proto_rewrite.caffe.known_layers import KNOWN_LAYER_TYPES
 from proto_rewrite.caffe.phase import PHASES, filter_layers
-from proto_rewrite.caffe.prototxt import format_net_text, layer_block_lines, parse_net_text
+from proto_rewrite.caffe.prototxt import format_net_text, layer_block_lines, parse_net_text, read_prototxt
 from proto_rewrite.caffe.shapes import NetShapes, infer_shapes
 from proto_rewrite.caffe.structure import check_structure
 from proto_rewrite.caffe.upgrade import detect_format, upgrade_net
@@ -31,7 +31,7 @@ from proto_rewrite.errors import (
     UsageError,
 )
 from proto_rewrite.filecopy import WriteReport
-from proto_rewrite.fileio import OutputFiles, read_text
+from proto_rewrite.fileio import OutputFiles
 
 AUTO = "auto"  # weights: use <stem>.caffemodel beside the prototxt when it exists
 
@@ -77,7 +77,7 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
     if str(path).endswith(".caffemodel"):
         raise InputFileError("a .caffemodel was given as the model", path=path,
                              hint="pass the .prototxt as the model and the .caffemodel with --weights")
-    text = read_text(path, "prototxt")
+    text = read_prototxt(path)  # a pipe, a device or an oversized file is refused first
     raw = parse_net_text(text, path)
     lines = _layer_lines(raw, text)
     source_format = detect_format(raw)

@@ -20,6 +20,25 @@ _NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "([^"]+)"')
 _NO_ENUM = re.compile(r'Enum type "([\w.]+)" has no value named ([^ .]+)')
 
 
+BOM = "\ufeff"
+EXCERPT = 80  # characters of a long line quoted around an error's column
+
+
+def read_prototxt(path, what: str = "prototxt") -> str:
+    """The text of a prototxt: refused before reading when it is not a regular file or is over the
+    model text limit (:func:`proto_rewrite.limits.check_text_size`); a UTF-8 byte-order mark at
+    the start is dropped (editors on Windows write one)."""
+    from proto_rewrite.fileio import read_text
+    from proto_rewrite.input_guard import require_regular_file
+    from proto_rewrite.limits import check_text_size
+
+    info = require_regular_file(path, what)
+    if info is not None:
+        check_text_size(info.st_size, what, path=path)
+    text = read_text(path, what)
+    return text[1:] if text.startswith(BOM) else text
+
+
 def parse_net_text(text: str, path) -> object:
     """Parse prototxt text into a NetParameter (any generation; no upgrade here)."""
     net = schema.NetParameter()
@@ -85,21 +104,57 @@ def _skip_string(text: str, i: int) -> int:
     return i + 1
 
 
+def _without_quoted_line(detail: str, text: str, line: int | None, column: int | None) -> str:
+    """protobuf quotes the whole offending line before its message (a 3 MB one-line prototxt
+    would be quoted whole): a long line is quoted as an excerpt around the column."""
+    if not detail.startswith("'") or not line or line < 1:
+        return detail
+    start = 0
+    for _ in range(line - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return detail
+    end = text.find("\n", start)
+    whole = text[start:len(text) if end < 0 else end]
+    for quoted in (whole, whole.rstrip()):
+        prefix = f"'{quoted}': "
+        if len(quoted) > 2 * EXCERPT and detail.startswith(prefix):
+            at = max(0, (column or 1) - 1)
+            first, last = max(0, at - EXCERPT // 2), min(len(quoted), at + EXCERPT // 2)
+            excerpt = ("..." if first else "") + quoted[first:last] + ("..." if last < len(quoted) else "")
+            return f"'{excerpt}': {_shorten_words(detail[len(prefix):])}"
+    return _shorten_words(detail)
+
+
+def _shorten_words(text: str) -> str:
+    return re.sub(r"\S{%d,}" % (EXCERPT + 1), lambda match: _shorten(match.group(0), EXCERPT), text)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` when it is at most ``limit`` characters, else its start and end around ' ... '."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]}"
+
+
 def _token_at(text: str, line: int | None, column: int | None) -> str | None:
     if not line or not column:
         return None
     lines = text.splitlines()
     if line > len(lines):
         return None
-    rest = lines[line - 1][column - 1:]
+    rest = lines[line - 1][column - 1:column - 1 + 4 * EXCERPT]
     match = re.match(r'"[^"]*"?|\'[^\']*\'?|[\w.+-]+|\S', rest)
     return match.group(0) if match else None
 
 
 def _translate_parse_error(err: text_format.ParseError, text: str, path) -> PrototxtSyntaxError:
     line, column = err.GetLine(), err.GetColumn()
-    detail = _LOCATION_PREFIX.sub("", str(err))
+    detail = _without_quoted_line(_LOCATION_PREFIX.sub("", str(err)), text, line, column)
+    detail = _shorten(detail, 4 * EXCERPT)
     token = _token_at(text, line, column)
+    token = None if token is None else _shorten(token, EXCERPT)
     unknown_field = _NO_FIELD.search(detail)
     if unknown_field:
         message_name, field_name = unknown_field.groups()

@@ -6,7 +6,9 @@ import os
 
 from proto_rewrite.cli.options import (
     add_caffe_net_options,
+    add_safety_options,
     add_shape_options,
+    apply_safety_options,
     add_verbosity_options,
     parse_input_shapes,
     use_caffe_schema,
@@ -24,14 +26,16 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_shape_options(parser)
     add_caffe_net_options(parser)
+    add_safety_options(parser)
     add_verbosity_options(parser.add_argument_group("output"))
     parser.set_defaults(run=run)
 
 
 def run(args, console) -> int:
     use_caffe_schema(args)
+    apply_safety_options(args)
     from proto_rewrite.caffe.caffemodel import write_caffemodel
-    from proto_rewrite.caffe.init_weights import random_weights, unknown_blob_layers
+    from proto_rewrite.caffe.init_weights import lazy_random_weights, unknown_blob_layers
     from proto_rewrite.caffe.model import load_caffe
     from proto_rewrite.caffe.shapes import infer_shapes
     from proto_rewrite.diagnostics import Diagnostic
@@ -46,7 +50,9 @@ def run(args, console) -> int:
     console.diagnostics(model.diagnostics)
     shapes = infer_shapes(model.net, overrides, path=model.prototxt_path, lines=model.layer_lines)
     console.diagnostics(shapes.diagnostics)
-    weights = random_weights(model.net, shapes, seed=args.seed, path=model.prototxt_path, lines=model.layer_lines)
+    # Checked against the limits before any is drawn; drawn and written one layer at a time.
+    weights = lazy_random_weights(model.net, shapes, seed=args.seed, path=model.prototxt_path,
+                                  lines=model.layer_lines)
     console.diagnostics([
         Diagnostic("warning", "proto-rewrite does not know this layer's learnable blobs; it gets none",
                    Location(model.prototxt_path, model.layer_lines.get(name), layer=name),
@@ -54,7 +60,7 @@ def run(args, console) -> int:
         for name in unknown_blob_layers(model.net)
     ])
     write_caffemodel(args.output, model.net, weights)
-    parameters = sum(array.size for arrays in weights.values() for array in arrays)
+    parameters = weights.parameter_count()
     console.out(f"wrote {args.output}: random weights for {len(weights)} layers, {parameters:,} parameters "
                 f"(seed {args.seed})\n")
     return 0

@@ -158,6 +158,12 @@ def add_safety_options(parser: argparse.ArgumentParser, *, nonfinite: bool = Fal
     group.add_argument("--max-tensor-bytes", metavar="SIZE",
                        help="refuse a model whose declared shapes would need a tensor larger than SIZE bytes "
                             "(e.g. 4GiB, 500M; default: $PROTO_REWRITE_MAX_TENSOR_BYTES, else 16GiB)")
+    group.add_argument("--max-text-bytes", metavar="SIZE",
+                       help="refuse a prototxt larger than SIZE bytes before reading it "
+                            "(default: $PROTO_REWRITE_MAX_TEXT_BYTES, else 16MiB)")
+    group.add_argument("--max-random-bytes", metavar="SIZE",
+                       help="refuse random weights larger than SIZE bytes in all before drawing any "
+                            "(default: $PROTO_REWRITE_MAX_RANDOM_BYTES, else 4GiB)")
     if nonfinite:
         group.add_argument("--allow-nonfinite", action="store_true",
                            help="accept weights that hold NaN or Inf (refused by default)")
@@ -165,9 +171,11 @@ def add_safety_options(parser: argparse.ArgumentParser, *, nonfinite: bool = Fal
 
 def apply_safety_options(args) -> None:
     """Set the limits the safety options ask for (call first in a command's run)."""
-    from proto_rewrite.limits import set_max_tensor_bytes
+    from proto_rewrite.limits import set_max_random_bytes, set_max_tensor_bytes, set_max_text_bytes
 
     set_max_tensor_bytes(getattr(args, "max_tensor_bytes", None))
+    set_max_text_bytes(getattr(args, "max_text_bytes", None))
+    set_max_random_bytes(getattr(args, "max_random_bytes", None))
 
 
 def refuse_output_over_input(outputs, inputs) -> None:
