@@ -34,6 +34,12 @@ def register(subparsers) -> None:
                         help="dense check of an fcn conversion: B once on an H x W image against A on every crop "
                              "its score map covers")
     add_validation_options(parser)
+    parser.add_argument("--compare", choices=("scale", "elementwise"),
+                        help="pass/fail rule: scale (default): max|A-B| <= tol x max|A| per output; elementwise: every "
+                             "element within atol + rtol x |A| (the default when --atol or --rtol is given)")
+    parser.add_argument("--scale-tol", action="append", default=[], metavar="[NAME:]VALUE",
+                        help="tolerance of the scale rule, for every output or one (repeatable); default by dtype "
+                             "(fp32 1e-5, fp16 1e-2, fp64 1e-10)")
     add_runtime_options(parser)
     add_shape_options(parser)
     add_safety_options(parser, nonfinite=True)
@@ -45,12 +51,14 @@ def run(args, console) -> int:
     from proto_rewrite.validate.compare_models import validate_models
     from proto_rewrite.validate.load import load_for_validation
     from proto_rewrite.validate.report import render_text, summary_line, to_dict
+    from proto_rewrite.validate.tolerances import Tolerances
 
     apply_safety_options(args)
     refuse_output_over_input([args.save_inputs, args.save_outputs],
                              [args.model_a, args.model_b, args.weights_a, args.weights_b, args.inputs,
                               *caffe_default_weights(args.model_a, args.model_b)])
     options = validate_options_from(args, parse_input_shapes(args.input_shape))
+    options.tolerances = Tolerances.parse(args.atol, args.rtol, args.scale_tol, args.compare)
     if args.plan:
         options.renames = plan_renames(args.plan)
     model_a = load_for_validation(args.model_a, args.weights_a, console, any_size=bool(args.dense),

@@ -129,7 +129,10 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
 
 
 def _worse(new: TensorResult, old: TensorResult) -> bool:
-    return (new.comparison.mismatches, new.comparison.absolute.max) > (old.comparison.mismatches, old.comparison.absolute.max)
+    def key(c):
+        return (not c.passed, c.mismatches, c.absolute.max)
+
+    return key(new.comparison) > key(old.comparison)
 
 
 def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, role: str, names) -> TensorResult | None:
@@ -141,7 +144,8 @@ def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, 
             f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}",
             hint="only equal shapes, or (N, M) against (N, M, 1, 1) from an fcn rewrite, can be compared")
     atol, rtol = tolerances.for_output(name, a.dtype)
-    return TensorResult(name, tuple(a.shape), tuple(b.shape), relation, str(a.dtype), compare(a, b, atol, rtol), role)
+    comparison = compare(a, b, atol, rtol, tolerances.scale_for_output(name, a.dtype))
+    return TensorResult(name, tuple(a.shape), tuple(b.shape), relation, str(a.dtype), comparison, role)
 
 
 def _relation(shape_a, shape_b) -> str | None:

@@ -159,7 +159,8 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
             reference = reference.mean(axis=(2, 3), keepdims=True)
         agreement = float(np.mean(value.argmax(axis=1) == reference.argmax(axis=1)))
         shape = tuple(dense[name].shape)
-        result.outputs.append(DenseOutput(name, shape, compare(reference, value, atol, rtol), agreement, pooled))
+        comparison = compare(reference, value, atol, rtol, options.tolerances.scale_for_output(name, value.dtype))
+        result.outputs.append(DenseOutput(name, shape, comparison, agreement, pooled))
     return result
 
 

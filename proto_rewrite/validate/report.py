@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from proto_rewrite.validate.compare_models import FCN, TensorResult, ValidationResult
+from proto_rewrite.validate.stats import SCALE
 
 REPORT_VERSION = 1
 
@@ -25,6 +26,7 @@ def to_dict(result: ValidationResult) -> dict:
         "seed": None if options.inputs_file else options.seed,
         "trials": len(result.input_values),
         "inputs_file": options.inputs_file,
+        "comparison": options.tolerances.rule,
         "outputs": [_tensor(t) for t in result.outputs],
         "intermediates": [_tensor(t) for t in result.intermediates],
         "first_divergence": result.first_divergence,
@@ -52,13 +54,21 @@ def _row(tensor: TensorResult) -> tuple[str, ...]:
     c = tensor.comparison
     shapes = _dims(tensor.shape_a) if tensor.relation != FCN else f"{_dims(tensor.shape_a)} ~ {_dims(tensor.shape_b)}"
     cosine = "-" if c.cosine_similarity is None else f"{c.cosine_similarity:.6f}"
+    scale = f"{c.scale_error:.3g}" + (f" (<= {c.scale_tol:g})" if c.rule == SCALE else "")
     return (tensor.name, shapes, f"{c.absolute.max:.3g}", f"{c.absolute.mean:.3g}", f"{c.absolute.p99:.3g}",
-            f"{c.relative.max:.3g}", cosine, f"{c.mismatches}/{c.elements}", f"{c.atol:g}/{c.rtol:g}",
+            f"{c.relative.max:.3g}", scale, cosine, f"{c.mismatches}/{c.elements}", f"{c.atol:g}/{c.rtol:g}",
             f"{c.min_atol:.3g}/{c.min_rtol:.3g}", "ok" if c.passed else "FAIL")
 
 
-HEADER = ("tensor", "shape", "max abs", "mean abs", "p99 abs", "max rel", "cosine", "beyond tol", "atol/rtol",
-          "min atol/rtol", "result")
+HEADER = ("tensor", "shape", "max abs", "mean abs", "p99 abs", "max rel", "err/max|A|", "cosine", "beyond atol/rtol",
+          "atol/rtol", "min atol/rtol", "result")
+
+
+def rule_line(rule: str) -> str:
+    if rule == SCALE:
+        return ("comparison: scale-aware, an output passes when max|A-B| <= tol x max|A| (err/max|A|); "
+                "element-wise figures beside it (--compare elementwise judges by them)")
+    return "comparison: element-wise, every element within atol + rtol x |A|"
 
 
 def render_text(result: ValidationResult) -> str:
@@ -69,6 +79,7 @@ def render_text(result: ValidationResult) -> str:
              + ("" if options.inputs_file else f", seed {options.seed}")]
     for name, (shape, dtype) in result.inputs.items():
         lines.append(f"input {name}: {_dims(shape)} {dtype}")
+    lines.append(rule_line(options.tolerances.rule))
     rows = [HEADER] + [_row(t) for t in result.outputs]
     if result.intermediates:
         rows += [("-- intermediate / softmax input --",) + ("",) * (len(HEADER) - 1)]

@@ -22,9 +22,18 @@ class ErrorStats:
     p99: float
 
 
+SCALE = "scale"  # max|a - b| <= scale_tol x max|a|: the error against the output's magnitude
+ELEMENTWISE = "elementwise"  # every element: |a - b| <= atol + rtol x |a|
+RULES = (SCALE, ELEMENTWISE)
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """How a candidate output compares with its reference, under atol + rtol * |reference|."""
+    """How a candidate output compares with its reference. ``rule`` decides ``passed``: SCALE
+    (``max|a - b| <= scale_tol x max|a|``; an all-zero reference needs ``max|a - b| <= atol``) or
+    ELEMENTWISE (no element beyond ``atol + rtol x |a|``). Both figures are always computed:
+    ``mismatches`` counts the elements beyond the element-wise bound, ``scale_error`` is
+    ``max|a - b| / max|a|``."""
 
     atol: float
     rtol: float
@@ -37,14 +46,25 @@ class Comparison:
     min_atol: float  # the smallest atol that passes with rtol = 0
     min_rtol: float  # the smallest rtol that passes with atol = 0 (inf: a zero reference differs)
     reference_max_abs: float
+    rule: str = ELEMENTWISE
+    scale_tol: float | None = None
+    scale_error: float = 0.0  # max|a - b| / max|a| (inf: an all-zero reference differs)
+    scale_bound: float | None = None  # what max|a - b| may reach under the scale rule
 
     @property
     def passed(self) -> bool:
+        if self.rule == SCALE:
+            return self.nonfinite_mismatches == 0 and self.absolute.max <= self.scale_bound
+        return self.mismatches == 0
+
+    @property
+    def elementwise_passed(self) -> bool:
         return self.mismatches == 0
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed
+        data["elementwise_passed"] = self.elementwise_passed
         return {key: _json_float(value) for key, value in data.items()}
 
 
@@ -63,8 +83,10 @@ def _stats(values: np.ndarray) -> ErrorStats:
                       float(np.percentile(values, 99)))
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> Comparison:
-    """Compare two arrays of the same number of elements (shapes are the caller's business)."""
+def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float,
+            scale_tol: float | None = None) -> Comparison:
+    """Compare two arrays of the same number of elements (shapes are the caller's business).
+    With ``scale_tol`` the scale rule decides, without it the element-wise rule."""
     ref = np.asarray(reference, dtype=np.float64).reshape(-1)
     got = np.asarray(candidate, dtype=np.float64).reshape(-1)
     if ref.size != got.size:
@@ -80,6 +102,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
     beyond = int(np.count_nonzero(absolute > atol + rtol * magnitude))
     norms = float(np.linalg.norm(ref_f)) * float(np.linalg.norm(got_f))
     cosine = float(np.dot(ref_f, got_f) / norms) if norms > 0 else None
+    max_abs = float(absolute.max()) if absolute.size else 0.0
+    scale = float(magnitude.max()) if magnitude.size else 0.0
+    scale_error = max_abs / scale if scale > 0 else (float("inf") if max_abs > 0 else 0.0)
+    bound = None if scale_tol is None else (scale_tol * scale if scale > 0 else atol)
     return Comparison(
         atol=atol, rtol=rtol, elements=int(ref.size),
         mismatches=beyond + nonfinite_mismatches, nonfinite_mismatches=nonfinite_mismatches,
@@ -87,5 +113,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
         cosine_similarity=cosine,
         min_atol=float(absolute.max()) if absolute.size else 0.0,
         min_rtol=float(relative.max()) if relative.size else 0.0,
-        reference_max_abs=float(magnitude.max()) if magnitude.size else 0.0,
+        reference_max_abs=scale,
+        rule=ELEMENTWISE if scale_tol is None else SCALE, scale_tol=scale_tol, scale_error=scale_error,
+        scale_bound=bound,
     )

@@ -1,4 +1,12 @@
-"""Tolerances per output: defaults by dtype, overridden by ``--atol/--rtol [NAME:]VALUE``."""
+"""Tolerances per output: defaults by dtype, overridden by ``--atol/--rtol/--scale-tol [NAME:]VALUE``.
+
+The default rule is scale-aware: an output passes when ``max|a - b| <= scale_tol x max|a|``. A
+rewritten FC reorders sums whose rounding grows with the magnitude of the accumulated terms, not
+with each element, so a near-zero element of a large output may differ by more than an element-wise
+bound would allow while the output as a whole agrees to 1e-7 of its size. The element-wise rule
+(``|a - b| <= atol + rtol x |a|`` everywhere) stays available and is always reported beside it;
+``--atol`` / ``--rtol`` choose it unless ``--compare scale`` is given too.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.errors import UsageError
+from proto_rewrite.validate.stats import ELEMENTWISE, RULES, SCALE
 
 # (atol, rtol) by dtype: a rewrite only reorders the sums, so fp32 stays tight.
 DEFAULTS = {
@@ -15,25 +24,47 @@ DEFAULTS = {
     np.dtype("float16"): (1e-2, 1e-2),
 }
 EXACT = (0.0, 0.0)  # integers and booleans
+# scale_tol by dtype: max|a - b| relative to max|a|.
+SCALE_DEFAULTS = {
+    np.dtype("float64"): 1e-10,
+    np.dtype("float32"): 1e-5,
+    np.dtype("float16"): 1e-2,
+}
 
 
 def default_tolerance(dtype) -> tuple[float, float]:
     return DEFAULTS.get(np.dtype(dtype), EXACT)
 
 
+def default_scale_tolerance(dtype) -> float:
+    return SCALE_DEFAULTS.get(np.dtype(dtype), 0.0)
+
+
 @dataclass
 class Tolerances:
-    """``all`` applies to every output, ``per_output`` to one by name; unset: dtype defaults."""
+    """``all`` applies to every output, ``per_output`` to one by name; unset: dtype defaults.
+    ``rule``: SCALE (default) or ELEMENTWISE decides pass or fail."""
 
     atol_all: float | None = None
     rtol_all: float | None = None
     atol: dict[str, float] = field(default_factory=dict)
     rtol: dict[str, float] = field(default_factory=dict)
+    rule: str = SCALE
+    scale_all: float | None = None
+    scale: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, atol: list[str] | None, rtol: list[str] | None) -> Tolerances:
-        tolerances = cls()
-        for option, values, target in (("--atol", atol, "atol"), ("--rtol", rtol, "rtol")):
+    def parse(cls, atol: list[str] | None, rtol: list[str] | None, scale: list[str] | None = None,
+              rule: str | None = None) -> Tolerances:
+        """``rule`` None: element-wise when --atol or --rtol is given, else scale."""
+        if rule is not None and rule not in RULES:
+            raise UsageError(f"--compare {rule!r}: not a comparison rule", hint=f"use one of: {', '.join(RULES)}")
+        if rule == ELEMENTWISE and scale:
+            raise UsageError("--scale-tol sets the scale rule's tolerance; it has no effect with --compare elementwise",
+                             hint="drop --scale-tol, or use --compare scale")
+        tolerances = cls(rule=rule or (ELEMENTWISE if (atol or rtol) else SCALE))
+        for option, values, target in (("--atol", atol, "atol"), ("--rtol", rtol, "rtol"),
+                                       ("--scale-tol", scale, "scale")):
             for text in values or []:
                 name, _, number = text.rpartition(":")
                 try:
@@ -55,8 +86,14 @@ class Tolerances:
         rtol = self.rtol.get(name, self.rtol_all if self.rtol_all is not None else rtol)
         return atol, rtol
 
+    def scale_for_output(self, name: str, dtype) -> float | None:
+        """The scale rule's tolerance, or None under the element-wise rule."""
+        if self.rule != SCALE:
+            return None
+        return self.scale.get(name, self.scale_all if self.scale_all is not None else default_scale_tolerance(dtype))
+
     def check_names(self, outputs: list[str]) -> None:
-        unknown = sorted((set(self.atol) | set(self.rtol)) - set(outputs))
+        unknown = sorted((set(self.atol) | set(self.rtol) | set(self.scale)) - set(outputs))
         if unknown:
             raise UsageError(f"tolerances given for outputs the models do not have: {', '.join(unknown)}",
                              hint=f"the outputs are: {', '.join(outputs)}")
