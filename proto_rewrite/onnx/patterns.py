@@ -24,7 +24,7 @@ from onnx import TensorProto
 
 from proto_rewrite.onnx.fold import fold_constant
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
-from proto_rewrite.onnx.shape_expr import Dim, evaluate, known
+from proto_rewrite.onnx.shape_expr import Dim, chain_nodes, evaluate, known
 from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
 from proto_rewrite.plan import Reason
 
@@ -338,6 +338,8 @@ def _check_flatten(view: GraphView, flat_index: int, x: str, shape: tuple) -> se
     nodes: set[int] = set()
     target = evaluate(view, flat.input[1], nodes) if len(flat.input) > 1 else None
     if target is None or target.rank != 1:
+        if len(flat.input) > 1 and _inferred_flatten(view, flat, shape):
+            return chain_nodes(view, flat.input[1])
         return fail(Reason.UNSUPPORTED_FLATTEN, f"the target shape of Reshape '{key}' is computed in a way "
                                                 "proto-rewrite does not follow")
     allowzero = bool(attribute(flat, "allowzero", 0))
@@ -345,6 +347,22 @@ def _check_flatten(view: GraphView, flat_index: int, x: str, shape: tuple) -> se
         return fail(Reason.UNSUPPORTED_FLATTEN, f"Reshape '{key}' turns {_text(shape)} into "
                                                 f"{_text([_item_text(i) for i in target.items])}")
     return nodes
+
+
+def _inferred_flatten(view: GraphView, flat, shape: tuple) -> bool:
+    """Shape inference (with onnx's data propagation) found the Reshape's result to be (N, C*H*W).
+    A Reshape's result depends on its output shape alone, so that is a flatten from axis 1 whatever
+    computed the target: a rank-2 result whose second dimension is C*H*W, or whose first is the
+    input's own batch dimension (the element count then fixes the second)."""
+    out = view.shape(flat.output[0])
+    if out is None or len(out) != 2 or shape is None or len(shape) < 2:
+        return False
+    rest = math.prod(shape[1:]) if all(isinstance(d, int) for d in shape[1:]) else None
+    if rest is not None and out[1] == rest:
+        return True
+    batch = shape[0]
+    return (isinstance(batch, int) and out[0] == batch) or (isinstance(batch, str) and bool(batch)
+                                                            and out[0] == batch and not batch.startswith("unk__"))
 
 
 def _is_flatten_target(view: GraphView, items: list, x: str, shape: tuple, allowzero: bool) -> bool:
@@ -359,7 +377,10 @@ def _is_flatten_target(view: GraphView, items: list, x: str, shape: tuple, allow
 
     def is_batch(item) -> bool:
         if isinstance(item, Dim):
-            return item.index == 0 and item.tensor in same_batch
+            if item.index == 0 and item.tensor in same_batch:
+                return True
+            # the dynamo exporter reads the batch from the graph input: the same symbol, or the same number
+            return (isinstance(batch, str) and item.symbol == batch) or (isinstance(batch, int) and item.value == batch)
         if item == 0:
             return not allowzero
         if isinstance(batch, int):
