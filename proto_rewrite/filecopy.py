@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from proto_rewrite import output_guard
 from proto_rewrite.errors import InputFileError
 
 SMALL_COPY = 64 * 1024  # shorter ranges are written from memory: a syscall costs more than the bytes
@@ -110,6 +111,7 @@ def open_input(path: str | os.PathLike, what: str, *, missing_hint: str = "check
     try:
         with open(path, "rb", buffering=0) as handle:
             info = os.fstat(handle.fileno())
+            output_guard.note_input(handle.fileno(), path, what)
             reason = _READ_INTO_MEMORY.get()
             if reason is None and not stat.S_ISREG(info.st_mode):
                 reason = f"the {what} is not a regular file (a pipe or a device): it cannot be mapped"

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from proto_rewrite import output_guard
 from proto_rewrite.cli.options import (
     add_caffe_options,
     add_output_options,
@@ -183,7 +184,8 @@ def _convert_caffe(args, model_path, output, selection, input_shapes, console):
             check = _check(args, export_onnx(model), export_onnx(converted))
             if not check.passed and not args.keep_on_failure:
                 return [], check
-        saved = save_caffe(converted, output, weights_out)
+        with output_guard.may_replace(args.in_place, model_path, model.weights_path):
+            saved = save_caffe(converted, output, weights_out)
         if saved is not None:
             console.info(saved.describe())
         return [output] + ([weights_out] if weights_out else []), check
@@ -217,7 +219,8 @@ def _convert_onnx(args, model_path, output, selection, input_shapes, console):
             check = _check(args, model.to_proto(), converted.to_proto())
             if not check.passed and not args.keep_on_failure:
                 return [], check
-        console.info(save_onnx(converted, output).describe())
+        with output_guard.may_replace(args.in_place, model_path):
+            console.info(save_onnx(converted, output).describe())
         return [output], check
 
     return plan, write

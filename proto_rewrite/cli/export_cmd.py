@@ -51,7 +51,8 @@ def run(args, console) -> int:
 
     apply_safety_options(args)
     if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
-        raise UsageError("the output is the model itself", hint="write the ONNX model to a .onnx file")
+        raise UsageError("the output is the model itself", path=args.output,
+                         hint="write the ONNX model to a .onnx file")
     if args.seed < 0 or args.seed >= 2 ** 32:
         raise UsageError(f"--seed {args.seed} is out of range", hint="use a seed from 0 to 4294967295")
     overrides = parse_input_shapes(args.input_shape)
@@ -59,7 +60,8 @@ def run(args, console) -> int:
                        input_shapes=overrides or None)
     console.diagnostics(model.diagnostics)
     if model.weights_path and os.path.exists(args.output) and os.path.samefile(args.output, model.weights_path):
-        raise UsageError("the output is the model's weights file, an input", hint="write the ONNX model to a .onnx file")
+        raise UsageError("the output is the model's weights file, an input", path=args.output,
+                         hint="write the ONNX model to a .onnx file")
     if not args.allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights
 

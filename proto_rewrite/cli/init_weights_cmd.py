@@ -44,7 +44,8 @@ def run(args, console) -> int:
     if args.seed < 0 or args.seed >= 2 ** 32:
         raise UsageError(f"--seed {args.seed} is out of range", hint="use a seed from 0 to 4294967295")
     if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
-        raise UsageError("the output is the model itself", hint="write the weights to a .caffemodel file")
+        raise UsageError("the output is the model itself", path=args.output,
+                         hint="write the weights to a .caffemodel file")
     overrides = parse_input_shapes(args.input_shape)
     model = load_caffe(args.model, weights=None, phase=args.phase, strict=args.strict)
     console.diagnostics(model.diagnostics)

@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import re
+import signal
 import sys
+import threading
 import traceback
+from pathlib import Path
 
-from proto_rewrite import __version__
+from proto_rewrite import __version__, output_guard
 from proto_rewrite.cli import convert_cmd, diff_cmd, export_cmd, init_weights_cmd, inspect_cmd, validate_cmd
-from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError
+from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError, UsageError
 
 COMMANDS = (convert_cmd, validate_cmd, diff_cmd, export_cmd, inspect_cmd, init_weights_cmd)
 
@@ -29,21 +34,35 @@ class Console:
         self.verbose, self.quiet = verbose, quiet
 
     def out(self, text: str) -> None:
-        self.stdout.write(text)
+        self.stdout.write(printable(text))
 
     def info(self, text: str, level: int = 1) -> None:
         if self.verbose >= level and not self.quiet:
-            self.stderr.write(text.rstrip("\n") + "\n")
+            self.stderr.write(printable(text.rstrip("\n")) + "\n")
 
     def diagnostics(self, items) -> None:
         if self.quiet:
             return
         for item in items:
             if item.level == "warning" or self.verbose:
-                self.stderr.write(f"{item}\n")
+                self.stderr.write(printable(f"{item}") + "\n")
 
     def error(self, text: str) -> None:
-        self.stderr.write(text.rstrip("\n") + "\n")
+        self.stderr.write(printable(text.rstrip("\n")) + "\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (lone surrogates, as Python decodes a
+    non-UTF-8 name) written as ``\\xNN``: no output stream can encode them as they are."""
+    return _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,13 +88,19 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     except SystemExit as exit_:  # argparse: --help / --version exit 0, bad usage exits 2
         return int(exit_.code or 0)
     console = Console(stdout, stderr, getattr(args, "verbose", 0), getattr(args, "quiet", False))
+    guard = None
     try:
-        return args.run(args, console)
+        with terminate_as_interrupt(), output_guard.guarding(command_inputs(args)) as guard:
+            refuse_shared_outputs(args)
+            return args.run(args, console)
     except ProtoRewriteError as err:
         console.error(f"error: {err}")
         if getattr(args, "format", "text") == "json":
             console.out(json.dumps(err.to_dict(), indent=2) + "\n")
         return err.exit_code
+    except Terminated:
+        console.error("terminated (SIGTERM): nothing was written")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         console.error("interrupted")
         return 130
@@ -83,6 +108,84 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
         console.error(traceback.format_exc())
         console.error("internal error: this is a bug in proto-rewrite; please report it with the traceback above")
         return EXIT_INTERNAL
+    finally:
+        if guard is not None and not console.quiet:
+            for note in guard.notes:
+                console.error(f"note: {note}")
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, CI cancellation, ``docker stop``), raised where the program is, so that it
+    unwinds like an interrupt: temporary files removed, nothing half-written, no traceback."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Treat SIGTERM like SIGINT while the block runs (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# Arguments naming files a command reads, and what they are.
+_INPUT_ARGS = (("model", "the model"), ("model_a", "model A"), ("model_b", "model B"), ("weights", "the weights"),
+               ("weights_a", "A's weights"), ("weights_b", "B's weights"), ("plan", "the plan"),
+               ("inputs", "the inputs file"), ("caffe_schema", "the Caffe schema"))
+
+
+def command_inputs(args) -> list[tuple[str, str]]:
+    """The files the command line names as inputs, and the caffemodel read by default beside a
+    prototxt, for the output guard (files found later, such as external data, join when read)."""
+    from proto_rewrite.cli.options import is_onnx_path
+
+    found = []
+    for name, what in _INPUT_ARGS:
+        values = getattr(args, name, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and value:
+                found.append((value, what))
+    reads_weights = any(hasattr(args, name) for name in ("weights", "weights_a"))
+    if reads_weights and not getattr(args, "no_weights", False):
+        for value, what in list(found):
+            if what in ("the model", "model A", "model B") and not is_onnx_path(value):
+                with contextlib.suppress(ValueError):
+                    found.append((str(Path(value).with_suffix(".caffemodel")), f"the weights beside {what}"))
+    return found
+
+
+_OUTPUT_ARGS = ("output", "output_weights", "save_plan", "save_inputs", "save_outputs")
+
+
+def refuse_shared_outputs(args) -> None:
+    """Two output options naming one file (however spelt): refused before anything runs."""
+    seen: dict = {}
+    for name in _OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not value:
+            continue
+        keys = {("path", os.path.abspath(value))}
+        identity = output_guard.identity_of(value)
+        if identity is not None:
+            keys.add(("file", identity))
+        option = "--" + name.replace("_", "-")
+        for key in keys:
+            if key in seen:
+                raise UsageError(f"{option} '{value}' is the same file as {seen[key]}", path=value,
+                                 hint="give each output its own path")
+        for key in keys:
+            seen[key] = f"{option} '{value}'"
 
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
