@@ -221,6 +221,7 @@ class RewritePlan:
     edits: list[GraphEdit] = field(default_factory=list)
     renames: dict[str, str] = field(default_factory=dict)  # old name -> new (layers and blobs)
     fcn: FcnReport | None = None  # fcn mode: what was proved about other input sizes (None: not checked)
+    options: dict = field(default_factory=dict)  # the settings that shaped the plan (apply re-derives with them)
 
     @property
     def changes_anything(self) -> bool:
@@ -238,6 +239,7 @@ class RewritePlan:
             "edits": [_plain(asdict(e)) for e in self.edits],
             "renames": dict(self.renames),
             "fcn": None if self.fcn is None else self.fcn.to_dict(),
+            "options": dict(self.options),
         }
 
     @classmethod
@@ -264,6 +266,7 @@ class RewritePlan:
                    for e in data["edits"]],
             renames=dict(data["renames"]),
             fcn=None if data.get("fcn") is None else FcnReport.from_dict(data["fcn"]),
+            options=dict(data.get("options") or {}),
         )
 
     def to_json(self) -> str:

@@ -68,9 +68,10 @@ def _new_nodes(program: Program) -> list[tuple[float, onnx.NodeProto]]:
             continue
         if index in dropped:
             continue
-        if index in renamed_nodes or index in program.moved_pools:
+        if index in renamed_nodes or index in program.moved_pools or index in program.node_updates:
             copy = onnx.NodeProto()
             copy.CopyFrom(node)
+            _update(copy, program.node_updates.get(index))
             for (reader, pos), name in program.input_renames.items():
                 if reader == index:
                     copy.input[pos] = name
@@ -83,6 +84,30 @@ def _new_nodes(program: Program) -> list[tuple[float, onnx.NodeProto]]:
         nodes.append((index, node))
     nodes.extend(program.inserted)
     return nodes
+
+
+def _update(node: onnx.NodeProto, update: dict | None) -> None:
+    """A layout rule's changes: another op (Identity), attributes set, inputs set (or added)."""
+    if not update:
+        return
+    if update.get("op_type") == "Identity":
+        keep_input, keep_output = node.input[0], node.output[0]
+        node.op_type = "Identity"
+        del node.attribute[:]
+        del node.input[:]
+        del node.output[:]
+        node.input.append(keep_input)
+        node.output.append(keep_output)
+    for name, value in sorted(update.get("attrs", {}).items()):
+        for position, attr in enumerate(node.attribute):
+            if attr.name == name:
+                del node.attribute[position]
+                break
+        node.attribute.append(helper.make_attribute(name, value))
+    for position, name in sorted(update.get("inputs", {}).items()):
+        while len(node.input) <= position:
+            node.input.append("")
+        node.input[position] = name
 
 
 def _conv(fc: onnx.NodeProto, step: ConvStep) -> onnx.NodeProto:
@@ -132,9 +157,9 @@ def _topological(nodes: list[tuple[float, onnx.NodeProto]], available: set[str])
 def _update_inputs(graph, program: Program, initializers: dict, ir_version: int) -> None:
     """Resized inputs; and, where initializers are listed as inputs (IR < 4), their new shapes."""
     listed = {vi.name: vi for vi in graph.input}
-    for name, (height, width) in program.resized_inputs.items():
+    for name, axes in program.resized_inputs.items():
         dims = listed[name].type.tensor_type.shape.dim
-        for dim, param in ((dims[2], height), (dims[3], width)):
+        for dim, param in ((dims[position], param) for position, param in axes):
             if not (dim.HasField("dim_param") and dim.dim_param == param):
                 dim.Clear()
                 dim.dim_param = param
@@ -166,6 +191,17 @@ def _take_inferred(graph, inferred, program: Program, had_value_info: bool, init
         if output.name in program.map_outputs and output.name in found:
             output.type.CopyFrom(found[output.name].type)
             clean_type(output.type)
+            _name_map_dims(output)
+
+
+def _name_map_dims(output) -> None:
+    """A score map's h and w that inference left unknown get names, so the declared shape is 4-D."""
+    tensor_type = output.type.tensor_type
+    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) != 4:
+        return
+    for dim, what in zip(tensor_type.shape.dim[2:], ("height", "width")):
+        if not dim.HasField("dim_value") and not dim.dim_param:
+            dim.dim_param = f"{output.name}_{what}"
 
 
 def _note(text: str):

@@ -29,8 +29,8 @@ def size_warnings(new_model, program) -> list[Diagnostic]:
             continue
         shape = [1 if d == -1 else d for d in shape]
         if name in program.resized_inputs and len(shape) == 4:
-            shape[2] *= SCALE
-            shape[3] *= SCALE
+            for position, _ in program.resized_inputs[name]:
+                shape[position] *= SCALE
         shapes[name] = tuple(shape)
     view = GraphView(new_model, _fixable(new_model, shapes))
     downstream = _downstream(view, list(program.resized_inputs))

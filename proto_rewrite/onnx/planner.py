@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from onnx import helper
 
 from proto_rewrite.errors import RewriteRefused, UsageError
-from proto_rewrite.onnx.graph import GraphView
+from proto_rewrite.onnx.graph import GraphView, attribute
+from proto_rewrite.onnx.layout import Carry, Stop, carry
 from proto_rewrite.onnx.patterns import (
     CHAIN,
     MAP,
@@ -29,10 +30,8 @@ from proto_rewrite.onnx.patterns import (
     FcMatch,
     fail,
     fc_kind,
-    flattens_itself,
     match_fc,
     op_label,
-    works_on_maps,
 )
 from proto_rewrite.onnx.pooling import (
     check_request,
@@ -47,6 +46,7 @@ from proto_rewrite.onnx.weights import (
     int64_tensor,
     kernel_tensor,
     kernel_transform,
+    reshaped_tensor,
 )
 from proto_rewrite.plan import (
     EXACT,
@@ -103,8 +103,11 @@ class Program:
     moved_pools: dict[int, tuple[str, str]] = field(default_factory=dict)  # node -> (new input, new output)
     new_tensors: dict[str, object] = field(default_factory=dict)  # name -> DerivedTensor (new or replacing)
     removed_initializers: list[str] = field(default_factory=list)
-    resized_inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # input -> ((position of H, its dim_param), (position of W, its dim_param))
+    resized_inputs: dict[str, tuple[tuple[int, str], tuple[int, str]]] = field(default_factory=dict)
     map_outputs: list[str] = field(default_factory=list)  # graph outputs that become (N, M, h, w)
+    node_updates: dict[int, dict] = field(default_factory=dict)  # node -> {"attrs", "inputs", "op_type"}
+    region_stops: dict[int, Stop] = field(default_factory=dict)  # nodes a score map cannot pass, and why
 
     @property
     def replaced(self) -> dict[int, ConvStep]:
@@ -142,15 +145,22 @@ class _Names:
 
 
 def build_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
-                  input_shapes: dict | None = None, pool_scores: str | None = None) -> Program:
+                  input_shapes: dict | None = None, pool_scores: str | None = None, *, resize_inputs: bool = True,
+                  map_outputs: bool = True, view: GraphView | None = None) -> Program:
+    """The plan and its node-level edits. fcn mode: ``resize_inputs`` makes the spatial input dims
+    symbolic; ``map_outputs`` lets graph outputs become score maps (False: they keep (N, K), as in
+    exact mode). Both are what the fcn proof (``fcn_proof``) settles."""
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
     check_request(pool_scores, mode)
     selection = selection or Selection()
-    view = GraphView(model, input_shapes)
+    view = view or GraphView(model, input_shapes)
+    keep_outputs = mode == EXACT or not map_outputs
     kinds = {i: kind for i, node in enumerate(view.nodes) if (kind := fc_kind(view, node))}
     selection.check_names([view.key(i) for i in kinds])
     plan = RewritePlan("onnx", model.path or "", mode, input_shapes=_planned_inputs(view))
+    plan.options = {"classifier_before_pool": classifier_before_pool, "pool_scores": pool_scores,
+                    "resize_inputs": resize_inputs and mode == FCN, "map_outputs": not keep_outputs}
     program = Program(plan, view)
     names = _Names(view)
 
@@ -158,6 +168,8 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
     matches: list[FcMatch] = []
     needs_2d: list[tuple[str, int | None, int | None]] = []  # (tensor, reader, input position)
     taken: set[int] = set()
+    carries: dict[int, Carry] = {}  # nodes that work on the maps they read, after these changes
+    aliases: dict[str, str] = {}  # the output of a dropped Flatten / Reshape -> the map it restored
     for index, node in enumerate(view.nodes):
         if index in taken:
             continue
@@ -181,12 +193,25 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
         read = [(pos, name) for pos, name in enumerate(node.input) if name in mapped]
         if not read:
             continue
-        if works_on_maps(view, index, mapped):
-            for name in node.output:
-                if name:
-                    mapped[name] = mapped[read[0][1]]
-        elif not all(flattens_itself(view, index, name) for _, name in read):
+        origin = mapped[read[0][1]]
+        rule = carry(view, index, mapped)
+        if isinstance(rule, Stop):
+            program.region_stops[index] = rule
             needs_2d += [(name, index, pos) for pos, name in read]
+            continue
+        if rule.alias:
+            output = node.output[0]
+            if view.is_graph_output(output) or any(pos == -1 for _, pos in view.uses(output)):
+                if keep_outputs:
+                    continue  # it restores (N, K) itself
+                rule = Carry(what="the map passes through unchanged (an Identity instead)")
+                program.node_updates[index] = {"op_type": "Identity"}
+            else:
+                aliases[output] = read[0][1]
+        carries[index] = rule
+        for name in node.output:
+            if name:
+                mapped[name] = origin
     for name in mapped:
         needs_2d += [(name, reader, -1) for reader, pos in view.uses(name) if pos == -1]
         if view.is_graph_output(name):
@@ -200,14 +225,33 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
         mapped = {name: origin for name, origin in mapped.items() if name not in pooled}
         needs_2d = [entry for entry in needs_2d if entry[0] not in pooled]
 
+    carries = {index: rule for index, rule in carries.items()
+               if any(name in mapped for name in view.nodes[index].input)}
+    program.node_updates = {index: update for index, update in program.node_updates.items() if index in carries}
+    aliases = {out: src for out, src in aliases.items() if out in mapped}
+    program.region_stops = {i: stop for i, stop in program.region_stops.items()
+                            if any(name in mapped for name in view.nodes[i].input)}
+
+    def root(name: str) -> str:
+        while name in aliases:
+            name = aliases[name]
+        return name
+
+    needs_2d = [(root(name), reader, pos) for name, reader, pos in needs_2d]
+    alias_nodes = {view.producer[out] for out in aliases}
     gone = {m.index for m in matches} | {m.add for m in matches if m.add is not None}
     why = _removal_candidates(view, matches, mode)
+    for index in sorted(alias_nodes):
+        why.setdefault(index, f"{carries[index].what}")
+    why = dict(sorted(why.items()))
     _remove_dead(program, view, why, gone)
-    renames = _resolve_2d(program, view, names, mapped, needs_2d, gone, mode)
-    _place_convs(program, view, names, matches, renames, mode, mapped)
+    renames = _resolve_2d(program, view, names, mapped, needs_2d, gone | alias_nodes, keep_outputs)
+    _follow_aliases(program, view, aliases, root, renames, gone)
+    _place_convs(program, view, names, matches, renames, mode, mapped, root)
     place_pools(program, view, names, heads, pool_scores)
+    _apply_carries(program, view, names, carries, alias_nodes, renames)
     _remove_initializers(program, view, gone)
-    if mode == FCN:
+    if mode == FCN and resize_inputs:
         _resize_inputs(program, view, matches)
     plan.renames.update(renames)
     return program
@@ -277,7 +321,7 @@ def _remove_dead(program: Program, view: GraphView, why: dict[int, str], gone: s
 
 
 def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, needs_2d: list,
-                gone: set[int], mode: str) -> dict[str, str]:
+                gone: set[int], keep_outputs: bool) -> dict[str, str]:
     """Flattens in front of the readers that need the old (N, M) tensors. Returns tensor renames."""
     dropped = program.removed | gone
     by_tensor: dict[str, list] = defaultdict(list)
@@ -291,7 +335,7 @@ def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, 
         as_output = any(reader is None for reader, _ in readers)
         implicit = any(pos == -1 for _, pos in readers)
         explicit = [(r, p) for r, p in readers if r is not None and p != -1]
-        if (as_output and mode == EXACT) or implicit:
+        if (as_output and keep_outputs) or implicit:
             renamed = names.tensor(f"{name}_map")
             renames[name] = renamed
             _rename_map(program, view, name, renamed, explicit, dropped)
@@ -311,8 +355,9 @@ def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, 
                 program.input_renames[(reader, pos)] = flat
             labels = ", ".join(sorted({view.label(r) for r, _ in explicit}))
             reason = f"{labels} read(s) '{name}' as (N, {width})"
-            if mode == FCN:
-                reason += f"; at other input sizes they see (N, {width}*h*w)"
+            stops = sorted({program.region_stops[r].text for r, _ in explicit if r in program.region_stops})
+            if stops:
+                reason += ": " + "; ".join(stops)
             program.plan.edits.append(GraphEdit("insert", flatten.name, "Flatten", reason))
     return renames
 
@@ -342,7 +387,7 @@ def _width_text(view: GraphView, name: str) -> str:
 
 
 def _place_convs(program: Program, view: GraphView, names: _Names, matches: list[FcMatch], renames: dict,
-                 mode: str, mapped: dict[str, str]) -> None:
+                 mode: str, mapped: dict[str, str], root) -> None:
     plan = program.plan
     unsqueezed: dict[str, str] = {}
     by_key = {m.key: m for m in matches}
@@ -351,7 +396,7 @@ def _place_convs(program: Program, view: GraphView, names: _Names, matches: list
             m.batch = by_key[mapped[m.source]].batch  # shape inference may not follow a dynamic reshape
         conv = m.key
         output = renames.get(m.output, m.output)
-        source = renames.get(m.source, m.source)
+        source = renames.get(root(m.source), root(m.source))
         if m.kind == VECTOR:
             if m.source not in unsqueezed:
                 unsqueezed[m.source] = _unsqueeze(program, view, names, m)
@@ -384,6 +429,88 @@ def _place_convs(program: Program, view: GraphView, names: _Names, matches: list
             name=m.key, new_name=conv, op_before=m.op, op_after="Conv", input=source,
             input_shape=_input_shape(view, m), kernel=m.kernel, in_channels=m.channels, out_channels=m.outputs,
             weights=tuple(changes)))
+
+
+def _follow_aliases(program: Program, view: GraphView, aliases: dict, root, renames: dict, gone: set[int]) -> None:
+    """The readers of a dropped Flatten / Reshape read the map it restored."""
+    dropped = program.removed | gone | {view.producer[out] for out in aliases}
+    for out in aliases:
+        target = renames.get(root(out), root(out))
+        for reader, pos in view.uses(out):
+            if reader not in dropped and pos != -1:
+                program.input_renames.setdefault((reader, pos), target)
+
+
+def _apply_carries(program: Program, view: GraphView, names: _Names, carries: dict, alias_nodes: set[int],
+                   renames: dict) -> None:
+    """The changes the nodes on the maps need: attributes, per-feature constants reshaped to
+    (K, 1, 1), new constant inputs, the channels-last detour of an old-opset Softmax."""
+    plan = program.plan
+    redirected: dict[str, set] = defaultdict(set)  # constant -> reader positions that read a new one
+    for index, rule in sorted(carries.items()):
+        if index in alias_nodes or index in program.removed or not (rule.changes_node or index in program.node_updates):
+            continue
+        node = view.nodes[index]
+        update = program.node_updates.setdefault(index, {})
+        if rule.attrs:
+            update["attrs"] = dict(rule.attrs)
+        for pos, dims in sorted(rule.reshape.items()):
+            name = node.input[pos]
+            new_name = names.tensor(f"{name}_4d")
+            program.new_tensors[new_name] = reshaped_tensor(new_name, view.constant_tensor(name), dims)
+            program.input_renames[(index, pos)] = new_name
+            redirected[name].add((index, pos))
+            plan.edits.append(GraphEdit("insert", new_name, "initializer",
+                                        f"'{name}' as {list(dims)}, so {view.label(index)} applies it per feature "
+                                        "of every cell", shape=tuple(dims)))
+        for pos, values in sorted(rule.new_inputs.items()):
+            new_name = names.tensor(f"{view.key(index)}_axes")
+            program.new_tensors[new_name] = int64_tensor(new_name, list(values))
+            update.setdefault("inputs", {})[pos] = new_name
+            if pos < len(node.input) and node.input[pos]:
+                redirected[node.input[pos]].add((index, pos))
+        if rule.channels_last:
+            _channels_last(program, view, names, index, renames)
+        what = rule.what or "works on the map as it is"
+        if update.get("op_type") == "Identity":
+            plan.edits.append(GraphEdit("replace", view.key(index), "Identity", f"{view.label(index)} restored "
+                                        "(N, K); it now passes the score map through"))
+        elif rule.changes_node:
+            plan.edits.append(GraphEdit("update", view.key(index), node.op_type,
+                                        f"carries the score map: {what}"))
+    for name, positions in redirected.items():
+        if view.is_graph_output(name):
+            continue
+        readers = {(r, p) for r, p in view.uses(name)}
+        if not readers <= positions:
+            continue
+        producer = view.producer.get(name)
+        if producer is not None and view.nodes[producer].op_type == "Constant":
+            program.removed.add(producer)
+            plan.edits.append(GraphEdit("remove", view.key(producer), "Constant", "its readers read a reshaped copy"))
+        elif name in view.initializers:
+            program.removed_initializers.append(name)
+            plan.edits.append(GraphEdit("remove", name, "initializer", "its readers read a reshaped copy"))
+
+
+def _channels_last(program: Program, view: GraphView, names: _Names, index: int, renames: dict) -> None:
+    """Softmax below opset 13 flattens from its axis on: run it on axis 3 of the NHWC map."""
+    node = view.nodes[index]
+    source = program.input_renames.get((index, 0), renames.get(node.input[0], node.input[0]))
+    output = program.output_renames.get((index, 0), renames.get(node.output[0], node.output[0]))
+    nhwc, result_nhwc = names.tensor(f"{node.input[0]}_nhwc"), names.tensor(f"{node.output[0]}_nhwc")
+    to_nhwc = helper.make_node("Transpose", [source], [nhwc], name=names.node(f"{view.key(index)}_to_nhwc"),
+                               perm=[0, 2, 3, 1])
+    to_nchw = helper.make_node("Transpose", [result_nhwc], [output], name=names.node(f"{view.key(index)}_to_nchw"),
+                               perm=[0, 3, 1, 2])
+    program.input_renames[(index, 0)] = nhwc
+    program.output_renames[(index, 0)] = result_nhwc
+    program.node_updates.setdefault(index, {})["attrs"] = {"axis": 3}
+    program.inserted += [(index - 0.2, to_nhwc), (index + 0.2, to_nchw)]
+    why = f"opset {view.opset} < 13: {node.op_type} flattens the axes from its axis on, so the classes go last"
+    program.plan.edits += [GraphEdit("insert", to_nhwc.name, "Transpose", why, inputs=(source,), outputs=(nhwc,)),
+                           GraphEdit("insert", to_nchw.name, "Transpose", "back to (N, K, h, w)",
+                                     inputs=(result_nhwc,), outputs=(output,))]
 
 
 def _unsqueeze(program: Program, view: GraphView, names: _Names, m: FcMatch) -> str:
@@ -422,22 +549,31 @@ def _remove_initializers(program: Program, view: GraphView, gone: set[int]) -> N
 
 
 def _resize_inputs(program: Program, view: GraphView, matches: list[FcMatch]) -> None:
-    spatial = [m.source for m in matches if m.kind in (MAP, POOLED)]
-    ancestors = _ancestors(view, spatial)
+    """The spatial dims of the 4-D inputs the FCs descend from become symbolic (the proof checks it)."""
+    ancestors = _ancestors(view, [m.source for m in matches])
     for name in view.graph_inputs:
-        found = view.model.graph.input
-        value = next(vi for vi in found if vi.name == name)
+        value = next(vi for vi in view.model.graph.input if vi.name == name)
         dims = value.type.tensor_type.shape.dim
         if name not in ancestors or len(dims) != 4:
             continue
-        if all(d.HasField("dim_param") and d.dim_param for d in dims[2:]):
+        positions = spatial_positions(view, name)
+        if all(dims[p].HasField("dim_param") and dims[p].dim_param for p in positions):
             continue
-        height = dims[2].dim_param if dims[2].HasField("dim_param") and dims[2].dim_param else f"{name}_height"
-        width = dims[3].dim_param if dims[3].HasField("dim_param") and dims[3].dim_param else f"{name}_width"
-        program.resized_inputs[name] = (height, width)
+        params = tuple((p, dims[p].dim_param if dims[p].HasField("dim_param") and dims[p].dim_param
+                        else f"{name}_{what}") for p, what in zip(positions, ("height", "width")))
+        program.resized_inputs[name] = params
+        layout = "NHWC: dims 1 and 2" if positions == (1, 2) else "dims 2 and 3"
         program.plan.edits.append(GraphEdit("resize-input", name, "input",
-                                            f"H and W become symbolic ({height}, {width}): the net runs at any "
-                                            "input size"))
+                                            f"H and W ({layout}) become symbolic ({params[0][1]}, {params[1][1]})"))
+
+
+def spatial_positions(view: GraphView, name: str) -> tuple[int, int]:
+    """Where H and W are in a 4-D input: (1, 2) for NHWC (read through a Transpose to NCHW), else (2, 3)."""
+    readers = [view.nodes[i] for i, _ in view.uses(name)]
+    if readers and all(node.op_type == "Transpose" and list(attribute(node, "perm", []) or []) == [0, 3, 1, 2]
+                       for node in readers):
+        return (1, 2)
+    return (2, 3)
 
 
 def _ancestors(view: GraphView, names: list[str]) -> set[str]:

@@ -15,7 +15,8 @@ import onnx
 from proto_rewrite.diagnostics import Diagnostic
 from proto_rewrite.errors import RewriteCheckError, RewriteRefused, UsageError
 from proto_rewrite.onnx.build import build_model
-from proto_rewrite.onnx.fcn_check import size_warnings
+from proto_rewrite.onnx.fcn_proof import any_real_map, prove
+from proto_rewrite.onnx.patterns import POOLED
 from proto_rewrite.onnx.planner import Program, build_program
 from proto_rewrite.onnx.shapes import checkable_model
 from proto_rewrite.plan import FCN, RewritePlan, Selection
@@ -32,7 +33,34 @@ def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN
     Raises :class:`~proto_rewrite.errors.RewriteRefused` when an FC named in ``selection.only``
     cannot be rewritten. ``selection`` None: every FC.
     """
-    return build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores).plan
+    return plan_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores).plan
+
+
+def plan_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
+                 input_shapes: dict | None = None, pool_scores: str | None = None) -> Program:
+    """The program behind ``plan_onnx_rewrite``. fcn mode: the spatial input dims are made symbolic
+    only when the rewritten model is shown to run at another size (``fcn_proof``); otherwise the
+    input keeps its size and, where no output is a map worth having, the outputs keep (N, K)."""
+    from proto_rewrite.onnx.graph import GraphView
+
+    view = GraphView(model, input_shapes)
+    program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores, view=view)
+    if mode != FCN or not program.plan.rewrites:
+        return program
+    new = build_model(model, program)
+    if program.map_outputs and not any_real_map(new, program):
+        program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
+                                map_outputs=False, view=view)
+        new = build_model(model, program)
+    report = prove(new, program)
+    if not report.fully_convolutional:
+        keep_maps = any(step.match.kind == POOLED for step in program.convs)
+        program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
+                                resize_inputs=False, map_outputs=keep_maps, view=view)
+        if not keep_maps and report.note:
+            report.note += "; the outputs keep their (N, K) shape (a 1 x 1 map gains nothing)"
+    program.plan.fcn = report
+    return program
 
 
 def apply_onnx_plan(model, plan: RewritePlan):
@@ -46,13 +74,26 @@ def apply_onnx_plan(model, plan: RewritePlan):
     program = _program_for(model, plan)
     new = build_model(model, program)
     _check(model, new)
-    new.diagnostics.extend(size_warnings(new, program))
     return new
 
 
 def _program_for(model, plan: RewritePlan) -> Program:
     selection = Selection(only=frozenset(rewrite.name for rewrite in plan.rewrites))
     wanted = _executable(plan)
+    if plan.options:
+        options = plan.options
+        try:
+            program = build_program(model, selection, plan.mode, bool(options.get("classifier_before_pool")),
+                                    plan.input_shapes, options.get("pool_scores"),
+                                    resize_inputs=bool(options.get("resize_inputs", True)),
+                                    map_outputs=bool(options.get("map_outputs", True)))
+        except RewriteRefused as err:
+            raise UsageError(f"the plan does not fit this model: {err.message}",
+                             hint="make the plan from this very model and apply it unchanged") from err
+        if _executable(program.plan) == wanted:
+            return program
+        raise UsageError("the plan does not fit this model (its rewrites or edits differ from what the model allows)",
+                         hint="make the plan from this very model and apply it unchanged")
     pool_scores = _pool_scores(plan)
     for classifier_before_pool in (False, True):
         try:

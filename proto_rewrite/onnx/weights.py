@@ -89,6 +89,13 @@ def copy_tensor(name: str, source) -> DerivedTensor:
     return DerivedTensor(name, tuple(source.dims), source.data_type, source.data_chunks, source=None)
 
 
+def reshaped_tensor(name: str, source, dims: tuple[int, ...]) -> DerivedTensor:
+    """The same bytes in another shape, under a new name (a per-feature constant made (K, 1, 1))."""
+    if int(np.prod(dims)) != source.numel:
+        raise ValueError(f"cannot reshape {list(source.dims)} to {list(dims)}")
+    return DerivedTensor(name, tuple(dims), source.data_type, source.data_chunks, source=None)
+
+
 def int64_tensor(name: str, values: list[int]) -> DerivedTensor:
     array = np.asarray(values, dtype=raw_dtype(TensorProto.INT64))
     return DerivedTensor(name, array.shape, TensorProto.INT64, lambda: iter([array]))

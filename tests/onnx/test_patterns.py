@@ -29,7 +29,7 @@ CASES = {
     "matmul-add": (zoo.matmul_add, {}, HEAD, {"Flatten", "Add"}),
     "add-bias-first": (zoo.matmul_add, {"bias_first": True}, HEAD, {"Flatten", "Add"}),
     "matmul": (zoo.matmul_add, {"bias": False}, HEAD, {"Flatten"}),
-    "gap-gemm": (zoo.gap_gemm, {}, {"fc_w": (5, 4, 1, 1)}, {"Flatten"}),
+    "gap-gemm": (zoo.gap_gemm, {}, {"fc_w": (5, 4, 1, 1)}, set()),  # fcn: the output keeps (N, K)
     "mlp": (zoo.mlp, {}, {"fc1_w": (12, 16, 1, 1), "fc2_w": (7, 12, 1, 1)}, {"Add"}),
     "nhwc-reshape": (zoo.nhwc, {}, {"fc6_w": (8, 4, 6, 6)}, {"Transpose", "Reshape"}),
     "nhwc-flatten": (zoo.nhwc, {"reshape": False}, {"fc6_w": (8, 4, 6, 6)}, {"Transpose", "Flatten"}),
@@ -165,15 +165,22 @@ def test_fcn_mode_flattens_only_for_2d_readers():
     assert len(shapes["embedding"].dim) == 4 and len(shapes["fc7_out"].dim) == 4
 
 
-def test_softmax_before_opset_13_gets_a_flatten():
-    """Softmax before opset 13 flattens its input to 2-D: on a 4-D map it would normalise over h*w too."""
-    plan, new = convert(zoo.activations(11, np.float32), mode="fcn")
+def test_softmax_before_opset_13_goes_channels_last():
+    """Softmax before opset 13 flattens from its axis on: on the map it runs on axis 3 of NHWC."""
+    original = zoo.activations(11, np.float32)
+    plan, new = convert(original, mode="fcn")
     proto = new.to_proto()
     softmax = next(n for n in proto.graph.node if n.op_type == "Softmax")
     producer = next(n for n in proto.graph.node if softmax.input[0] in n.output)
-    assert producer.op_type == "Flatten"
+    reader = next(n for n in proto.graph.node if softmax.output[0] in n.input)
+    assert producer.op_type == reader.op_type == "Transpose" and "Flatten" not in ops(new)
+    assert next(a.i for a in softmax.attribute if a.name == "axis") == 3
+    assert plan.fcn.fully_convolutional, plan.fcn
+    feeds = feeds_for(original)
+    for want, got in zip(run(original, feeds), run(proto, feeds)):
+        assert_close(want, got.reshape(want.shape))
     plan, new = convert(zoo.activations(13, np.float32), mode="fcn")
-    assert "Flatten" not in ops(new)
+    assert "Flatten" not in ops(new) and "Transpose" not in ops(new)
 
 
 def test_classifier_before_pool():
@@ -190,7 +197,8 @@ def test_classifier_before_pool():
     assert scores.shape == (2, 5, 6, 6)
     assert_close(expected, scores.mean(axis=(2, 3)))
     plan, new = convert(original, mode="fcn")
-    assert ops(new) == ["Conv", "Relu", "GlobalAveragePool", "Conv"]
+    assert ops(new) == ["Conv", "Relu", "GlobalAveragePool", "Conv", "Flatten"]  # (N, K) at any size
+    assert plan.fcn.fully_convolutional and plan.fcn.score_maps == []
 
 
 @settings(max_examples=25, deadline=None)
