@@ -49,6 +49,7 @@ def register(subparsers) -> None:
 
 def run(args, console) -> int:
     from proto_rewrite.validate.compare_models import validate_models
+    from proto_rewrite.validate.dynamic import defaults_line
     from proto_rewrite.validate.load import load_for_validation
     from proto_rewrite.validate.report import render_text, summary_line, to_dict
     from proto_rewrite.validate.tolerances import Tolerances
@@ -68,6 +69,9 @@ def run(args, console) -> int:
     if args.dense:
         return run_dense(args, console, model_a, model_b, options)
     result = validate_models(model_a, model_b, options, names=(args.model_a, args.model_b))
+    line = defaults_line(result.input_defaults)
+    if line:
+        console.info(line, level=0)
     save_arrays(args, result)
     if args.format == "json":
         console.out(json.dumps(to_dict(result), indent=2) + "\n")

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.inputs import concrete_shape, load_npz, random_inputs, session_inputs
+from proto_rewrite.validate.dynamic import DefaultedInput, choose_shapes, declared_shapes
+from proto_rewrite.validate.inputs import load_npz, random_inputs, session_inputs
 from proto_rewrite.validate.runtime import RuntimeOptions, make_session, run_session
 from proto_rewrite.validate.stats import Comparison, compare
 from proto_rewrite.validate.tolerances import Tolerances
@@ -57,6 +58,7 @@ class ValidationResult:
     outputs: list[TensorResult]
     intermediates: list[TensorResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    input_defaults: list[DefaultedInput] = field(default_factory=list)  # symbolic dims given default sizes
     first_divergence: str | None = None
     input_values: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
     output_values: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
@@ -89,11 +91,11 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     if unknown:
         raise UsageError(f"--input-shape/--input-range name inputs the model does not have: {', '.join(unknown)}")
     fetch = outputs_a + extra
-    trials = []
+    trials, defaults = [], []
     if options.inputs_file:
         trials.append(load_npz(options.inputs_file, specs))
     else:
-        shapes = {s.name: concrete_shape(s, options.input_shapes, options.batch) for s in specs}
+        shapes, defaults = choose_shapes(specs, declared_shapes(model_b), options.input_shapes, options.batch, names)
         trials = [random_inputs(specs, shapes, options.seed + t, options.input_ranges, path=names[0])
                   for t in range(options.trials)]
     providers = list(session_a.get_providers())
@@ -110,6 +112,7 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     del session_b
     result = ValidationResult(names[0], names[1], options, providers,
                               {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs}, [], [])
+    result.input_defaults = defaults
     worst: dict[str, TensorResult] = {}
     for feed, values_a, values_b in zip(trials, runs_a, runs_b):
         result.input_values.append(feed)

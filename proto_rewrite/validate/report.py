@@ -27,6 +27,7 @@ def to_dict(result: ValidationResult) -> dict:
         "trials": len(result.input_values),
         "inputs_file": options.inputs_file,
         "comparison": options.tolerances.rule,
+        "input_defaults": [d.to_dict() for d in result.input_defaults],
         "outputs": [_tensor(t) for t in result.outputs],
         "intermediates": [_tensor(t) for t in result.intermediates],
         "first_divergence": result.first_divergence,
@@ -79,6 +80,8 @@ def render_text(result: ValidationResult) -> str:
              + ("" if options.inputs_file else f", seed {options.seed}")]
     for name, (shape, dtype) in result.inputs.items():
         lines.append(f"input {name}: {_dims(shape)} {dtype}")
+    for default in result.input_defaults:
+        lines.append(f"default shape: {default.describe()}")
     lines.append(rule_line(options.tolerances.rule))
     rows = [HEADER] + [_row(t) for t in result.outputs]
     if result.intermediates:

@@ -144,7 +144,7 @@ def test_cli_exit_codes_and_json_report(tmp_path):
     assert code == 2 and "scores" in err and "other" in err
 
     code, _, err = run(["validate", a, b])
-    assert code == 2 and "--input-shape x:" in err  # symbolic batch, no --batch
+    assert code == 0 and "x (N, 3, 2, 2) -> 1x3x2x2 [dim 0 = 1 (batch)]" in err  # symbolic batch: 1, said
 
 
 def test_cli_npz_inputs_round_trip(tmp_path):
