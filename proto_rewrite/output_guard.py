@@ -62,6 +62,7 @@ class OutputGuard:
     replaceable: set[Identity] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # said by the CLI on stderr (stale temporaries removed)
     written: dict[Identity, str] = field(default_factory=dict)  # the outputs this command wrote
+    unscanned: list[str] = field(default_factory=list)  # ONNX inputs whose external data is not yet known
 
     def add_written(self, path: str | os.PathLike) -> None:
         key = identity_of(path)
@@ -74,13 +75,31 @@ class OutputGuard:
         key = identity_of(path)
         if key is not None and not stat.S_ISDIR(os.stat(path).st_mode):
             self.inputs.setdefault(key, _Input(os.fspath(path), what))
+            if os.fspath(path).lower().endswith(".onnx"):
+                self.unscanned.append(os.fspath(path))
+
+    def scan_external_data(self) -> None:
+        """Add the external data files the ONNX inputs name (read when an output would replace an
+        existing file: the command may hand the model to onnxruntime, which reads them itself)."""
+        while self.unscanned:
+            path = self.unscanned.pop()
+            with contextlib.suppress(Exception):  # a bad model is the command's to report, in its words
+                from proto_rewrite.filecopy import open_input
+                from proto_rewrite.onnx.reader import split_model
+
+                buffer = open_input(path, "ONNX model")
+                _, tensors = split_model(buffer, path=path, base_dir=os.path.dirname(os.path.abspath(path)))
+                for tensor in tensors:
+                    if tensor.is_external:
+                        self.add_input(tensor.external_info()[0], "external data file")
 
     def add_open_file(self, fd: int, path: str | os.PathLike, what: str) -> None:
         info = os.fstat(fd)
         self.inputs.setdefault((info.st_dev, info.st_ino), _Input(os.fspath(path), what))
 
     def copy(self) -> OutputGuard:
-        return OutputGuard(dict(self.inputs), set(self.replaceable), self.notes, dict(self.written))
+        return OutputGuard(dict(self.inputs), set(self.replaceable), self.notes, dict(self.written),
+                           list(self.unscanned))
 
     @contextlib.contextmanager
     def replacing(self, paths: Iterable[str | os.PathLike | None], *, data_files_beside: bool = True
@@ -177,6 +196,8 @@ def check_output(path: str | os.PathLike) -> None:
                                   hint="give the path of a regular file (a pipe or a device is never an output)")
         guard = _ACTIVE.get()
         key = (info.st_dev, info.st_ino)
+        if guard is not None and key not in guard.inputs and guard.unscanned and stat.S_ISREG(info.st_mode):
+            guard.scan_external_data()
         if guard is not None and key in guard.written:
             raise OutputError(f"cannot write '{shown}': this run has already written it ('{guard.written[key]}'); "
                               "two outputs have the same path", path=shown, hint="give each output its own path")

@@ -207,3 +207,11 @@ def test_without_anonymous_files_the_named_temporaries_work(work, tmp_path, monk
     run = run_cli(["convert", work / "good.prototxt", "-o", out])
     assert run.code == 0, run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.caffemodel", "c.prototxt", "in"]
+
+
+def test_validate_never_writes_over_the_external_data_it_compares(work):
+    data = work / "c.onnx.data"
+    for option in ("--save-inputs", "--save-outputs"):
+        refused(["validate", work / "ext.onnx", work / "good.onnx", option, data], work, named=str(data),
+                expect="external data file")
+    refused(["diff", work / "ext.onnx", work / "good.onnx", "-o", data], work, named=str(data))
