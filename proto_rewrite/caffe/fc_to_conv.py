@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.fcn_check import check_fcn
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.errors import NetStructureError, RewriteCheckError, RewriteRefused, UsageError, WeightShapeError
@@ -103,7 +104,12 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
             plan.edits.append(edit)
     plan.renames = {r.name: r.new_name for r in plan.rewrites if r.new_name != r.name}
     plan.renames.update({e.inputs[0]: e.outputs[0] for e in plan.edits if e.action == "rename"})
-    _check_result(work, model, options, original_outputs, plan)
+    planning = {top: tuple(shapes.blobs[top]) for layer in work.layer if not layer.bottom
+                for top in layer.top if shapes.blobs.get(top) is not None}
+    _check_result(work, model, options, original_outputs, plan, planning)
+    if options.mode == FCN and (plan.rewrites or options.input_size):
+        plan.fcn = check_fcn(work, planning, input_size=options.input_size, pooled=bool(options.pool_scores),
+                             path=model.prototxt_path, lines=model.layer_lines)
     return plan
 
 
@@ -270,19 +276,14 @@ def _resize_edits(net, size) -> list[GraphEdit]:
     return edits
 
 
-def _check_result(net, model, options, original_outputs, plan) -> None:
-    """Shape inference must go through on the rewritten net, with outputs of the expected shapes."""
+def _check_result(net, model, options, original_outputs, plan, planning) -> None:
+    """Shape inference must go through on the rewritten net at the planning input size, with
+    outputs of the expected shapes; in exact mode, also at --input-size (fcn mode: check_fcn)."""
     if not plan.changes_anything:
         return
-    try:
-        shapes = infer_shapes(net, options.input_shapes, path=model.prototxt_path)
-    except NetStructureError as err:
-        raise RewriteCheckError(
-            f"the rewritten net is inconsistent: {err.message}", path=model.prototxt_path, layer=err.location.layer,
-            hint="a layer after the rewritten FCs needs their 2-D output: try --mode exact, or --exclude the FC",
-        ) from err
-    if options.input_size:
-        return
+    shapes = _infer_rewritten(net, model, planning)
+    if options.input_size and options.mode == EXACT:
+        _infer_rewritten(net, model, options.input_shapes)
     for blob, before in original_outputs.items():
         after = shapes.blobs.get(blob, shapes.blobs.get(plan.renames.get(blob)))
         if before is None or after is None:
@@ -293,6 +294,16 @@ def _check_result(net, model, options, original_outputs, plan) -> None:
                 f"net output '{blob}' changes shape from {list(before)} to {list(after)}", path=model.prototxt_path,
                 hint="a layer between the FCs and this output does not keep working on the 4-D map; try --mode exact",
             )
+
+
+def _infer_rewritten(net, model, input_shapes):
+    try:
+        return infer_shapes(net, input_shapes, path=model.prototxt_path)
+    except NetStructureError as err:
+        raise RewriteCheckError(
+            f"the rewritten net is inconsistent: {err.message}", path=model.prototxt_path, layer=err.location.layer,
+            hint="a layer after the rewritten FCs needs their 2-D output: try --mode exact, or --exclude the FC",
+        ) from err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -461,6 +461,42 @@ def _pooling(layer, bottoms, site):
     return [top] * len(layer.top)  # a second top (MAX: the argmax mask) has the same shape
 
 
+@dataclass(frozen=True)
+class Window:
+    """One spatial axis of a Convolution or Pooling window: ``extent`` is the (dilated) kernel
+    size; pooling rounds up (``ceil``) and, when ``padded``, drops a last window that would start
+    in the padding (see :func:`pool_output_size`)."""
+
+    extent: int
+    stride: int
+    pad: int
+    ceil: bool = False
+    padded: bool = False
+
+
+def window_axes(layer, shape: Shape, *, path=None, line: int | None = None) -> list[Window] | None:
+    """The windows of a Convolution (channel axis 1) or a non-global Pooling over the 4-D
+    ``shape``, one per spatial axis (height, width), read as the shape rules read them; None for
+    any other layer (a global pooling, a convolution over another axis)."""
+    site = _Site(layer, path, line)
+    if len(shape) != 4:
+        return None
+    if layer.type == "Convolution":
+        geometry = _conv_geometry(site, layer, [shape])
+        if geometry.channel_axis != 1:
+            return None
+        return [Window(d * (k - 1) + 1, s, p) for k, s, p, d in
+                zip(geometry.kernel, geometry.stride, geometry.pad, geometry.dilation)]
+    if layer.type == "Pooling" and not layer.pooling_param.global_pooling:
+        param = layer.pooling_param
+        kernel = _pool_setting(site, param, "kernel", None)
+        stride = _pool_setting(site, param, "stride", 1)
+        pad = _pool_setting(site, param, "pad", 0)
+        ceil = _pool_rounds_up(site, param)
+        return [Window(k, s, p, ceil, any(pad)) for k, s, p in zip(kernel, stride, pad)]
+    return None
+
+
 def _spp(layer, bottoms, site):
     shape = bottoms[0]
     _rank(site, shape, 4)
