@@ -303,6 +303,8 @@ def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: i
             chain = _chain(view, x, inputs)
             return chain if isinstance(chain, Failure) else {**chain, "flatten": flat_index, "shape_nodes": found}
         shape = view.shape(x)
+        if shape is None or not all(isinstance(d, int) for d in shape[1:]):
+            shape = _pool_result_shape(view, x) or shape  # a global pool shape inference did not follow
         if shape is None:
             return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{x}', which {flat.op_type} "
                                                     f"'{view.key(flat_index)}' flattens, is unknown")
@@ -315,6 +317,8 @@ def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: i
             return shape_nodes
         return _map(view, x, shape, inputs, flat_index, shape_nodes, classifier_before_pool, name)
     rank = view.rank(name)
+    if rank is None and len(_pool_result_shape(view, name) or ()) == 2:
+        rank = 2  # the (N, C) result of a global pool (ReduceMean keepdims 0, or squeezed)
     if rank == 2 or (rank is None and node.op_type == "Gemm"):
         return _vector(view, name, inputs, node.op_type)
     if rank is None:
@@ -363,6 +367,110 @@ def _inferred_flatten(view: GraphView, flat, shape: tuple) -> bool:
     batch = shape[0]
     return (isinstance(batch, int) and out[0] == batch) or (isinstance(batch, str) and bool(batch)
                                                             and out[0] == batch and not batch.startswith("unk__"))
+
+
+# -- global pools over H and W -----------------------------------------------------------------
+
+def global_pool_of(view: GraphView, tensor: str) -> tuple[int, str, str] | None:
+    """The global pool over H and W whose result ``tensor`` is: (pool node index, the (N, C, H, W) map
+    it pools, method) or None. Recognised: GlobalAveragePool; ReduceMean ("avg") or ReduceSum ("sum")
+    over axes 2 and 3 with either keepdims (axes an attribute before opset 18, an input from 18, a
+    constant or a chain :func:`~proto_rewrite.onnx.shape_expr.evaluate` follows); an AveragePool whose
+    kernel covers the whole map without padding. Each possibly followed by one Flatten(axis 1),
+    Reshape to (N, C) / (N, -1) or Squeeze of axes 2 and 3. A sum is the average times H*W."""
+    found = view.producer_of(tensor)
+    if found is None or found[1].domain not in DEFAULT_DOMAINS:
+        return None
+    pooled = _spatial_pool(view, found[0])
+    if pooled is not None:
+        return found[0], pooled[0], pooled[1]
+    index, node = found
+    if node.op_type not in ("Flatten", "Reshape", "Squeeze") or not node.input:
+        return None
+    inner = view.producer_of(node.input[0])
+    if inner is None or inner[1].domain not in DEFAULT_DOMAINS:
+        return None
+    pooled = _spatial_pool(view, inner[0])
+    if pooled is None or not _drops_unit_dims(view, index, pooled):
+        return None
+    return inner[0], pooled[0], pooled[1]
+
+
+def _spatial_pool(view: GraphView, index: int) -> tuple[str, str, bool] | None:
+    """(map, method, keepdims) when the node pools a 4-D map over H and W to one value per channel."""
+    node = view.nodes[index]
+    if not node.input or not node.input[0] or view.rank(node.input[0]) != 4:
+        return None
+    x = node.input[0]
+    if node.op_type == "GlobalAveragePool":
+        return x, "avg", True
+    if node.op_type in ("ReduceMean", "ReduceSum"):
+        axes = _reduce_axes(view, node)
+        if axes is None or sorted({a + 4 if a < 0 else a for a in axes}) != [2, 3] or len(axes) != 2:
+            return None
+        return x, "avg" if node.op_type == "ReduceMean" else "sum", bool(attribute(node, "keepdims", 1))
+    if node.op_type == "AveragePool":
+        shape = view.shape(x)
+        if shape is None or not all(isinstance(d, int) for d in shape[2:]):
+            return None
+        kernel = [int(k) for k in attribute(node, "kernel_shape", [])]
+        pads = [int(p) for p in attribute(node, "pads", [0, 0, 0, 0])]
+        dilations = [int(d) for d in attribute(node, "dilations", [1, 1])]
+        auto_pad = attribute(node, "auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+        if kernel == list(shape[2:]) and not any(pads) and dilations == [1, 1] and auto_pad in ("NOTSET", "VALID"):
+            return x, "avg", True
+    return None
+
+
+def _reduce_axes(view: GraphView, node) -> list[int] | None:
+    """The axes of a ReduceX or a Squeeze: an attribute before the opset that made them an input
+    (ReduceSum and Squeeze 13, the other reductions 18), the input from then on."""
+    since = 13 if node.op_type in ("ReduceSum", "Squeeze") else 18
+    if view.opset < since:
+        axes = attribute(node, "axes", None)
+        return None if axes is None else [int(a) for a in axes]
+    if len(node.input) < 2 or not node.input[1]:
+        return None
+    value = evaluate(view, node.input[1])
+    if value is None:
+        return None
+    axes = [known(item) for item in value.items]
+    return None if None in axes else axes
+
+
+def _drops_unit_dims(view: GraphView, index: int, pooled: tuple[str, str, bool]) -> bool:
+    """The node after a pool turns its (N, C, 1, 1) or (N, C) result into (N, C)."""
+    node = view.nodes[index]
+    x, _, keepdims = pooled
+    shape = view.shape(x)
+    batch = shape[0] if shape else None
+    channels = shape[1] if shape and isinstance(shape[1], int) else None
+    if node.op_type == "Flatten":
+        return int(attribute(node, "axis", 1)) in (1, -3 if keepdims else -1)
+    if node.op_type == "Reshape":
+        return not isinstance(_check_flatten(view, index, node.input[0], (batch, channels, 1, 1)), Failure)
+    if node.op_type == "Squeeze" and keepdims:
+        axes = _reduce_axes(view, node)
+        return axes is not None and len(axes) == 2 and sorted({a + 4 if a < 0 else a for a in axes}) == [2, 3]
+    return False
+
+
+def _pool_result_shape(view: GraphView, name: str) -> tuple | None:
+    """The shape of a global pool's result (``global_pool_of``) from the map's: (N, C, 1, 1), or (N, C)
+    without keepdims or after the Flatten / Reshape / Squeeze. For when shape inference did not say."""
+    found = global_pool_of(view, name)
+    if found is None:
+        return None
+    index, x, _ = found
+    shape = view.shape(x)
+    if shape is None or len(shape) != 4 or not isinstance(shape[1], int):
+        return None
+    node = view.nodes[index]
+    keepdims = node.op_type in ("GlobalAveragePool", "AveragePool") or bool(attribute(node, "keepdims", 1))
+    if keepdims and view.nodes[index].output[0] == name:
+        return (shape[0], shape[1], 1, 1)
+    return (shape[0], shape[1])
 
 
 def _is_flatten_target(view: GraphView, items: list, x: str, shape: tuple, allowzero: bool) -> bool:
