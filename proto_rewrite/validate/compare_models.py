@@ -16,6 +16,10 @@ from proto_rewrite.validate.tolerances import Tolerances
 
 SAME = "same"
 FCN = "fcn"  # (N, M) against (N, M, 1, 1): the shape difference an fcn rewrite makes
+# (N, K) or (N, K, 1, 1) against (N, K, h, w) at the same input size: a --classifier-before-pool
+# conversion, whose score map B averages to what A's global average pool computed
+SPATIAL_MEAN = "spatial-mean"
+AVERAGING_POOLS = frozenset({"GlobalAveragePool", "ReduceMean", "AveragePool"})
 SATURATION = 1e-4  # a softmax row whose top probability is within this of 1 is saturated
 
 
@@ -79,6 +83,7 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
             f"only in {names[1]}: {sorted(set(outputs_b) - set(outputs_a)) or 'none'}",
             hint="outputs are paired by name; both models must have the same output names")
     softmax_inputs = _softmax_inputs(model_a, outputs_a)
+    averaged = averaged_outputs(model_a, outputs_a)
     extra = _shared_tensors(model_a, model_b, options.renames) if options.localize else []
     extra += [name for name in softmax_inputs.values() if name in _tensor_names(model_b) and name not in extra]
     extra = [name for name in extra if name not in outputs_a]
@@ -120,7 +125,8 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
                                      **{f"b/{k}": v for k, v in values_b.items()}})
         for name in fetch:
             role = "output" if name in outputs_a else ("softmax input" if name in softmax_inputs.values() else "intermediate")
-            tensor = _compare_tensor(name, values_a[name], values_b[name], options.tolerances, role, names)
+            tensor = _compare_tensor(name, values_a[name], values_b[name], options.tolerances, role, names,
+                                     name in averaged)
             if tensor is not None and (name not in worst or _worse(tensor, worst[name])):
                 worst[name] = tensor
         result.warnings += _saturation_warnings(softmax_inputs, values_a, result.warnings)
@@ -138,17 +144,24 @@ def _worse(new: TensorResult, old: TensorResult) -> bool:
     return key(new.comparison) > key(old.comparison)
 
 
-def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, role: str, names) -> TensorResult | None:
+def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, role: str, names,
+                    averaged: bool = False) -> TensorResult | None:
     relation = _relation(a.shape, b.shape)
+    if relation is None and role == "output" and averaged and _is_score_map_of(a.shape, b.shape):
+        relation = SPATIAL_MEAN
     if relation is None:
         if role != "output":
             return None  # an intermediate whose layout the rewrite changed: not comparable by name
+        hint = "only equal shapes, (N, M) against (N, M, 1, 1) from an fcn rewrite, or (N, K) against the (N, K, h, w) "
+        hint += "score map of a --classifier-before-pool conversion of a model with a global average pool can be compared"
         raise OutputMismatchError(
-            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}",
-            hint="only equal shapes, or (N, M) against (N, M, 1, 1) from an fcn rewrite, can be compared")
+            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}", hint=hint)
     atol, rtol = tolerances.for_output(name, a.dtype)
+    shape_b = tuple(b.shape)
+    if relation == SPATIAL_MEAN:
+        b = b.astype(np.float64).mean(axis=(2, 3))  # what A's global average pool computed
     comparison = compare(a, b, atol, rtol, tolerances.scale_for_output(name, a.dtype))
-    return TensorResult(name, tuple(a.shape), tuple(b.shape), relation, str(a.dtype), comparison, role)
+    return TensorResult(name, tuple(a.shape), shape_b, relation, str(a.dtype), comparison, role)
 
 
 def _relation(shape_a, shape_b) -> str | None:
@@ -158,6 +171,37 @@ def _relation(shape_a, shape_b) -> str | None:
     if tuple(longer[:len(shorter)]) == tuple(shorter) and all(d == 1 for d in longer[len(shorter):]):
         return FCN
     return None
+
+
+def _is_score_map_of(shape_a, shape_b) -> bool:
+    """(N, K) or (N, K, 1, 1) against (N, K, h, w) with more than one cell."""
+    if len(shape_b) != 4 or shape_b[2] * shape_b[3] <= 1:
+        return False
+    return tuple(shape_a) in (tuple(shape_b[:2]), (*shape_b[:2], 1, 1))
+
+
+def averaged_outputs(model, outputs: list[str]) -> set[str]:
+    """The outputs of ``model`` whose data path, followed back from the output, meets a global
+    average (GlobalAveragePool, ReduceMean, AveragePool) before any other pooling or convolution:
+    a --classifier-before-pool conversion computes those from the spatial mean of its score map."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    constants = {t.name for t in model.graph.initializer}
+    constants |= {node.output[0] for node in model.graph.node if node.op_type == "Constant" and node.output}
+    stops = {"Conv", "ConvTranspose", "MaxPool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "ReduceMax", "ReduceMin",
+             "ReduceSum", "ReduceProd"}
+    found = set()
+    for output in outputs:
+        node, seen = producers.get(output), 0
+        while node is not None and seen < 10_000:
+            seen += 1
+            if node.op_type in AVERAGING_POOLS:
+                found.add(output)
+                break
+            if node.op_type in stops:
+                break
+            data = [name for name in node.input if name and name not in constants]
+            node = producers.get(data[0]) if data else None
+    return found
 
 
 RESHAPING = frozenset(("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"))

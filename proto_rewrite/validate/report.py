@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proto_rewrite.validate.compare_models import FCN, TensorResult, ValidationResult
+from proto_rewrite.validate.compare_models import FCN, SPATIAL_MEAN, TensorResult, ValidationResult
 from proto_rewrite.validate.stats import SCALE
 
 REPORT_VERSION = 1
@@ -53,7 +53,8 @@ def _dims(shape) -> str:
 
 def _row(tensor: TensorResult) -> tuple[str, ...]:
     c = tensor.comparison
-    shapes = _dims(tensor.shape_a) if tensor.relation != FCN else f"{_dims(tensor.shape_a)} ~ {_dims(tensor.shape_b)}"
+    shapes = _dims(tensor.shape_a) if tensor.relation not in (FCN, SPATIAL_MEAN) else (
+        f"{_dims(tensor.shape_a)} ~ {_dims(tensor.shape_b)}" + (" (mean)" if tensor.relation == SPATIAL_MEAN else ""))
     cosine = "-" if c.cosine_similarity is None else f"{c.cosine_similarity:.6f}"
     scale = f"{c.scale_error:.3g}" + (f" (<= {c.scale_tol:g})" if c.rule == SCALE else "")
     return (tensor.name, shapes, f"{c.absolute.max:.3g}", f"{c.absolute.mean:.3g}", f"{c.absolute.p99:.3g}",
@@ -93,6 +94,10 @@ def render_text(result: ValidationResult) -> str:
     fcn = [t.name for t in result.outputs if t.relation == FCN]
     if fcn:
         lines.append(f"\n(N, M) vs (N, M, 1, 1) compared as the same values (fcn rewrite): {', '.join(fcn)}")
+    averaged = [t.name for t in result.outputs if t.relation == SPATIAL_MEAN]
+    if averaged:
+        lines.append(f"(N, K) vs B's (N, K, h, w) score map compared through the map's spatial mean, what A's global "
+                     f"average pool computes (--classifier-before-pool): {', '.join(averaged)}")
     if result.first_divergence:
         lines.append(f"first diverging intermediate tensor (in A's order): {result.first_divergence}")
     for warning in result.warnings:
