@@ -60,6 +60,22 @@ class OnnxModel:
                     files.append(location)
         return files
 
+    def inline_size(self) -> int:
+        """About how many bytes the model takes with every initializer inline (``to_bytes``)."""
+        return self.proto.ByteSize() + sum(tensor.nbytes + 64 for tensor in self.initializers.values())
+
+    def to_proto_external(self) -> onnx.ModelProto:
+        """The model as one ModelProto whose external initializers stay references to their files
+        (relative to ``base_dir``): for a model too large to inline (protobuf's 2 GB limit)."""
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        for tensor in self.initializers.values():
+            if tensor.is_external and isinstance(tensor, StoredTensor):
+                proto.graph.initializer.append(tensor.header)
+            else:
+                proto.graph.initializer.append(tensor.to_tensor_proto())
+        return proto
+
     def to_bytes(self) -> bytes:
         """The whole model serialized, every initializer inline (external data read in)."""
         buffer = io.BytesIO()

@@ -10,7 +10,7 @@ import numpy as np
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validate.dynamic import DefaultedInput, choose_shapes, declared_shapes
 from proto_rewrite.validate.inputs import load_npz, random_inputs, session_inputs
-from proto_rewrite.validate.runtime import RuntimeOptions, make_session, run_session
+from proto_rewrite.validate.runtime import RuntimeOptions, external_folder, make_session, run_session
 from proto_rewrite.validate.stats import Comparison, compare
 from proto_rewrite.validate.tolerances import Tolerances
 
@@ -90,7 +90,8 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     in_b = {name: options.renames.get(name, name) if options.renames.get(name) in _tensor_names(model_b) else name
             for name in extra}  # the same tensor's name in B (the plan's renames)
     # One session at a time: A runs every trial, then B. Peak memory is one model's, not two.
-    session_a = make_session(_serialized_with_outputs(model_a, extra), options.runtime, what=f"model {names[0]}")
+    session_a = make_session(_serialized_with_outputs(model_a, extra), options.runtime, what=f"model {names[0]}",
+                             external_folder=external_folder(model_a))
     specs = session_inputs(session_a)
     unknown = sorted((set(options.input_shapes) | set(options.input_ranges)) - {s.name for s in specs})
     if unknown:
@@ -107,7 +108,7 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     runs_a = [dict(zip(fetch, run_session(session_a, fetch, feed, what=f"model {names[0]}"))) for feed in trials]
     del session_a
     session_b = make_session(_serialized_with_outputs(model_b, [in_b[n] for n in extra]), options.runtime,
-                             what=f"model {names[1]}")
+                             what=f"model {names[1]}", external_folder=external_folder(model_b))
     names_b = sorted(i.name for i in session_b.get_inputs())
     if sorted(s.name for s in specs) != names_b:
         raise OutputMismatchError(f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, "

@@ -18,7 +18,7 @@ import numpy as np
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validate.compare_models import ValidateOptions
 from proto_rewrite.validate.inputs import random_inputs, session_inputs
-from proto_rewrite.validate.runtime import make_session, run_session
+from proto_rewrite.validate.runtime import external_folder, make_session, run_session
 from proto_rewrite.validate.stats import Comparison, compare
 
 
@@ -97,8 +97,10 @@ class DenseResult:
 def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOptions | None = None,
                 *, names=("A", "B")) -> DenseResult:
     options = options or ValidateOptions()
-    session_a = make_session(model_a.SerializeToString(), options.runtime, what=f"model {names[0]}")
-    session_b = make_session(model_b.SerializeToString(), options.runtime, what=f"model {names[1]}")
+    session_a = make_session(model_a.SerializeToString(), options.runtime, what=f"model {names[0]}",
+                             external_folder=external_folder(model_a))
+    session_b = make_session(model_b.SerializeToString(), options.runtime, what=f"model {names[1]}",
+                             external_folder=external_folder(model_b))
     specs = session_inputs(session_a)
     if len(specs) != 1:
         raise UsageError("the dense check needs a model with one image input",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from proto_rewrite.errors import InputFileError
@@ -42,7 +43,14 @@ def _load_onnx(path, check=None):
     other command (external data is read only from the model's folder)."""
     from proto_rewrite.onnx.model import load_onnx
 
+    from proto_rewrite.validate.runtime import INLINE_LIMIT, keep_external
+
     model = load_onnx(path)
     if check is not None:
         check(model)
+    if model.has_external_data and model.inline_size() > INLINE_LIMIT:
+        # Too large for one message: the weights stay in their files, onnxruntime reads them there.
+        proto = model.to_proto_external()
+        keep_external(proto, os.path.abspath(model.base_dir or os.path.dirname(os.fspath(path)) or "."))
+        return proto
     return model.to_proto()

@@ -38,11 +38,33 @@ def providers_for(options: RuntimeOptions) -> list:
     return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
 
 
-def make_session(model, options: RuntimeOptions, *, what: str = "model"):
-    """An InferenceSession for ``model`` (serialized bytes or a path)."""
+# A model whose weights would pass protobuf's 2 GB limit inline is handed to onnxruntime with its
+# external initializers left in their files: the proto keeps the references, and the session is
+# told the folder they are relative to. Patched smaller by the tests.
+INLINE_LIMIT = 2**31 - 1 - 2**24
+_EXTERNAL_FOLDERS: dict[int, tuple[object, str]] = {}
+
+
+def keep_external(proto, folder: str) -> None:
+    """Record that ``proto``'s external data files are relative to ``folder``."""
+    _EXTERNAL_FOLDERS[id(proto)] = (proto, folder)
+
+
+def external_folder(proto) -> str | None:
+    """The folder recorded by :func:`keep_external` for ``proto``, None for an inline model."""
+    entry = _EXTERNAL_FOLDERS.get(id(proto))
+    return entry[1] if entry is not None and entry[0] is proto else None
+
+
+def make_session(model, options: RuntimeOptions, *, what: str = "model", external_folder: str | None = None):
+    """An InferenceSession for ``model`` (serialized bytes or a path). ``external_folder``: where
+    the external data files of a serialized model with external initializers are."""
     import onnxruntime as ort
 
     settings = ort.SessionOptions()
+    if external_folder is not None:
+        settings.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                          str(external_folder))
     settings.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.optimize
                                          else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     settings.log_severity_level = 3
