@@ -517,9 +517,11 @@ def _map(view: GraphView, x: str, shape: tuple, inputs: int, flat_index: int, sh
             if shape is None or len(shape) != 4:
                 return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{source}' (before the NHWC Transpose) "
                                                         "is unknown")
-        elif perm != [0, 1, 2, 3]:
-            return fail(Reason.UNSUPPORTED_LAYOUT, f"Transpose '{view.key(found[0])}' with perm {perm} comes "
-                                                   "before the flatten")
+        elif perm[:1] != [0]:
+            return fail(Reason.UNSUPPORTED_LAYOUT, f"Transpose '{view.key(found[0])}' with perm {perm} moves the "
+                                                   "batch axis before the flatten")
+        # any other perm (ConvNeXt's LayerNorm2d returns to NCHW with (0, 3, 1, 2)): the flatten reads
+        # a 4-D map in its own layout, which is what a Conv over that map sees
     batch, channels, height, width = shape
     if not all(isinstance(d, int) for d in (channels, height, width)):
         return fail(Reason.INPUT_SHAPE_UNKNOWN, f"'{source}' has shape {_text(shape)}; give input_shapes "

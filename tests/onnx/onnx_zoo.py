@@ -309,11 +309,12 @@ def flatten_axis2(opset=13, dtype=np.float32) -> onnx.ModelProto:
 
 
 def swapped_hw(opset=13, dtype=np.float32) -> onnx.ModelProto:
-    """A Transpose that swaps H and W before the flatten: a layout the weights cannot follow by permuting."""
+    """A Transpose that moves the batch axis before the flatten: no Conv reads that layout.
+    (A perm that keeps the batch first, e.g. swapping H and W, is a Conv over the transposed map.)"""
     net = Net(opset, dtype)
-    t = net.node("Transpose", [_features(net)], name="swap", perm=[0, 1, 3, 2])
+    t = net.node("Transpose", [_features(net)], name="swap", perm=[1, 0, 2, 3])
     flat = net.node("Flatten", [t], name="flatten", axis=1)
-    return net.model([("x", IN_SHAPE)], [_gemm(net, flat, 144, 5, "fc")])
+    return net.model([("x", [1, 3, 8, 8])], [_gemm(net, flat, 36, 5, "fc")])
 
 
 def rank3_flatten(opset=13, dtype=np.float32) -> onnx.ModelProto:
