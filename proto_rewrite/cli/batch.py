@@ -6,10 +6,14 @@ from __future__ import annotations
 import glob
 import io
 import json
+import multiprocessing
 import os
+import signal
+import sys
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from multiprocessing import connection
 from pathlib import Path
 
 from proto_rewrite.errors import EXIT_INTERNAL, ProtoRewriteError, UsageError
@@ -82,9 +86,8 @@ def run_batch(args, models: list[str], console) -> int:
     records = []
     progress = console.stderr.isatty() if hasattr(console.stderr, "isatty") else False
     if args.jobs > 1:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for done, record in enumerate(pool.map(_convert_job, jobs), start=1):
-                records.append(_report(record, done, len(jobs), args, console, progress))
+        for done, record in enumerate(run_in_processes(jobs, args.jobs), start=1):
+            records.append(_report(record, done, len(jobs), args, console, progress))
     else:
         for done, job in enumerate(jobs, start=1):
             records.append(_report(_convert_job(job), done, len(jobs), args, console, progress))
@@ -106,19 +109,118 @@ def _report(record: BatchRecord, done: int, total: int, args, console, progress:
     return record
 
 
+def run_in_processes(jobs: list, workers: int) -> Iterator[BatchRecord]:
+    """The records of ``jobs``, in their order, each converted in a process of its own, at most
+    ``workers`` at a time. A process that dies (the out-of-memory killer, a signal, a crash in
+    native code) fails its model with a record saying so; the others go on. When the batch is
+    interrupted (SIGINT, SIGTERM), the running processes are stopped and their temporaries removed."""
+    context = multiprocessing.get_context()
+    waiting = list(enumerate(jobs))
+    running: dict = {}  # receiving end -> (index, process, job)
+    done: dict[int, BatchRecord] = {}
+    next_index = 0
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                index, job = waiting.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_worker, args=(job, send), daemon=True)
+                process.start()
+                send.close()  # the child holds the only sending end: its death reads as end of file
+                running[receive] = (index, process, job)
+            for receive in connection.wait(list(running)):
+                index, process, job = running.pop(receive)
+                try:
+                    record = receive.recv()
+                except (EOFError, OSError):
+                    record = None
+                receive.close()
+                process.join()
+                done[index] = record if record is not None else _died(job, process)
+            while next_index in done:
+                yield done.pop(next_index)
+                next_index += 1
+    finally:
+        _stop(list(running.values()))
+
+
+def _worker(job, send) -> None:
+    """A batch process: convert one model, send its record; an interrupt ends it quietly."""
+    from proto_rewrite.cli.main import Terminated, terminate_as_interrupt
+
+    try:
+        with terminate_as_interrupt():
+            record = _convert_job(job)
+    except Terminated:  # temporaries removed on the way out
+        sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)
+    send.send(record)
+    send.close()
+
+
+def _stop(running: list) -> None:
+    """Stop the processes of an interrupted batch: SIGTERM (they remove their temporaries), then SIGKILL."""
+    for _, process, _ in running:
+        if process.is_alive():
+            process.terminate()
+    for _, process, job in running:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        _remove_temporaries(job, process.pid)
+
+
+def _remove_temporaries(job, pid: int) -> None:
+    from proto_rewrite.fileio import remove_stale_partials
+
+    _, _, output = job
+    if output is not None and pid is not None:
+        remove_stale_partials(os.path.dirname(output) or ".", pids={pid})
+
+
+def _died(job, process) -> BatchRecord:
+    """The record of a model whose process ended without one."""
+    _, model, _ = job
+    _remove_temporaries(job, process.pid)
+    code = process.exitcode
+    if code is not None and code < 0:
+        number = -code
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        how = f"was killed by {name}"
+        if number == signal.SIGKILL:
+            how += " (the out-of-memory killer sends it when memory runs out)"
+    else:
+        how = f"ended with exit status {code} and no result"
+    error = WorkerDied(f"the process converting this model {how}; nothing was written for it", path=model,
+                       hint="convert it alone (--jobs 1) or on a machine with more memory; --max-tensor-bytes "
+                            "bounds what a model may ask for")
+    return BatchRecord(model, "error", error.exit_code, error={**error.to_dict(), "text": str(error)})
+
+
+class WorkerDied(ProtoRewriteError):
+    """The process converting one model of a batch died without a result."""
+
+
 def _convert_job(job) -> BatchRecord:
     """Convert one model of a batch; never raises."""
+    from proto_rewrite import output_guard
     from proto_rewrite.cli.convert_cmd import convert_one
     from proto_rewrite.cli.main import Console
 
     args, model, output = job
-    if output is not None:
-        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
     quiet = type(args)(**{**vars(args), "format": "json", "save_plan": None})
     stdout, stderr = io.StringIO(), io.StringIO()
     console = Console(stdout, stderr, verbose=0, quiet=True)
     try:
-        code = convert_one(quiet, model, output, console)
+        with output_guard.guarding([(model, "the model")] + _weights_beside(args, model)):
+            if output is not None:
+                os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
+            code = convert_one(quiet, model, output, console)
     except ProtoRewriteError as err:
         return BatchRecord(model, "error", err.exit_code, error={**err.to_dict(), "text": str(err)})
     except Exception:  # noqa: BLE001 - a bug, reported in the record, the batch goes on
@@ -129,6 +231,12 @@ def _convert_job(job) -> BatchRecord:
     status = "failed" if code else ("converted" if plan["rewrites"] or plan["edits"] else "unchanged")
     return BatchRecord(model, status, code, report["written"], [r["name"] for r in plan["rewrites"]],
                        [{"name": s["name"], "reason": s["reason"], "message": s["message"]} for s in plan["skips"]])
+
+
+def _weights_beside(args, model: str) -> list:
+    if getattr(args, "no_weights", False) or model.lower().endswith(".onnx"):
+        return []
+    return [(str(Path(model).with_suffix(".caffemodel")), "the weights beside the model")]
 
 
 def summary_table(records: list[BatchRecord]) -> str:
