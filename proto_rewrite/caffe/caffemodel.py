@@ -165,7 +165,7 @@ def _read_blob(buffer, record, dropped) -> StoredBlob:
     rest = bytearray()
     pieces: dict[int, list[np.ndarray]] = {BLOB_DATA: [], BLOB_DOUBLE_DATA: []}
     had_diff = False
-    for part in iter_fields(buffer, record.value_start, record.end):
+    for part in _blob_fields(buffer, record.value_start, record.end, pieces):
         if part.number in pieces:
             dtype = "<f4" if part.number == BLOB_DATA else "<f8"
             pieces[part.number].append(_packed_values(buffer, part, dtype))
@@ -193,6 +193,46 @@ def _read_blob(buffer, record, dropped) -> StoredBlob:
             f"blob has {values.size} values but its shape {list(shape)} needs {expected}", record.start
         )
     return StoredBlob(values.reshape(shape), legacy)
+
+
+# Unpacked values (one tag per value: legal protobuf, written by some tools): the tag byte of
+# ``data`` (field 5, fixed32) or ``double_data`` (field 8, fixed64), then the value.
+_UNPACKED = {(BLOB_DATA << 3) | I32: (BLOB_DATA, "<f4"), (BLOB_DOUBLE_DATA << 3) | I64: (BLOB_DOUBLE_DATA, "<f8")}
+_RUN_CHUNK = 1 << 20  # records looked at per numpy step
+
+
+def _blob_fields(buffer, start: int, end: int, pieces: dict[int, list[np.ndarray]]):
+    """The fields of a blob message, except runs of unpacked values: those are decoded in bulk
+    (numpy over the bytes: tag byte + value, repeated) and appended to ``pieces`` directly."""
+    pos = start
+    while pos < end:
+        run = _UNPACKED.get(buffer[pos])
+        if run is not None:
+            number, dtype = run
+            width = 1 + np.dtype(dtype).itemsize
+            count = _unpacked_run(buffer, pos, end, buffer[pos], width)
+            if count > 1:
+                records = np.frombuffer(buffer, np.uint8, count=count * width, offset=pos).reshape(count, width)
+                pieces[number].append(np.ascontiguousarray(records[:, 1:]).view(dtype).reshape(-1))
+                pos += count * width
+                continue
+        part = next(iter_fields(buffer, pos, end))
+        yield part
+        pos = part.end
+
+
+def _unpacked_run(buffer, pos: int, end: int, tag: int, width: int) -> int:
+    """How many consecutive ``width``-byte records starting at ``pos`` begin with ``tag``."""
+    count = 0
+    while True:
+        available = min((end - pos) // width - count, _RUN_CHUNK)
+        if available <= 0:
+            return count
+        tags = np.frombuffer(buffer, np.uint8, count=available * width, offset=pos + count * width)[::width]
+        different = np.flatnonzero(tags != tag)
+        if different.size:
+            return count + int(different[0])
+        count += available
 
 
 def _packed_values(buffer, part, dtype: str) -> np.ndarray:
