@@ -97,7 +97,7 @@ def check_fcn(net, input_shapes: Mapping[str, tuple[int, ...]], *, input_size: t
             layer = err.location.layer
             _add(found, layer, _type_of(net, layer), err.message, size)
     _find_blockers(net, planning, inferred, geometry, found)
-    _geometry_blockers(net, geometry, planning, sizes[1:], found)
+    _geometry_blockers(net, geometry, sizes[0], sizes[1:], found)
     all_shapes = {sizes[0]: planning, **inferred}
     report = _report(net, planning, all_shapes, geometry, images, sizes, found, pooled)
     if input_size is not None:
@@ -361,7 +361,7 @@ def _mixes(layer, bottom_shapes) -> bool:
     return True
 
 
-def _geometry_blockers(net, geometry, planning: NetShapes, other_sizes, found) -> None:
+def _geometry_blockers(net, geometry, planning: SIZE, other_sizes, found) -> None:
     """Eltwise, Concat, Crop... whose operands follow the input differently: they disagree at
     some input size, named here even when the checked sizes miss it."""
     for layer in net.layer:
@@ -370,9 +370,9 @@ def _geometry_blockers(net, geometry, planning: NetShapes, other_sizes, found) -
         if len(maps) < 2 or any(m.input != maps[0].input for m in maps):
             continue
         if layer.type == "Crop":
-            why, size = _crop_fails(layer, maps)
+            why, size = _crop_fails(layer, maps, planning)
         elif layer.type in ("Eltwise", "Concat", "Bias", "Scale"):
-            why, size = _operands_disagree(layer, maps)
+            why, size = _operands_disagree(layer, maps, planning)
         else:
             continue
         if why:
@@ -386,15 +386,22 @@ def _cells(m: _Map, size: SIZE) -> tuple[int, int]:
     return m.axes[0].cells(size[0]), m.axes[1].cells(size[1])
 
 
-def _operands_disagree(layer, maps) -> tuple[str | None, SIZE | None]:
+def _search(a: AxisGeometry, b: AxisGeometry, near: int) -> list[int]:
+    """Input sizes to try for two axes that may disagree: from the planning size up, then from
+    the smallest size both exist at (a disagreement repeats within 4 x the strides' product)."""
+    span = 4 * a.stride * b.stride + 1
+    low = max(a.min_size, b.min_size)
+    return [*range(max(near, low), max(near, low) + span), *range(low, low + span)]
+
+
+def _operands_disagree(layer, maps, planning) -> tuple[str | None, SIZE | None]:
     first = maps[0]
     for other in maps[1:]:
         for index in (0, 1):
             a, b = first.axes[index], other.axes[index]
             if (a.stride, a.min_size) == (b.stride, b.min_size):
                 continue
-            start = max(a.min_size, b.min_size)
-            for size in range(start, start + 4 * a.stride * b.stride + 1):
+            for size in _search(a, b, planning[index]):
                 if a.cells(size) != b.cells(size):
                     axis = "height" if index == 0 else "width"
                     return (f"its inputs follow the input size differently (stride {a.stride}, smallest "
@@ -407,7 +414,7 @@ def _one_axis(index: int, size: int) -> SIZE:
     return (size, None) if index == 0 else (None, size)
 
 
-def _crop_fails(layer, maps) -> tuple[str | None, SIZE | None]:
+def _crop_fails(layer, maps, planning) -> tuple[str | None, SIZE | None]:
     data, like = maps[0], maps[1]
     start = layer.crop_param.axis + 4 if layer.crop_param.axis < 0 else layer.crop_param.axis
     offsets = list(layer.crop_param.offset)
@@ -416,8 +423,7 @@ def _crop_fails(layer, maps) -> tuple[str | None, SIZE | None]:
             continue
         offset = offsets[0] if len(offsets) == 1 else (offsets[index + 2 - start] if offsets else 0)
         a, b = data.axes[index], like.axes[index]
-        lo = max(a.min_size, b.min_size)
-        for size in range(lo, lo + 4 * a.stride * b.stride + 1):
+        for size in _search(a, b, planning[index]):
             if a.cells(size) - offset < b.cells(size):
                 axis = "height" if index == 0 else "width"
                 return (f"at input {axis} {size} it cannot crop {b.cells(size)} from {a.cells(size)} at offset "
