@@ -123,6 +123,14 @@ def output_geometry(model: onnx.ModelProto, input_name: str,
     or a :class:`GeometryUnknown` naming the node that hides it. The height axis is the input axis
     the first window slides over as H (axis 2 of NCHW; axis 1 of an NHWC input, through its
     Transpose)."""
+    if output_name not in {vi.name for vi in model.graph.output}:
+        return GeometryUnknown(output_name, "the graph has no output of that name")
+    return tensor_geometry(model, input_name, output_name)
+
+
+def tensor_geometry(model: onnx.ModelProto, input_name: str,
+                    tensor_name: str) -> tuple[AxisGeometry, AxisGeometry] | GeometryUnknown:
+    """:func:`output_geometry` for any tensor of the graph (a score map that a pool then reduces)."""
     graph = model.graph
     inputs = {vi.name: vi for vi in graph.input}
     if input_name not in inputs:
@@ -131,8 +139,7 @@ def output_geometry(model: onnx.ModelProto, input_name: str,
     if rank != 4:
         return GeometryUnknown(input_name, f"the input is {rank if rank is not None else 'of unknown'}-D, "
                                            "not a 4-D image")
-    if output_name not in {vi.name for vi in graph.output}:
-        return GeometryUnknown(output_name, "the graph has no output of that name")
+    output_name = tensor_name
     init_dims = {t.name: tuple(t.dims) for t in graph.initializer}
     constants = _Constants(graph)
     state: dict = {input_name: _Grid((0, 1, 2, 3), (_Axis(),) * 4, None)}

@@ -2,8 +2,10 @@
 every crop the score map covers.
 
 Cell (i, j) of the score map is the original model on the crop whose top-left corner is
-(i * stride, j * stride), crop size = the original's input size. The output stride is measured
-from the graph: the score map's size at two input sizes. Cells are exactly equal only for nets
+(i * stride, j * stride), crop size = the original's input size. The output stride is read from
+the converted model's graph (:mod:`proto_rewrite.onnx.geometry`) and confirmed by onnxruntime: the
+score map has the predicted size at the crop size and at the image size. An image whose crops do
+not tile it along the stride is refused, with the sizes that would align. Cells are exactly equal only for nets
 without padding: with padding, a crop sees zeros at its border where the dense pass sees the
 neighbouring pixels. The report says which case it is.
 """
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.compare_models import ValidateOptions
+from proto_rewrite.plan import AxisGeometry
+from proto_rewrite.validate.compare_models import ValidateOptions, _serialized_with_outputs
 from proto_rewrite.validate.inputs import random_inputs, session_inputs
 from proto_rewrite.validate.runtime import external_folder, make_session, run_session
 from proto_rewrite.validate.stats import Comparison, compare
@@ -43,6 +46,8 @@ class DenseResult:
     dense_seconds: float
     crops_seconds: float
     outputs: list[DenseOutput] = field(default_factory=list)
+    receptive_field: tuple[int, int] = (0, 0)  # input pixels one cell sees, from B's graph
+    confirmed_at: list[tuple[int, int]] = field(default_factory=list)  # sizes where onnxruntime gave the predicted maps
 
     @property
     def passed(self) -> bool:
@@ -59,6 +64,9 @@ class DenseResult:
             "image_shape": list(self.image_shape),
             "crop_shape": list(self.crop_shape),
             "stride": list(self.stride),
+            "stride_source": "graph, confirmed by onnxruntime",
+            "stride_confirmed_at": [list(s) for s in self.confirmed_at],
+            "receptive_field": list(self.receptive_field),
             "cells": self.cells,
             "padded": self.padded,
             "exact_expected": not self.padded,
@@ -71,7 +79,9 @@ class DenseResult:
     def render_text(self) -> str:
         lines = [f"dense check: {self.model_b} on one {'x'.join(map(str, self.image_shape))} image against "
                  f"{self.model_a} on {self.cells} crops of {'x'.join(map(str, self.crop_shape))}, stride "
-                 f"{self.stride[0]}x{self.stride[1]}",
+                 f"{self.stride[0]}x{self.stride[1]} (read from {self.model_b}'s graph, its map sizes confirmed by "
+                 f"onnxruntime at {' and '.join('x'.join(map(str, s)) for s in self.confirmed_at)}; receptive field "
+                 f"{'x'.join(map(str, self.receptive_field))})",
                  f"time: one dense pass {self.dense_seconds * 1000:.1f} ms, the crops {self.crops_seconds * 1000:.1f} ms "
                  f"({self.crops_seconds / max(self.dense_seconds, 1e-9):.1f}x)"]
         for output in self.outputs:
@@ -84,8 +94,9 @@ class DenseResult:
                              "with --pool-scores probs-avg)")
                 continue
             lines.append(f"{output.name}: score map {'x'.join(map(str, output.score_map_shape))}, max abs error "
-                         f"{c.absolute.max:.3g} (mean {c.absolute.mean:.3g}), top-1 agreement "
-                         f"{output.top1_agreement:.1%}, {c.mismatches}/{c.elements} beyond atol {c.atol:g} rtol {c.rtol:g}")
+                         f"{c.absolute.max:.3g} (mean {c.absolute.mean:.3g}, {c.scale_error:.3g} of max|A|), top-1 "
+                         f"agreement {output.top1_agreement:.1%}, {c.mismatches}/{c.elements} beyond atol {c.atol:g} "
+                         f"rtol {c.rtol:g}")
         if self.padded:
             lines.append("note: the original net pads its inputs, so a crop sees zeros at its border where the dense "
                          "pass sees neighbouring pixels: cells are close, not exact, and the check reports without failing")
@@ -97,10 +108,7 @@ class DenseResult:
 def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOptions | None = None,
                 *, names=("A", "B")) -> DenseResult:
     options = options or ValidateOptions()
-    session_a = make_session(model_a.SerializeToString(), options.runtime, what=f"model {names[0]}",
-                             external_folder=external_folder(model_a))
-    session_b = make_session(model_b.SerializeToString(), options.runtime, what=f"model {names[1]}",
-                             external_folder=external_folder(model_b))
+    session_a = make_session(model_a.SerializeToString(), options.runtime, what=f"model {names[0]}")
     specs = session_inputs(session_a)
     if len(specs) != 1:
         raise UsageError("the dense check needs a model with one image input",
@@ -114,31 +122,35 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     height, width = size
     if height < crop_shape[2] or width < crop_shape[3]:
         raise UsageError(f"--dense {height} {width} is smaller than the crop size {crop_shape[2]}x{crop_shape[3]}")
+    outputs = [o.name for o in session_a.get_outputs()]
+    grid = score_map_grid(model_b, spec.name, outputs, names[1])
+    crop_grid = _check_alignment(grid, (crop_shape[2], crop_shape[3]), (height, width), names)
+    rows, cols = crop_grid[0].cells(height), crop_grid[1].cells(width)
+    stride = (grid.height.stride, grid.width.stride)
+
+    session_b = make_session(_serialized_with_outputs(model_b, grid.pooled_maps()), options.runtime,
+                             what=f"model {names[1]}")
     image_shape = (1, crop_shape[1], height, width)
     image = random_inputs([spec], {spec.name: image_shape}, options.seed, options.input_ranges,
                           path=names[0])[spec.name]
-    outputs = [o.name for o in session_a.get_outputs()]
-
+    fetch_b = outputs + grid.pooled_maps()
     first_crop = np.ascontiguousarray(image[:, :, :crop_shape[2], :crop_shape[3]])
-    # Warm both sessions up: time the runs, not the first-run setup.
+    # Warm both sessions up (time the runs, not the first-run setup); B's run at the crop size is the
+    # first of the two that confirm the stride read from the graph.
     run_session(session_a, outputs, {spec.name: first_crop}, what=f"model {names[0]}")
-    run_session(session_b, outputs, {spec.name: image}, what=f"model {names[1]}")
+    at_crop = dict(zip(fetch_b, run_session(session_b, fetch_b, {spec.name: first_crop}, what=f"model {names[1]}")))
+    grid.confirm(at_crop, (crop_shape[2], crop_shape[3]), names[1])
     start = time.perf_counter()
-    dense = dict(zip(outputs, session_b.run(outputs, {spec.name: image})))
+    dense = dict(zip(fetch_b, run_session(session_b, fetch_b, {spec.name: image}, what=f"model {names[1]}")))
     dense_seconds = time.perf_counter() - start
-    maps = {name: value for name, value in dense.items() if value.ndim == 4}
-    if maps:
-        rows, cols = next(iter(maps.values())).shape[2:]
-        stride = (_stride(height, crop_shape[2], rows), _stride(width, crop_shape[3], cols))
-    else:  # a pooled fcn model (--pool-scores): the crop grid comes from the original's stride
-        step = graph_stride(model_a)
-        if step is None:
-            raise UsageError(f"{names[1]} gives no score map (no 4-D output) and {names[0]}'s output stride is unknown",
-                             hint="the dense check is for fcn conversions: proto-rewrite convert --mode fcn")
-        rows, cols = _cells(height, crop_shape[2], step), _cells(width, crop_shape[3], step)
-        stride = (step, step)
-        maps = {name: value.reshape(value.shape[0], value.shape[1], 1, 1) for name, value in dense.items()
-                if value.ndim == 2}
+    grid.confirm(dense, (height, width), names[1])
+    maps = {}
+    for name in outputs:
+        value = dense[name]
+        if value.ndim == 4:
+            maps[name] = value
+        elif value.ndim == 2 and name in grid.pools:
+            maps[name] = value.reshape(value.shape[0], value.shape[1], 1, 1)
 
     start = time.perf_counter()
     crops = {name: np.empty((*value.shape[:2], rows, cols), value.dtype) for name, value in maps.items()}
@@ -153,10 +165,12 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
 
     result = DenseResult(names[0], names[1], image_shape, crop_shape, stride, rows * cols, _has_padding(model_a),
                          dense_seconds, crops_seconds)
+    result.receptive_field = (grid.height.receptive_field, grid.width.receptive_field)
+    result.confirmed_at = [(crop_shape[2], crop_shape[3]), (height, width)]
     for name, value in maps.items():
         atol, rtol = options.tolerances.for_output(name, value.dtype)
         reference = crops[name]
-        pooled = value.shape[2:] == (1, 1) and (rows, cols) != (1, 1)
+        pooled = name in grid.pools
         if pooled:
             reference = reference.mean(axis=(2, 3), keepdims=True)
         agreement = float(np.mean(value.argmax(axis=1) == reference.argmax(axis=1)))
@@ -166,43 +180,102 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     return result
 
 
-def graph_stride(model) -> int | None:
-    """The output stride of the feature map the first FC reads: the product of the strides of
-    the Conv and pooling nodes on the path from the input (following each node's first input)."""
+POOLS = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"})
+
+
+@dataclass
+class ScoreMapGrid:
+    """The crop grid of B's score maps, read from its graph (:mod:`proto_rewrite.onnx.geometry`):
+    the same for every output. ``maps``: output -> the 4-D tensor whose cells are crops (the output
+    itself, or for a pooled output the map its global pool reads)."""
+
+    height: AxisGeometry
+    width: AxisGeometry
+    maps: dict[str, str]
+    pools: dict[str, str]  # pooled output -> its map
+
+    def pooled_maps(self) -> list[str]:
+        return sorted(set(self.pools.values()))
+
+    def confirm(self, values: dict, size: tuple[int, int], model: str) -> None:
+        """The map sizes onnxruntime gave at ``size`` must be the ones the graph predicts."""
+        expected = (self.height.cells(size[0]), self.width.cells(size[1]))
+        for output, tensor in self.maps.items():
+            got = tuple(values[tensor].shape[2:])
+            if got != expected:
+                raise UsageError(
+                    f"{model}'s score map '{tensor}' is {'x'.join(map(str, got))} on a {size[0]}x{size[1]} image where its "
+                    f"graph predicts {'x'.join(map(str, expected))} (stride {self.height.stride}x{self.width.stride}): "
+                    "the crop grid cannot be trusted, so the dense check does not run",
+                    layer=tensor, hint="check the model's output stride with proto-rewrite convert --dry-run")
+
+
+def score_map_grid(model, input_name: str, outputs: list[str], model_name: str) -> ScoreMapGrid:
+    """Each output's score map and its geometry, one grid for all; a UsageError naming the node
+    when the stride cannot be read from the graph."""
+    from proto_rewrite.onnx.geometry import output_geometry, tensor_geometry
+
     producers = {name: node for node in model.graph.node for name in node.output}
-    first_fc = next((node for node in model.graph.node if node.op_type in ("Gemm", "MatMul")), None)
-    if first_fc is None:
-        return None
-    stride, node = 1, producers.get(first_fc.input[0])
-    while node is not None:
-        if node.op_type in ("Conv", "MaxPool", "AveragePool"):
-            strides = [list(a.ints) for a in node.attribute if a.name == "strides"]
-            if strides and len(set(strides[0])) > 1:
-                return None  # different strides along H and W
-            stride *= strides[0][0] if strides else 1
-        node = producers.get(node.input[0]) if node.input else None
-    return stride
+    constants = {t.name for t in model.graph.initializer}
+    found, maps, pools = {}, {}, {}
+    for output in outputs:
+        geometry = output_geometry(model, input_name, output)
+        tensor = output
+        if not geometry and "global pool" in geometry.why:
+            tensor = _pooled_map(producers, constants, output)
+            if tensor is not None:
+                geometry = tensor_geometry(model, input_name, tensor)
+                pools[output] = tensor
+        if not geometry:
+            raise UsageError(f"the output stride of {model_name}'s output '{output}' cannot be read from its graph: "
+                             f"{geometry.node}: {geometry.why}", layer=geometry.node,
+                             hint="the dense check is for fcn conversions: proto-rewrite convert --mode fcn")
+        found[output], maps[output] = geometry, tensor
+    if len(set(found.values())) != 1:
+        raise UsageError(f"{model_name}'s outputs have different output strides or offsets: "
+                         + "; ".join(f"{o}: stride {g[0].stride}x{g[1].stride}, min size {g[0].min_size}x{g[1].min_size}"
+                                     for o, g in found.items()),
+                         hint="the dense check compares every output on one crop grid")
+    height, width = next(iter(found.values()))
+    return ScoreMapGrid(height, width, maps, pools)
 
 
-def _cells(size: int, crop: int, stride: int) -> int:
-    cells, rest = divmod(size - crop, stride)
-    if rest:
-        raise UsageError(f"a {size}-pixel side is not {crop} + k x {stride} (the net's output stride)",
-                         hint=f"choose e.g. {crop + stride * max(cells, 1)}")
-    return cells + 1
+def _pooled_map(producers: dict, constants: set, output: str) -> str | None:
+    """The 4-D tensor the global pool that makes ``output`` reads (through Flatten, Reshape, Softmax...)."""
+    node, steps = producers.get(output), 0
+    while node is not None and steps < 1000:
+        steps += 1
+        data = [name for name in node.input if name and name not in constants]
+        if node.op_type in POOLS:
+            return data[0] if data else None
+        node = producers.get(data[0]) if data else None
+    return None
 
 
-def _stride(size: int, crop: int, cells: int) -> int:
-    if cells == 1:
-        if size != crop:
-            raise UsageError(f"the score map has one cell at size {size}: the image must be larger than the "
-                             f"net's output stride beyond the crop size {crop}")
-        return crop
-    step, rest = divmod(size - crop, cells - 1)
-    if rest:
-        raise UsageError(f"a {size}-pixel side gives {cells} cells for {crop}-pixel crops: not a whole stride",
-                         hint=f"choose a size of {crop} + k x stride (e.g. {crop + step * (cells - 1)})")
-    return step
+def _check_alignment(grid: ScoreMapGrid, crop: tuple[int, int], size: tuple[int, int], names) -> tuple:
+    """The crop grid (a crop-sized window every stride) per axis; a UsageError with the sizes that
+    would align when ``size`` does not."""
+    crop_grid = []
+    for axis, geometry, crop_size, image_size in (("height", grid.height, crop[0], size[0]),
+                                                  ("width", grid.width, crop[1], size[1])):
+        if geometry.cells(crop_size) != 1:
+            raise UsageError(f"{names[1]}'s score map has {geometry.cells(crop_size)} cells along the {axis} at "
+                             f"{names[0]}'s input size {crop_size} (min size {geometry.min_size}, stride "
+                             f"{geometry.stride}): it is not a map of {names[0]}'s crops",
+                             hint="compare the fcn conversion with the model it was converted from")
+        window = AxisGeometry(geometry.stride, crop_size, geometry.receptive_field)
+        if (image_size - crop_size) % geometry.stride:
+            aligned = window.aligned_sizes(image_size)
+            below = image_size - (image_size - crop_size) % geometry.stride
+            raise UsageError(f"--dense: a {image_size}-pixel {axis} does not align with the crop grid ({crop_size}-pixel "
+                             f"crops every {geometry.stride} pixels, the output stride read from {names[1]}'s graph)",
+                             hint=f"use a {axis} of {crop_size} + k x {geometry.stride}: e.g. {below} or "
+                                  f"{', '.join(map(str, aligned))}")
+        if window.cells(image_size) != geometry.cells(image_size):
+            raise UsageError(f"--dense: at a {image_size}-pixel {axis} {names[1]}'s map has {geometry.cells(image_size)} "
+                             f"cells but {window.cells(image_size)} crops fit", hint="report this model: it is unexpected")
+        crop_grid.append(window)
+    return tuple(crop_grid)
 
 
 def _has_padding(model) -> bool:
