@@ -557,7 +557,7 @@ def _concat(layer, bottoms, site):
 
 
 def _eltwise(layer, bottoms, site):
-    _bottom_count(site, bottoms, 2, 999)
+    _bottom_count(site, bottoms, 2, 2**62)  # Caffe takes any number >= 2
     if any(shape != bottoms[0] for shape in bottoms):
         raise site.error(f"inputs must all have the same shape; they are {', '.join(map(dims_text, bottoms))}")
     coeff = len(layer.eltwise_param.coeff)
