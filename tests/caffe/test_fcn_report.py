@@ -110,7 +110,7 @@ OPENCV_SIZES = {  # net: (H, W) sizes to run at, beyond the planning size
     "bvlc_alexnet.prototxt": [(199, 199), (259, 291), (300, 270)],
     "caffenet_v0.prototxt": [(259, 259), (230, 262)],
     "lenet.prototxt": [(25, 25), (44, 60), (47, 50)],
-    "samples/caffenet_mini": [(179, 147), (150, 200)],
+    "samples/caffenet_mini": [(179, 211), (179, 147), (150, 200)],  # 179 x 211: the README example
     "cifar10_quick.prototxt": [(48, 40), (51, 33)],
 }
 
