@@ -1,0 +1,191 @@
+"""Constant subgraphs that compute an FC's weight or bias are folded into one initializer: the FC
+is rewritten (not skipped as weight-not-constant), the folding nodes and the initializers only they
+read are removed, an initializer something else reads stays byte-identical, and the numbers hold."""
+
+import numpy as np
+import onnx
+import onnx_zoo as zoo
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_check import assert_close, convert, feeds_for, initializer_shapes, ops, run
+
+from proto_rewrite.onnx.fold import fold_constant
+from proto_rewrite.onnx.graph import GraphView
+from proto_rewrite.onnx.model import OnnxModel
+from proto_rewrite.plan import Reason
+
+MODES = ["exact", "fcn"]
+
+
+def _head(net: zoo.Net):
+    return net.node("Flatten", [net.conv("x", 3, 4)], name="flat", axis=1)
+
+
+def inception_v1(opset=13):
+    """The model-zoo Inception v1 idiom: the FC weight is an initializer reshaped by a node."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])],
+                      name="fc_w_reshape")
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_reshape"}
+
+
+def constant_node_target(opset=13):
+    """As Inception v1, the target shape a Constant node and the weight squeezed from 3-D."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    target = net.node("Constant", [], name="fc_w_target",
+                      value=helper.make_tensor("t", TensorProto.INT64, [3], [5, 144, 1]))
+    weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 36)), target], name="fc_w_reshape")
+    weight = net.node("Squeeze", [weight, net.const("sq_axes", [2])], name="fc_w_squeeze") if opset >= 13 else \
+        net.node("Squeeze", [weight], name="fc_w_squeeze", axes=[2])
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_target", "fc_w_reshape", "fc_w_squeeze"}
+
+
+def transposed(opset=13):
+    """MatMul + Add with the weight transposed and scaled, the bias a float16 constant cast up and
+    unsqueezed, the scale a Constant node."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    weight = net.node("Transpose", [net.weight("fc_w_0", (5, 144))], name="fc_w_t", perm=[1, 0])
+    scale = net.node("Constant", [], name="fc_scale", value=numpy_helper.from_array(np.float32(0.5), "s"))
+    weight = net.node("Mul", [weight, scale], name="fc_w_scale")
+    bias = net.node("Cast", [net.const("fc_b16", np.linspace(-1, 1, 5), np.float16)], name="fc_b_cast",
+                    to=TensorProto.FLOAT)
+    bias = net.unsqueeze(bias, [0], name="fc_b_unsqueeze")
+    out = net.node("Add", [net.node("MatMul", [flat, weight], name="fc"), bias], name="fc_add")
+    nodes = {"fc_w_t", "fc_scale", "fc_w_scale", "fc_b_cast", "fc_b_unsqueeze"}
+    return net.model([("x", zoo.IN_SHAPE)], [out]), nodes
+
+
+def shared_leaf(opset=13):
+    """The reshaped initializer is also read directly by another node: folded, and it stays."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])],
+                      name="fc_w_reshape")
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    norm = net.node("ReduceSum", [net.node("Abs", ["fc_w_0"], name="w_abs")], name="w_norm", keepdims=0)
+    return net.model([("x", zoo.IN_SHAPE)], [out, norm]), {"fc_w_reshape"}
+
+
+def shared_step(opset=13):
+    """An intermediate value of the subgraph is also a graph output: its node stays, the rest goes."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    weight = net.node("Transpose", [net.weight("fc_w_0", (144, 5))], name="fc_w_t", perm=[1, 0])
+    scaled = net.node("Div", [weight, net.weight("fc_div", (1, 1), 1.0)], name="fc_w_div")
+    out = net.node("Gemm", [flat, scaled, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    return net.model([("x", zoo.IN_SHAPE)], [out, weight]), {"fc_w_div"}
+
+
+CASES = {
+    "inception-v1-reshape": inception_v1,
+    "constant-target-squeeze": constant_node_target,
+    "transpose-mul-cast-bias": transposed,
+    "shared-leaf": shared_leaf,
+    "shared-step": shared_step,
+}
+
+
+def _bytes(proto) -> dict[str, bytes]:
+    return {t.name: t.SerializeToString() for t in proto.graph.initializer}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("opset", [11, 13])
+@pytest.mark.parametrize("case", CASES)
+def test_folded_operand(case, opset, mode):
+    original, folding = CASES[case](opset)
+    plan, new = convert(original, mode=mode)
+    proto = new.to_proto()
+    onnx.checker.check_model(proto, full_check=True)
+
+    assert not plan.skips, [s.message for s in plan.skips]
+    assert [r.name for r in plan.rewrites] == ["fc"]
+    removed = {e.name for e in plan.edits if e.action == "remove"}
+    assert folding <= removed, (folding, removed)
+    names = {n.name for n in proto.graph.node}
+    assert not folding & names, names
+    assert "Gemm" not in ops(proto) and "MatMul" not in ops(proto)
+    weight = plan.rewrites[0].weights[0].name
+    assert initializer_shapes(proto)[weight] == (5, 4, 6, 6)
+
+    before, after = _bytes(original), _bytes(proto)
+    changed = {w.name for w in plan.rewrites[0].weights}
+    for name, data in after.items():
+        if name in before and name not in changed:
+            assert data == before[name], f"{name} changed"
+    readers = {i for n in proto.graph.node for i in n.input}
+    for name in before:
+        if name not in after:
+            assert name in removed, f"{name} vanished without a plan entry"
+        else:
+            assert name in readers or name in changed or name in {o.name for o in proto.graph.output}
+
+    feeds = feeds_for(original)
+    for index, (want, got) in enumerate(zip(run(original, feeds), run(proto, feeds))):
+        assert_close(want, got, f"output {index}")
+
+
+def test_shared_leaf_stays_byte_identical():
+    original, _ = shared_leaf()
+    plan, new = convert(original, mode="fcn")
+    proto = new.to_proto()
+    assert _bytes(proto)["fc_w_0"] == _bytes(original)["fc_w_0"]
+    assert "fc_w_shape" not in _bytes(proto)  # read only by the folded Reshape
+    assert {"w_abs", "w_norm"} <= {n.name for n in proto.graph.node}
+
+
+def test_shared_step_keeps_its_node():
+    original, _ = shared_step()
+    _, new = convert(original, mode="exact")
+    proto = new.to_proto()
+    assert "fc_w_t" in {n.name for n in proto.graph.node}
+    assert "fc_w_0" in _bytes(proto)
+
+
+def test_reshape_only_chain_keeps_the_bytes():
+    """A chain that only reshapes hands the Conv the leaf's bytes as they are."""
+    original, _ = inception_v1()
+    plan, new = convert(original, mode="fcn")
+    leaf = numpy_helper.to_array(next(t for t in original.graph.initializer if t.name == "fc_w_0"))
+    kernel = numpy_helper.to_array(next(t for t in new.to_proto().graph.initializer
+                                        if t.name == plan.rewrites[0].weights[0].name))
+    assert kernel.tobytes() == leaf.tobytes()
+
+
+def test_fold_constant_is_lazy_and_exact():
+    original, _ = transposed()
+    view = GraphView(OnnxModel.from_proto(original))
+    folded = fold_constant(view, "fc_w_scale_out")
+    assert folded is not None and folded.tensor.dims == (144, 5)
+    assert {view.key(i) for i in folded.nodes} == {"fc_w_t", "fc_scale", "fc_w_scale"}
+    assert folded.leaves == ("fc_scale_out", "fc_w_0")
+    leaf = numpy_helper.to_array(next(t for t in original.graph.initializer if t.name == "fc_w_0"))
+    np.testing.assert_array_equal(folded.tensor.array(), leaf.T * np.float32(0.5))
+    assert fold_constant(view, "flat_out") is None  # computed from the input
+
+
+def _weight_from(op: str):
+    net = zoo.Net(13)
+    flat = _head(net)
+    if op == "input":
+        weight = net.node("Transpose", ["w_in"], name="fc_w_t", perm=[1, 0])
+    else:
+        weight = net.node(op, [net.weight("fc_w_0", (5, 144))], name="fc_w_op")
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    inputs = [("x", zoo.IN_SHAPE)] + ([("w_in", [144, 5])] if op == "input" else [])
+    return net.model(inputs, [out])
+
+
+@pytest.mark.parametrize("op", ["input", "Relu"])
+def test_not_foldable_is_still_a_skip(op):
+    """A weight computed from a graph input, or by an op the folder does not know: still a skip."""
+    original = _weight_from(op)
+    plan, new = convert(original, mode="exact")
+    assert [s.reason for s in plan.skips] == [Reason.WEIGHT_NOT_CONSTANT]
+    assert not plan.rewrites
+    assert _bytes(new.to_proto()) == _bytes(original)
