@@ -222,6 +222,7 @@ class RewritePlan:
     renames: dict[str, str] = field(default_factory=dict)  # old name -> new (layers and blobs)
     fcn: FcnReport | None = None  # fcn mode: what was proved about other input sizes (None: not checked)
     options: dict = field(default_factory=dict)  # the settings that shaped the plan (apply re-derives with them)
+    notes: list[str] = field(default_factory=list)  # what a reader should know (what moved, what changed nothing)
 
     @property
     def changes_anything(self) -> bool:
@@ -240,6 +241,7 @@ class RewritePlan:
             "renames": dict(self.renames),
             "fcn": None if self.fcn is None else self.fcn.to_dict(),
             "options": dict(self.options),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -267,6 +269,7 @@ class RewritePlan:
             renames=dict(data["renames"]),
             fcn=None if data.get("fcn") is None else FcnReport.from_dict(data["fcn"]),
             options=dict(data.get("options") or {}),
+            notes=list(data.get("notes") or []),
         )
 
     def to_json(self) -> str:
@@ -291,6 +294,8 @@ class RewritePlan:
             lines.append(f"  skip {skip.message} [{skip.reason.value}]")
         if self.fcn is not None:
             lines.extend(self.fcn.render_lines())
+        for note in self.notes:
+            lines.append(f"  note: {note}")
         if not self.changes_anything:
             lines.append("  nothing to rewrite")
         return "\n".join(lines) + "\n"

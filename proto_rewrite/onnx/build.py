@@ -78,8 +78,9 @@ def _new_nodes(program: Program) -> list[tuple[float, onnx.NodeProto]]:
             for (producer, pos), name in program.output_renames.items():
                 if producer == index:
                     copy.output[pos] = name
-            if index in program.moved_pools:
-                copy.input[0], copy.output[0] = program.moved_pools[index]
+            if index in program.moved_pools:  # whatever pooled globally before, a GlobalAveragePool now
+                source, target = program.moved_pools[index]
+                copy = helper.make_node("GlobalAveragePool", [source], [target], name=node.name)
             node = copy
         nodes.append((index, node))
     nodes.extend(program.inserted)

@@ -291,6 +291,10 @@ def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: i
     node = view.nodes[index]
     if name in mapped:
         return _chain(view, name, inputs)
+    if classifier_before_pool:
+        pooled = _movable_pool(view, name, inputs)
+        if pooled is not None:
+            return pooled
     producer = view.producer_of(name)
     if producer is not None and producer[1].domain in DEFAULT_DOMAINS \
             and producer[1].op_type in ("Flatten", "Reshape"):
@@ -533,26 +537,28 @@ def _map(view: GraphView, x: str, shape: tuple, inputs: int, flat_index: int, sh
     match = {"kind": MAP, "source": source, "batch": batch, "channels": channels, "height": height,
              "width": width, "channels_last": channels_last, "flatten": flat_index,
              "shape_nodes": set(shape_nodes), "transpose": transpose}
-    if classifier_before_pool and not channels_last:
-        pool = _movable_pool(view, x, flat_index, flat_output)
-        if pool is not None:
-            match.update(kind=POOLED, source=view.nodes[pool].input[0], pool=pool,
-                         height=1, width=1)
     return match
 
 
-def _movable_pool(view: GraphView, x: str, flat_index: int, flat_output: str) -> int | None:
-    found = view.producer_of(x)
-    if found is None or found[1].op_type != "GlobalAveragePool" or found[1].domain not in DEFAULT_DOMAINS:
+def _movable_pool(view: GraphView, name: str, inputs: int) -> dict | None:
+    """--classifier-before-pool: the FC reads the global average of a map (GlobalAveragePool,
+    ReduceMean over H and W, an AveragePool covering the map, then maybe a Flatten / Reshape /
+    Squeeze) that nothing else reads: the FC can work on the map, the pool coming after it."""
+    found = global_pool_of(view, name)
+    if found is None:
         return None
-    pooled = view.shape(found[1].input[0])
-    if pooled is None or len(pooled) != 4:
+    pool, source, method = found
+    shape = view.shape(source)
+    if method != "avg" or shape is None or len(shape) != 4 or shape[1] != inputs:
         return None
-    if view.uses(x) != [(flat_index, 0)] or view.is_graph_output(x):
+    pool_out = view.nodes[pool].output[0]
+    flatten = view.producer.get(name) if view.producer.get(name) != pool else None
+    if flatten is not None and (view.uses(pool_out) != [(flatten, 0)] or view.is_graph_output(pool_out)):
         return None
-    if len(view.uses(flat_output)) != 1 or view.is_graph_output(flat_output):
+    if len(view.uses(name)) != 1 or view.is_graph_output(name):
         return None
-    return found[0]
+    return {"kind": POOLED, "source": source, "batch": shape[0], "channels": inputs, "height": 1, "width": 1,
+            "pool": pool, "flatten": flatten}
 
 
 def _chain(view: GraphView, name: str, inputs: int) -> dict | Failure:

@@ -216,6 +216,10 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
         needs_2d += [(name, reader, -1) for reader, pos in view.uses(name) if pos == -1]
         if view.is_graph_output(name):
             needs_2d.append((name, None, None))
+    if classifier_before_pool and not any(m.kind == POOLED for m in matches):
+        plan.notes.append("--classifier-before-pool changed nothing: no FC reads the global average pool of a map "
+                          "(GlobalAveragePool, ReduceMean over H and W, or an AveragePool over the whole map) that "
+                          "nothing else reads")
     if not matches:
         return program
     heads = []
@@ -240,7 +244,8 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
     needs_2d = [(root(name), reader, pos) for name, reader, pos in needs_2d]
     alias_nodes = {view.producer[out] for out in aliases}
     gone = {m.index for m in matches} | {m.add for m in matches if m.add is not None}
-    why = _removal_candidates(view, matches, mode)
+    pool_after = _pool_places(view, matches, mapped, carries, mode)
+    why = _removal_candidates(view, matches, mode, pool_after)
     for index in sorted(alias_nodes):
         why.setdefault(index, f"{carries[index].what}")
     why = dict(sorted(why.items()))
@@ -248,6 +253,7 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
     renames = _resolve_2d(program, view, names, mapped, needs_2d, gone | alias_nodes, keep_outputs)
     _follow_aliases(program, view, aliases, root, renames, gone)
     _place_convs(program, view, names, matches, renames, mode, mapped, root)
+    _move_pools(program, view, names, matches, pool_after, renames)
     place_pools(program, view, names, heads, pool_scores)
     _apply_carries(program, view, names, carries, alias_nodes, renames)
     _remove_initializers(program, view, gone)
@@ -277,7 +283,77 @@ def _planned_inputs(view: GraphView) -> dict:
     return shapes
 
 
-def _removal_candidates(view: GraphView, matches: list[FcMatch], mode: str) -> dict[int, str]:
+LINEAR_OPS = frozenset({"Dropout", "Identity", "Add", "Sub", "Mul", "Div", "BatchNormalization", "Flatten",
+                        "Reshape", "Unsqueeze"})
+
+
+def _pool_places(view: GraphView, matches: list[FcMatch], mapped: dict, carries: dict, mode: str) -> dict:
+    """--classifier-before-pool: for each FC moved before its global pool, the tensor after which
+    the pool goes (the end of the run of linear nodes from the FC, since the mean over the cells
+    commutes only with them), or None where that run reaches the graph output in fcn mode (no
+    pool at all: the output is the score map whose mean is what the model computed)."""
+    fc_at = {m.index: m for m in matches}
+    places = {}
+    for m in matches:
+        if m.kind != POOLED:
+            continue
+        tensor, moved = m.output, [m.key]
+        while True:
+            if view.is_graph_output(tensor):
+                places[m.index] = (None if mode == FCN else tensor, moved, "")
+                break
+            readers = view.uses(tensor)
+            if len(readers) != 1:
+                places[m.index] = (tensor, moved, f"'{tensor}' has {len(readers)} readers")
+                break
+            reader, _ = readers[0]
+            node = view.nodes[reader]
+            later = fc_at.get(reader)
+            if later is not None and later.kind == CHAIN:
+                tensor = later.output
+                moved.append(later.key)
+                continue
+            linear = node.op_type in LINEAR_OPS and reader in carries and not carries[reader].channels_last
+            if linear and node.op_type in ("Add", "Sub", "Mul", "Div") and sum(n in mapped for n in node.input) != 1:
+                linear = False  # a map joined with another map: not one run
+            if not linear:
+                places[m.index] = (tensor, moved, f"{view.label(reader)} is not linear")
+                break
+            tensor = node.output[0]
+    return places
+
+
+def _move_pools(program: Program, view: GraphView, names: _Names, matches: list[FcMatch], places: dict,
+                renames: dict) -> None:
+    """Put each moved pool after the end of its linear run; say what moved and what stayed."""
+    steps = {step.match.output: step for step in program.convs}
+    by_index = {m.index: m for m in matches}
+    for index, (tensor, moved, stopped) in sorted(places.items()):
+        m = by_index[index]
+        pool_op = view.nodes[m.pool].op_type
+        if tensor is None:
+            program.plan.notes.append(f"classifier before pool: {', '.join(moved)} moved before {pool_op} "
+                                      f"'{view.key(m.pool)}', which is removed: the output is their score map")
+            continue
+        target = renames.get(tensor, tensor)
+        before = names.tensor(f"{tensor}_before_pool")
+        if tensor in steps:
+            steps[tensor].output = before
+        else:
+            producer = view.producer[tensor]
+            program.output_renames[(producer, list(view.nodes[producer].output).index(tensor))] = before
+        program.moved_pools[m.pool] = (before, target)
+        program.plan.edits.append(GraphEdit("remove", view.key(m.pool), pool_op,
+                                            f"classifier before pool: moved after '{tensor}'"))
+        program.plan.edits.append(GraphEdit("insert", view.key(m.pool), "GlobalAveragePool",
+                                            f"pools '{tensor}' of {', '.join(moved)}", inputs=(before,),
+                                            outputs=(target,)))
+        rest = f"; what follows stays behind the pool ({stopped})" if stopped else ""
+        program.plan.notes.append(f"classifier before pool: {', '.join(moved)} moved before {pool_op} "
+                                  f"'{view.key(m.pool)}'{rest}")
+
+
+def _removal_candidates(view: GraphView, matches: list[FcMatch], mode: str, pool_after: dict) -> dict[int, str]:
     """Nodes that may become unread, in graph order, with why they go."""
     why: dict[int, str] = {}
     for m in matches:
@@ -289,7 +365,7 @@ def _removal_candidates(view: GraphView, matches: list[FcMatch], mode: str) -> d
             why.setdefault(index, f"it only computed the target shape of {view.label(m.flatten)}")
         if m.transpose is not None:
             why.setdefault(m.transpose, f"the kernel of Conv '{m.key}' is permuted to NCHW order instead")
-        if m.pool is not None and mode == FCN:
+        if m.pool is not None and pool_after.get(m.index, (0,))[0] is None:
             why.setdefault(m.pool, f"classifier before pool: the scores of Conv '{m.key}' stay a map")
         for operand in (m.weight, m.bias):
             if operand is not None and operand.constant_node is not None:
@@ -401,15 +477,6 @@ def _place_convs(program: Program, view: GraphView, names: _Names, matches: list
             if m.source not in unsqueezed:
                 unsqueezed[m.source] = _unsqueeze(program, view, names, m)
             source = unsqueezed[m.source]
-        if m.kind == POOLED and mode == EXACT:
-            pooled = names.tensor(f"{m.output}_before_pool")
-            program.moved_pools[m.pool] = (pooled, output)
-            pool = view.key(m.pool)
-            plan.edits.append(GraphEdit("remove", pool, "GlobalAveragePool",
-                                        f"classifier before pool: moved after Conv '{conv}'"))
-            plan.edits.append(GraphEdit("insert", pool, "GlobalAveragePool",
-                                        f"pools the class scores of Conv '{conv}'"))
-            output = pooled
         weight_dims = (m.outputs, m.channels) + m.kernel
         weight = kernel_tensor(m.weight.name, m.weight.tensor, m.outputs, m.channels, m.kernel[0], m.kernel[1],
                                transposed=m.transposed, channels_last=m.channels_last, alpha=m.alpha)

@@ -327,3 +327,81 @@ def test_report_text_and_json_say_what_was_proven():
     assert "stride 2x2" in text and "h = (H - 12) // 2 + 1" in text
     data = plan.to_dict()["fcn"]
     assert data["fully_convolutional"] is True and data["score_maps"][0]["height"]["stride"] == 2
+
+
+# -- --classifier-before-pool on the global-pool heads exporters write ------------------------------
+
+def pooled_head(pool: str, hidden: str | None = None, opset: int = 13):
+    """A trunk, a global average pool as the exporters write it, then the classifier: one FC, or
+    FC -> (Dropout | HardSwish) -> FC (MobileNet v3's head has the HardSwish)."""
+    net = Net(opset, seed=12)
+    feat = _trunk(net, pad=1)  # (1, 4, 6, 6) on 12 x 12
+    if pool == "gap":
+        x = net.node("Flatten", [net.node("GlobalAveragePool", [feat], name="gpool")], name="flatten")
+    elif pool == "reducemean_keep":
+        kwargs = {"axes": [2, 3]} if opset < 18 else {}
+        inputs = [feat] + ([net.const("pool_axes", [2, 3])] if opset >= 18 else [])
+        x = net.node("Flatten", [net.node("ReduceMean", inputs, name="gpool", keepdims=1, **kwargs)], name="flatten")
+    elif pool == "reducemean_drop":
+        kwargs = {"axes": [-2, -1]} if opset < 18 else {}
+        inputs = [feat] + ([net.const("pool_axes", [-2, -1])] if opset >= 18 else [])
+        x = net.node("ReduceMean", inputs, name="gpool", keepdims=0, **kwargs)
+    else:  # an AveragePool whose kernel covers the map, then a Squeeze
+        pooled = net.node("AveragePool", [feat], name="gpool", kernel_shape=[6, 6])
+        x = net.node("Squeeze", [pooled, net.const("sq_axes", [2, 3])], name="squeeze")
+    x = net.node("Gemm", [x, net.weight("fc1_w", (6, 4)), net.weight("fc1_b", (6,), 0.1)], name="fc1", transB=1)
+    if hidden is None:
+        return net.model([("x", [1, 3, 12, 12])], [x])
+    x = net.node("HardSwish" if hidden == "hardswish" else "Dropout", [x], name="hidden")
+    x = net.node("Gemm", [x, net.weight("fc2_w", (5, 6)), net.weight("fc2_b", (5,), 0.1)], name="fc2", transB=1)
+    return net.model([("x", [1, 3, 12, 12])], [x])
+
+
+@pytest.mark.parametrize("pool", ["gap", "reducemean_keep", "reducemean_drop", "avgpool_squeeze"])
+@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("hidden", [None, "dropout"])
+def test_classifier_before_pool_linear_heads(pool, opset, hidden):
+    """Linear up to the output: every FC moves, the pool goes, the output is the class score map
+    whose spatial mean is the original output."""
+    original = pooled_head(pool, hidden, opset)
+    feeds = feeds_for(original)
+    expected = run(original, feeds)[0]
+    plan, new = convert(original, mode="fcn", classifier_before_pool=True)
+    assert {r.name for r in plan.rewrites} == ({"fc1"} if hidden is None else {"fc1", "fc2"})
+    assert all(r.kernel == (1, 1) for r in plan.rewrites)
+    assert not {"GlobalAveragePool", "ReduceMean", "AveragePool", "Flatten", "Squeeze"} & set(ops(new)), ops(new)
+    scores = run(new, feeds)[0]
+    assert scores.shape == (1, 5 if hidden else 6, 6, 6)
+    assert_close(expected, scores.mean(axis=(2, 3)))
+    assert plan.fcn.fully_convolutional and plan.fcn.score_maps[0].height.stride == 2
+    assert any("moved before" in note and "removed" in note for note in plan.notes)
+    plan, exact = convert(original, mode="exact", classifier_before_pool=True)
+    assert ops(exact).index("Conv", 2) < ops(exact).index("GlobalAveragePool")
+    got = run(exact, feeds)[0]
+    assert got.shape == expected.shape
+    assert_close(expected, got)
+
+
+def test_classifier_before_pool_stops_at_a_nonlinearity():
+    """MobileNet v3: FC -> HardSwish -> FC. Only the first FC moves; the pool follows it and the
+    HardSwish and the last FC stay behind the pool (moving them would change the function)."""
+    original = pooled_head("gap", "hardswish", opset=14)
+    feeds = feeds_for(original)
+    expected = run(original, feeds)[0]
+    for mode in ("fcn", "exact"):
+        plan, new = convert(original, mode=mode, classifier_before_pool=True)
+        order = ops(new)
+        assert order.index("GlobalAveragePool") < order.index("HardSwish")
+        got = run(new, feeds)[0]
+        assert got.shape == expected.shape  # (N, K): the scores are pooled before the HardSwish
+        assert_close(expected, got)
+        assert any("fc1 moved" in note and "HardSwish 'hidden' is not linear" in note for note in plan.notes)
+    plan, _ = convert(original, mode="fcn", classifier_before_pool=True)
+    assert plan.fcn.fully_convolutional and plan.fcn.score_maps == []
+
+
+def test_classifier_before_pool_that_changes_nothing_says_so():
+    original = torch_legacy(True)  # no global pool
+    plan, new = convert(original, mode="fcn", classifier_before_pool=True)
+    assert any("changed nothing" in note for note in plan.notes)
+    assert "changed nothing" in plan.render_text()
