@@ -87,7 +87,7 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
         if err.location.path is None:
             err.location = dataclasses.replace(err.location, path=path, line=lines.get(err.location.layer))
         raise
-    excluded = filter_layers(raw, phase)
+    excluded = filter_layers(raw, phase, path=path)
     check_structure(raw, path, lines)
     model = CaffeModel(raw, prototxt_path=path, source_format=source_format, upgrades=upgrades,
                        excluded_layers=excluded, layer_lines=lines)

@@ -8,6 +8,7 @@ holds: phase, min_level, max_level, every ``stage`` present, no ``not_stage`` pr
 from __future__ import annotations
 
 from proto_rewrite.caffe import schema
+from proto_rewrite.errors import NetStructureError
 
 PHASES = ("TRAIN", "TEST")
 
@@ -39,11 +40,20 @@ def layer_included(layer, state) -> bool:
     return not any(rule_matches(rule, state) for rule in layer.exclude)
 
 
-def filter_layers(net, phase: str = "TEST", stages: tuple[str, ...] = ()) -> list[str]:
-    """Drop, in place, the V2 layers not in ``phase``; return the names of those dropped."""
+def filter_layers(net, phase: str = "TEST", stages: tuple[str, ...] = (), *, path=None) -> list[str]:
+    """Drop, in place, the V2 layers not in ``phase``; return the names of those dropped. A net
+    whose every layer is dropped is an error (:class:`NetStructureError` naming ``path``), not an
+    empty net."""
     state = net_state(net, phase, stages)
     kept = [layer for layer in net.layer if layer_included(layer, state)]
     dropped = [layer.name for layer in net.layer if not layer_included(layer, state)]
+    if dropped and all(layer.type == "Input" for layer in kept):  # the net's inputs alone are no net
+        other = next(p for p in PHASES if p != phase)
+        raise NetStructureError(
+            f"every layer of the net ({len(dropped)}) is excluded in phase {phase} by its include/exclude rules: "
+            "nothing would be left", path=path, layer=dropped[0],
+            hint=f"read it in the other phase with --phase {other}, or check the layers' include {{ phase: ... }} "
+                 "rules")
     if dropped:
         copies = []
         for layer in kept:

@@ -268,6 +268,10 @@ def _input(site: _Site) -> list[Shape | None]:
         raise site.error(f"gives {len(declared)} shapes for {len(layer.top)} tops; give one, or one per top")
     if not declared:
         return [None] * len(layer.top)
+    negative = next((shape for shape in declared if any(d < 0 for d in shape)), None)
+    if negative is not None:  # Caffe's Blob::Reshape refuses it (CHECK_GE(shape[i], 0))
+        raise site.error(f"declares the shape {list(negative)} with a negative dimension",
+                         hint="dimensions are sizes: give positive values (input_dim / input_shape { dim: ... })")
     shapes = declared * len(layer.top) if len(declared) == 1 else declared
     return [shape if shape and all(d > 0 for d in shape) else None for shape in shapes]
 

@@ -64,6 +64,14 @@ def attach_weights(net, model: Caffemodel, *, prototxt_path=None, lines: dict[st
                 )
             arrays.append(values)
         weights[layer.name] = arrays
+    stored_with_blobs = [stored.name for stored in model.layers if stored.blobs]
+    needing = [layer.name for layer in net.layer if expected_blobs(layer, bottom_shapes.get(layer.name))]
+    if stored_with_blobs and needing and not weights:  # another net's weights: nothing would be attached
+        raise WeightsMismatchError(
+            f"no layer with weights in the caffemodel matches a layer of the prototxt by name (the caffemodel has "
+            f"{_names(stored_with_blobs)}; the prototxt needs {_names(needing)})", path=model.path,
+            hint="this caffemodel belongs to another net: weights are matched to layers by name; give the "
+                 "caffemodel trained for this prototxt")
     for layer in net.layer:
         expected = expected_blobs(layer, bottom_shapes.get(layer.name))
         if expected and layer.name not in weights:
@@ -81,3 +89,8 @@ def attach_weights(net, model: Caffemodel, *, prototxt_path=None, lines: dict[st
         notes.append(Diagnostic("note", f"{model.dropped_diffs} blobs also stored gradients (diff); those are not kept",
                                 Location(model.path)))
     return weights, notes
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    text = ", ".join(f"'{name}'" for name in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
