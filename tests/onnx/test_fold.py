@@ -189,3 +189,29 @@ def test_not_foldable_is_still_a_skip(op):
     assert [s.reason for s in plan.skips] == [Reason.WEIGHT_NOT_CONSTANT]
     assert not plan.rewrites
     assert _bytes(new.to_proto()) == _bytes(original)
+
+
+@pytest.mark.parametrize("case", ["inception-v1-reshape", "transpose-mul-cast-bias"])
+def test_folded_from_external_data(case, tmp_path):
+    """Leaves in an external data file: the folded tensor is written from them, and runs."""
+    from onnx_check import run_path
+
+    from proto_rewrite.onnx.model import load_onnx, save_onnx
+
+    original, folding = CASES[case]()
+    folder = tmp_path / "src"
+    folder.mkdir()
+    copy = onnx.ModelProto()
+    copy.CopyFrom(original)
+    onnx.save(copy, folder / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.weights", size_threshold=0)
+    plan, new = convert(load_onnx(folder / "m.onnx"), mode="fcn")
+    assert not plan.skips and [r.name for r in plan.rewrites] == ["fc"]
+    out = tmp_path / "out" / "converted.onnx"
+    out.parent.mkdir()
+    save_onnx(new, out)
+    onnx.checker.check_model(str(out), full_check=True)
+    assert not folding & {n.name for n in onnx.load(out, load_external_data=False).graph.node}
+    feeds = feeds_for(original)
+    for want, got in zip(run(original, feeds), run_path(out, feeds)):
+        assert_close(want, got)
