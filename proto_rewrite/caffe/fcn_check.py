@@ -165,7 +165,7 @@ def _layer_geometry(layer, maps: list[_Map], bottom_shapes, path, lines) -> _Fix
         return _merge(maps, after)
     if kind == "Crop":
         return _crop_geometry(layer, maps, bottom_shapes, after)
-    return _Map(first.input, None, after)
+    return _Map(first.input, None, first.why if first.axes is None else after)
 
 
 def _compose(axis: AxisGeometry, window) -> AxisGeometry | None:
@@ -346,7 +346,7 @@ def _blocked_why(layer, bottoms_before, bottoms_after, tops_before, tops_after, 
                 return (f"it flattens (reshapes) a map whose size changes with the input: its output '{top}' is "
                         f"{dims_text(now)} there, {dims_text(was)} at the planning size, not a map of cells")
             return f"its output '{top}' is {dims_text(now)} there, {dims_text(was)} at the planning size, not a map of cells"
-        if tuple(was) == tuple(now) and not isinstance(geometry.get(top), _Fixed):
+        if tuple(was) == tuple(now) and len(now) != 4 and not isinstance(geometry.get(top), _Fixed):
             return f"it reduces a map whose size changes with the input to a fixed {dims_text(now)}"
     if layer.type in MIXING and _mixes(layer, bottoms_before):
         return f"it {MIXING[layer.type]}, so a cell no longer depends on its crop only"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from caffe_helpers import assert_close, opencv_blobs, save
-from corpus import ROOT, corpus_file
+from corpus import ROOT, corpus_file, corpus_names
 from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.fcn_check import check_fcn
 from proto_rewrite.caffe.init_weights import random_weights
@@ -112,6 +112,8 @@ OPENCV_SIZES = {  # net: (H, W) sizes to run at, beyond the planning size
     "lenet.prototxt": [(25, 25), (44, 60), (47, 50)],
     "samples/caffenet_mini": [(179, 211), (179, 147), (150, 200)],  # 179 x 211: the README example
     "cifar10_quick.prototxt": [(48, 40), (51, 33)],
+    "bvlc_googlenet.prototxt": [(223, 223), (288, 260)],  # Concat of the inception branches
+    "resnet50.prototxt": [(195, 195), (260, 300)],  # Eltwise of the shortcuts
 }
 
 
@@ -123,8 +125,9 @@ def test_opencv_gives_the_predicted_map_size(name, tmp_path):
     converted = apply_caffe_plan(model, plan)
     files = save(converted, tmp_path, "fcn")
     rng = np.random.RandomState(0)
+    channels = plan.input_shapes["data"][1]
     for height, width in OPENCV_SIZES[name]:
-        x = {"data": rng.standard_normal((1, 3 if "lenet" not in name else 1, height, width)).astype(np.float32)}
+        x = {"data": rng.standard_normal((1, channels, height, width)).astype(np.float32)}
         got = opencv_blobs(*files, converted.net, x, [score.output])[score.output]
         assert got.shape[2:] == score.size_at(height, width), (height, width)
 
@@ -157,6 +160,33 @@ def test_every_cell_equals_the_original_on_its_crop(tmp_path):
     assert_close(dense[0].transpose(1, 2, 0).reshape(rows * cols, 10), per_crop, what="cells vs crops")
 
 
+# An unconverted net: its first FC keeps it at its size; nets without FC run at any size.
+CORPUS_BLOCKERS = {
+    "bvlc_alexnet.prototxt": "fc6", "bvlc_reference_caffenet.prototxt": "fc6", "caffenet_v0.prototxt": "fc6",
+    "bvlc_googlenet.prototxt": "loss3/classifier", "resnet50.prototxt": "fc1000", "lenet.prototxt": "ip1",
+    "cifar10_quick.prototxt": "ip1", "vgg16.prototxt": "fc6",
+    "ssd300_vgg16_voc.prototxt": "conv4_3_norm_mbox_loc_perm",  # Permute: H, W move to axes 1, 2
+    "bvlc_caffenet_full_conv.prototxt": None, "fcn8s_voc.prototxt": None, "mobilenet_v1.prototxt": None,
+    "squeezenet_v1_1.prototxt": None, "densenet121.prototxt": None,
+}
+
+
+@pytest.mark.parametrize("name", corpus_names())
+def test_corpus_net_as_it_is(name):
+    model = load_caffe(corpus_file(name), weights=None)
+    shapes = infer_shapes(model.net)
+    inputs = {top: shapes.blobs[top] for layer in model.net.layer if not layer.bottom for top in layer.top}
+    report = check_fcn(model.net, inputs)
+    first = CORPUS_BLOCKERS[name]
+    assert report.proof == "caffe-shapes"
+    assert report.fully_convolutional == (first is None), report
+    assert (report.blockers[0].name if report.blockers else None) == first
+    if name == "fcn8s_voc.prototxt":  # conv1_1's pad 100 has no stride formula: no claim, said why
+        assert not report.score_maps and "conv1_1 (Convolution) pads more than its window needs" in report.note
+    if name in ("mobilenet_v1.prototxt", "squeezenet_v1_1.prototxt", "densenet121.prototxt"):
+        assert not report.score_maps and "fcn mode gains nothing" in report.note and "pools the whole map" in report.note
+
+
 # --- what keeps a net at its size -------------------------------------------------------------
 
 TINY = """
@@ -178,6 +208,7 @@ layer { name: "prob" type: "Softmax" bottom: "flat" top: "prob" }
 """
 SOFTMAX = TINY + 'layer { name: "prob" type: "Softmax" bottom: "ip2" top: "prob" }\n'
 ARGMAX = TINY + 'layer { name: "best" type: "ArgMax" bottom: "ip2" top: "best" }\n'
+REDUCTION = TINY + 'layer { name: "total" type: "Reduction" bottom: "ip2" top: "total" }\n'
 DECONV = """
 name: "Up"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 12 dim: 12 } } }
@@ -220,10 +251,11 @@ def test_a_plain_tiny_net_is_fully_convolutional(write_text):
 @pytest.mark.parametrize("text, layer, words", [
     (BAKED, "baked", "new shape 1x3 has 3 elements"),
     (FLATTEN, "flat", "flattens (reshapes) a map"),
-    (ARGMAX, "best", "reduces a map whose size changes"),
+    (ARGMAX, "best", "takes the maximum over the whole map"),
+    (REDUCTION, "total", "reduces a map whose size changes with the input to a fixed scalar"),
     (ELTWISE, "sum", "inputs must all have the same shape; they are 1x2x7x7, 1x2x8x8"),
     (ELTWISE_ODD, "sum", "at input height 14 they are 7 and 6 long"),
-], ids=["baked-reshape", "flatten", "argmax", "eltwise", "eltwise-geometry"])
+], ids=["baked-reshape", "flatten", "argmax", "reduction", "eltwise", "eltwise-geometry"])
 def test_a_blocker_is_named_and_nothing_claimed(write_text, text, layer, words):
     plan = plan_caffe_rewrite(tiny(write_text, text))
     report = plan.fcn
