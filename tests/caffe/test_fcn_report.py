@@ -14,6 +14,7 @@ import pytest
 from caffe_helpers import assert_close, opencv_blobs, save
 from corpus import ROOT, corpus_file, corpus_names
 from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
+from proto_rewrite.caffe import fcn_check
 from proto_rewrite.caffe.fcn_check import check_fcn
 from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe
@@ -265,6 +266,20 @@ def test_a_blocker_is_named_and_nothing_claimed(write_text, text, layer, words):
     text = plan.render_text()
     assert f"blocked by {layer}" in text and "fully convolutional: no" in text
     assert "any input size" not in text
+
+
+def test_a_geometry_that_disagrees_with_the_inferred_shapes_is_not_claimed(write_text, monkeypatch):
+    real = fcn_check._compose
+
+    def off_by_one(axis, window):
+        good = real(axis, window)
+        return AxisGeometry(good.stride, good.min_size + 1, good.receptive_field)
+
+    monkeypatch.setattr(fcn_check, "_compose", off_by_one)
+    report = plan_caffe_rewrite(tiny(write_text, SOFTMAX)).fcn
+    assert report.fully_convolutional and not report.score_maps  # it runs; the map's formula is not claimed
+    assert "no stride claimed for prob: the layer geometry predicts 0 x 0 at input 12 x 12, shape inference gives " \
+           "1x3x1x1" in report.note
 
 
 def test_an_excluded_fc_whose_input_grows_is_a_blocker(write_text):
