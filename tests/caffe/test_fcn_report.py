@@ -237,6 +237,9 @@ layer { name: "ip1" type: "InnerProduct" bottom: "sum" top: "ip1" inner_product_
 # the geometry sees it
 ELTWISE_ODD = (ELTWISE.replace("dim: 12 dim: 12", "dim: 13 dim: 13")
                .replace("kernel_size: 7", "kernel_size: 3 stride: 2"))
+# b is cropped to a's size: fine at 13, 15, 17, but at 14 b is 6 long and a 7
+CROP = (ELTWISE_ODD.replace('type: "Eltwise" bottom: "a" bottom: "b"', 'type: "Crop" bottom: "b" bottom: "a"')
+        .replace('"sum"', '"crop"'))
 
 
 def tiny(write_text, text, name="net.prototxt"):
@@ -256,7 +259,8 @@ def test_a_plain_tiny_net_is_fully_convolutional(write_text):
     (REDUCTION, "total", "reduces a map whose size changes with the input to a fixed scalar"),
     (ELTWISE, "sum", "inputs must all have the same shape; they are 1x2x7x7, 1x2x8x8"),
     (ELTWISE_ODD, "sum", "at input height 14 they are 7 and 6 long"),
-], ids=["baked-reshape", "flatten", "argmax", "reduction", "eltwise", "eltwise-geometry"])
+    (CROP, "crop", "at input height 14 it cannot crop 7 from 6 at offset 0"),
+], ids=["baked-reshape", "flatten", "argmax", "reduction", "eltwise", "eltwise-geometry", "crop-geometry"])
 def test_a_blocker_is_named_and_nothing_claimed(write_text, text, layer, words):
     plan = plan_caffe_rewrite(tiny(write_text, text))
     report = plan.fcn
