@@ -47,7 +47,7 @@ GLOBAL_POOLS = frozenset({"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
 REDUCTIONS = frozenset("""ReduceMean ReduceMax ReduceMin ReduceSum ReduceProd ReduceL1 ReduceL2
     ReduceLogSum ReduceLogSumExp ReduceSumSquare ArgMax ArgMin""".split())
 NOT_SPATIAL = frozenset({"Flatten", "Reshape", "Gemm", "MatMul", "Squeeze", "Unsqueeze", "Expand", "Tile",
-                         "Resize", "Upsample", "ConvTranspose", "Slice", "Gather", "SpaceToDepth",
+                         "Resize", "Upsample", "ConvTranspose", "Gather", "SpaceToDepth",
                          "DepthToSpace", "Einsum", "Col2Im"})
 NO_GRID = frozenset({"Shape", "Size"})  # outputs that describe a tensor but carry no pixels
 
@@ -149,11 +149,18 @@ def tensor_geometry(model: onnx.ModelProto, input_name: str,
         if not reads:
             continue
         result = next((r for r in reads if isinstance(r, GeometryUnknown)), None)
-        if result is None and not any(isinstance(r, _Grid) for r in reads):
+        has_grid = any(isinstance(r, _Grid) for r in reads)
+        if result is None and not has_grid and any(isinstance(r, _Shape) for r in reads):
+            result = _shape_step(node, [state.get(n) for n in node.input], constants)
+            if result is None:
+                continue
+        if result is None and not has_grid:
             result = next(r for r in reads if isinstance(r, _Pooled))  # still one cell at any size
         if result is None:
             if node.op_type in ("If", "Loop", "Scan"):
                 result = GeometryUnknown(name, f"{node.op_type} reads the map in a subgraph")
+            elif node.op_type == "Slice":
+                result = _slice(node, name, [state.get(n) for n in node.input], constants)
             else:
                 grids = [state.get(n) for n in node.input]
                 grids = [g if isinstance(g, _Grid) else None for g in grids]
@@ -194,9 +201,12 @@ def _step(node, name: str, grids: list, init_dims: dict, constants) -> object:
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
         return GeometryUnknown(name, f"{node.domain}.{op} is an operator the geometry has no rule for")
+    data = grids[0] if grids else None
+    if op == "Shape" and data is not None and not any(a.name in ("start", "end") for a in node.attribute):
+        return _Shape(tuple(None if axis is None else _Size(axis, -data.geo[axis].offset, data.geo[axis].stride, 1)
+                            for axis in data.axes))
     if op in NO_GRID:
         return None
-    data = grids[0] if grids else None
     if op in SLIDING:
         if any(g is not None for g in grids[1:]):
             return GeometryUnknown(name, "its weights are computed from the input")
@@ -342,6 +352,143 @@ def _pad(node, name: str, grids: list, constants) -> object:
             continue
         if total:
             geo[axis] = geo[axis].then(1, total, 1)
+    return _Grid(grid.axes, tuple(geo), grid.spatial)
+
+
+@dataclass(frozen=True)
+class _Size:
+    """A size computed from the net input's extent ``H`` along ``axis``: ``floor((H + u) / v) + c``."""
+
+    axis: int
+    u: int
+    v: int
+    c: int
+
+    def plus(self, k: int) -> _Size:
+        return _Size(self.axis, self.u, self.v, self.c + k)
+
+    def floordiv(self, d: int) -> _Size | None:
+        # floor((floor((H + u) / v) + c) / d) = floor((H + u + v c) / (v d)), for a non-negative numerator
+        return _Size(self.axis, self.u + self.v * self.c, self.v * d, 0) if d > 0 else None
+
+    def offset_form(self) -> tuple[int, int]:
+        """(offset, stride) with ``floor((H + u) / v) + c == floor((H - offset) / stride) + 1``."""
+        return -(self.u + self.v * (self.c - 1)), self.v
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A 1-D integer tensor of sizes (Shape of a map and arithmetic on it): each element a _Size,
+    an int, or None (not known)."""
+
+    elems: tuple
+
+
+def _shape_step(node, states: list, constants) -> _Shape | None:
+    """Shape arithmetic the exporters write to size a Slice or a Reshape; None when not followed."""
+    op = node.op_type
+
+    def elems(index):
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        value = states[index] if index < len(states) else None
+        if isinstance(value, _Shape):
+            return list(value.elems)
+        const = constants.value(node.input[index])
+        return None if const is None else [int(v) for v in np.asarray(const).reshape(-1)]
+
+    first = elems(0)
+    if first is None:
+        return None
+    if op in ("Identity", "Cast", "Squeeze", "Unsqueeze"):
+        return _Shape(tuple(first))
+    if op == "Gather":
+        indices = elems(1)
+        if indices is None or any(not isinstance(i, int) for i in indices) or attribute(node, "axis", 0) != 0:
+            return None
+        try:
+            return _Shape(tuple(first[i] for i in indices))
+        except IndexError:
+            return None
+    if op == "Concat":
+        parts = [elems(i) for i in range(len(node.input))]
+        return None if any(p is None for p in parts) else _Shape(tuple(e for p in parts for e in p))
+    if op in ("Add", "Sub", "Div"):
+        second = elems(1)
+        if second is None:
+            return None
+        if len(first) == 1 and len(second) > 1:
+            first = first * len(second)
+        if len(second) == 1 and len(first) > 1:
+            second = second * len(first)
+        if len(first) != len(second):
+            return None
+        return _Shape(tuple(_arith(op, a, b) for a, b in zip(first, second)))
+    return None
+
+
+def _arith(op: str, a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        return {"Add": a + b, "Sub": a - b, "Div": int(a / b) if b else None}[op]
+    if isinstance(a, _Size) and isinstance(b, int):
+        if op == "Add":
+            return a.plus(b)
+        if op == "Sub":
+            return a.plus(-b)
+        return a.floordiv(b)
+    if isinstance(a, int) and isinstance(b, _Size) and op == "Add":
+        return b.plus(a)
+    return None
+
+
+def _slice(node, name: str, states: list, constants) -> object:
+    """Slice of a map: along each spatial axis it may only cut the end at a size computed from the
+    map's own extent (the Caffe exporter's ceil-mode pooling at any size); other axes are free."""
+    grid = states[0] if isinstance(states[0], _Grid) else None
+    if grid is None or any(isinstance(s, _Grid) for s in states[1:]):
+        return GeometryUnknown(name, "Slice with bounds computed from the map as data")
+    if attribute(node, "starts") is not None:  # opset < 10: attributes
+        starts, ends = list(attribute(node, "starts")), list(attribute(node, "ends"))
+        axes = list(attribute(node, "axes") or range(len(starts)))
+        steps = [1] * len(starts)
+    else:
+        def values(index, default=None):
+            if index >= len(node.input) or not node.input[index]:
+                return default
+            value = states[index]
+            if isinstance(value, _Shape):
+                return list(value.elems)
+            const = constants.value(node.input[index])
+            return None if const is None else [int(v) for v in np.asarray(const).reshape(-1)]
+
+        starts, ends = values(1), values(2)
+        if starts is None or ends is None:
+            return GeometryUnknown(name, "Slice with bounds that are not constant or computed from the map")
+        axes = values(3, list(range(len(starts))))
+        steps = values(4, [1] * len(starts))
+        if axes is None or steps is None:
+            return GeometryUnknown(name, "Slice with axes or steps that are not constant")
+    rank = len(grid.axes)
+    spatial = set(grid.spatial or (grid.axes[2], grid.axes[3]) if rank == 4 else grid.spatial or ())
+    geo = list(grid.geo)
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        if not isinstance(axis, int):
+            return GeometryUnknown(name, "Slice with axes that are not constant")
+        source = grid.axes[axis % rank]
+        if source is None or source not in spatial:
+            continue
+        if start != 0 or step != 1:
+            return GeometryUnknown(name, "Slice that crops the start of a spatial axis or steps over it")
+        if isinstance(end, int) and end >= 2**31 - 1:
+            continue  # to the end: nothing cut
+        if not isinstance(end, _Size) or end.axis != source:
+            return GeometryUnknown(name, "Slice with a spatial end that is not computed from the map's own extent")
+        offset, stride = end.offset_form()
+        here = geo[source]
+        if stride != here.stride:
+            return GeometryUnknown(name, "Slice with a spatial end on a different stride than the map")
+        if offset > here.offset:
+            geo[source] = _Axis(here.stride, offset, here.receptive_field, max(here.valid_min, offset))
     return _Grid(grid.axes, tuple(geo), grid.spatial)
 
 

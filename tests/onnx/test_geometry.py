@@ -227,6 +227,12 @@ def test_rectangular_kernels_give_each_axis_its_own_geometry():
      "not spatial"),
     (lambda net: net.op("Concat", [net.last, net.last], axis=2), "spatial axis"),
     (lambda net: net.op("NonMaxSuppression"), "no rule"),
+    (lambda net: net.op("Slice", [net.last, _const(net, "s0", np.array([0], np.int64)),
+                                  _const(net, "s1", np.array([4], np.int64)), _const(net, "s2", np.array([2], np.int64))]),
+     "not computed from the map's own extent"),
+    (lambda net: net.op("Slice", [net.last, _const(net, "s0", np.array([1], np.int64)),
+                                  _const(net, "s1", np.array([2**62], np.int64)), _const(net, "s2", np.array([3], np.int64))]),
+     "crops the start"),
 ])
 def test_unknown_geometry_names_the_node(tail, why):
     net = Net()
@@ -265,3 +271,33 @@ def test_padding_beyond_the_kernel_is_unknown():
     net.conv(4, 3, stride=2)
     result = output_geometry(net.model(), "input", net.last)
     assert not result and "pads more than its kernel" in result.why
+
+
+def test_caffe_exporters_ceil_pooling_at_any_size(tmp_path):
+    """The Caffe exporter writes ceil-mode pooling at any size as MaxPool (end-padded) + a Slice whose
+    end is computed from the map's Shape: the shape arithmetic is followed, and the sizes match."""
+    import io
+
+    from corpus import ROOT
+    from proto_rewrite.cli import main
+    from proto_rewrite.validate.load import load_for_validation
+
+    fcn = tmp_path / "mini_fcn.prototxt"
+    code = main(["convert", str(ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt"), "-o", str(fcn)],
+                stdout=io.StringIO(), stderr=io.StringIO())
+    assert code == 0
+    model = load_for_validation(fcn, any_size=True)
+    assert any(node.op_type == "Slice" for node in model.graph.node)
+    input_name, output_name = model.graph.input[0].name, model.graph.output[0].name
+    geometry = output_geometry(model, input_name, output_name)
+    assert geometry, geometry
+    height, width = geometry
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    for size in (height.min_size, height.min_size + 7, height.min_size + 2 * height.stride + 3):
+        out = session.run(None, {input_name: np.zeros((1, channels, size, size + 5), np.float32)})[0]
+        assert out.shape[2:] == (height.cells(size), width.cells(size + 5)), size
