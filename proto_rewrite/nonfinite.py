@@ -116,8 +116,31 @@ def refuse(findings: list[tuple[str, NonFinite]], *, path, what: str, layer: str
                                 hint=ALLOW_HINT)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def beyond_float32(array: np.ndarray) -> tuple[int, float, tuple[int, ...]] | None:
+    """For a float64 array: (count, first value, its index) of the finite values too large for
+    float32 (they would become Inf where Caffe, or the ONNX export, reads them as float32)."""
+    if array.dtype != np.float64:
+        return None
+    count, first = 0, None
+    for offset, chunk in _chunks(array):
+        big = np.abs(chunk) > FLOAT32_MAX
+        big &= np.isfinite(chunk)
+        release(file_span(chunk))
+        hits = int(np.count_nonzero(big))
+        if hits and first is None:
+            flat = offset + int(np.argmax(big))
+            first = (float(chunk[flat - offset]),
+                     tuple(int(i) for i in np.unravel_index(flat, array.shape)) if array.shape else ())
+        count += hits
+    return None if first is None else (count, first[0], first[1])
+
+
 def check_caffe_weights(model) -> None:
-    """Refuse a :class:`~proto_rewrite.caffe.model.CaffeModel` whose weights hold NaN or Inf."""
+    """Refuse a :class:`~proto_rewrite.caffe.model.CaffeModel` whose weights hold NaN or Inf, or
+    doubles beyond float32's range (Caffe and the export read them as float32: Inf)."""
     findings, first_layer = [], None
     for layer_name, arrays in model.weights.items():
         for index, array in enumerate(arrays):
@@ -126,6 +149,16 @@ def check_caffe_weights(model) -> None:
                 findings.append((f"blob {index} of layer '{layer_name}'", found))
                 first_layer = first_layer or layer_name
     refuse(findings, path=model.weights_path or model.prototxt_path, what="blob", layer=first_layer)
+    for layer_name, arrays in model.weights.items():
+        for index, array in enumerate(arrays):
+            big = beyond_float32(np.asarray(array))
+            if big is not None:
+                count, value, where = big
+                raise NonFiniteWeightsError(
+                    f"blob {index} of layer '{layer_name}' holds {count} double value{'s' if count > 1 else ''} "
+                    f"beyond float32's range (the first, {value:g}, at index {list(where)}): read as float32, as "
+                    "Caffe does, they are Inf", path=model.weights_path or model.prototxt_path, layer=layer_name,
+                    hint=ALLOW_HINT)
 
 
 def check_onnx_weights(model) -> None:

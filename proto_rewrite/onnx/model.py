@@ -117,9 +117,82 @@ def _load(path: str) -> OnnxModel:
     buffer = map_file(path, "ONNX model")
     base_dir = os.path.dirname(os.path.abspath(path))
     skeleton, tensors = split_model(buffer, path=path, base_dir=base_dir)
+    _check_versions(skeleton, path)
+    notes = _densify_sparse(skeleton, tensors, path, base_dir)
     model = OnnxModel(skeleton, {t.name: t for t in tensors}, path, base_dir)
+    model.diagnostics.extend(notes)
     check_structure(model, tensors)
     return model
+
+
+# The versions proto-rewrite supports (README, "ONNX support"): opsets 7 to the newest this onnx
+# knows, IR versions 3 (the first with opset imports) to the newest this onnx knows.
+MIN_OPSET = 7
+MIN_IR_VERSION = 3
+
+
+def _check_versions(proto: onnx.ModelProto, path) -> None:
+    """Refuse a model outside the supported opset / IR version range (onnxruntime could not load
+    what the conversion would write)."""
+    newest_ir = onnx.IR_VERSION
+    if not MIN_IR_VERSION <= proto.ir_version <= newest_ir:
+        raise InputFileError(
+            f"the model's IR version {proto.ir_version} is outside the range proto-rewrite supports "
+            f"({MIN_IR_VERSION} to {newest_ir}, what onnx {onnx.__version__} knows)", path=path,
+            hint="re-export the model with a current exporter" if proto.ir_version < MIN_IR_VERSION else
+                 "the model is newer than this onnx (or corrupt): upgrade onnx and onnxruntime, or export it "
+                 "with an older IR version")
+    newest = onnx.defs.onnx_opset_version()
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx") and not MIN_OPSET <= entry.version <= newest:
+            raise InputFileError(
+                f"the model imports ONNX opset {entry.version}, outside the range proto-rewrite supports "
+                f"({MIN_OPSET} to {newest}, the newest onnx {onnx.__version__} knows)", path=path,
+                hint=("convert it first: onnx.version_converter.convert_version(model, 13)"
+                      if entry.version < MIN_OPSET else
+                      "the model is newer than this onnx (or corrupt): upgrade onnx and onnxruntime, or export "
+                      "it at a lower opset"))
+
+
+def _densify_sparse(proto: onnx.ModelProto, tensors: list, path, base_dir) -> list[Diagnostic]:
+    """Replace each of the graph's sparse initializers by the dense initializer it stands for
+    (onnxruntime does the same), after a size check; returns a note per tensor."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from proto_rewrite.limits import check_tensor_size
+
+    graph = proto.graph
+    if not len(graph.sparse_initializer):
+        return []
+    notes = []
+    for sparse in graph.sparse_initializer:
+        name = sparse.values.name
+        dims = tuple(int(d) for d in sparse.dims)
+        where = f"sparse initializer '{name}'"
+        try:
+            values = numpy_helper.to_array(sparse.values, base_dir or "")
+            indices = numpy_helper.to_array(sparse.indices, base_dir or "").astype(np.int64)
+            check_tensor_size(dims, values.dtype.itemsize, where, path=path, layer=name)
+            dense = np.zeros(int(np.prod(dims, dtype=object)), dtype=values.dtype)
+            if indices.ndim == 2:
+                indices = np.ravel_multi_index(tuple(indices.T), dims)
+            if indices.shape != values.reshape(-1).shape:
+                raise ValueError(f"{indices.size} indices for {values.size} values")
+            if indices.size and (indices.min() < 0 or indices.max() >= dense.size):
+                raise ValueError(f"an index is outside the tensor's {dense.size} values")
+            dense[indices] = values.reshape(-1)
+        except InputFileError:
+            raise
+        except Exception as err:  # onnx and numpy raise several types for a malformed sparse tensor
+            raise InputFileError(f"{where} cannot be read: {err}", path=path, layer=name,
+                                 hint="the model is corrupt; export it again") from err
+        tensor = numpy_helper.from_array(dense.reshape(dims), name)
+        tensors.append(StoredTensor.from_proto(tensor, base_dir))
+        notes.append(Diagnostic("note", f"{where} ({values.size} of {dense.size} values set) is written back dense",
+                                Location(path, layer=name)))
+    del graph.sparse_initializer[:]
+    return notes
 
 
 def save_onnx(model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None, *,
