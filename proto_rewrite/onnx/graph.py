@@ -18,6 +18,7 @@ SMALL_CONSTANT = 4096  # elements: larger constants are never decoded for shape 
 # of these must have the arity and attribute types of its ONNX definition (check_node_schema).
 INTERPRETED_OPS = frozenset("""Gemm MatMul Add Sub Mul Div Flatten Reshape Transpose Shape Gather Unsqueeze
     Squeeze Concat Slice Cast Constant Identity Dropout GlobalAveragePool GlobalMaxPool Softmax LogSoftmax
+    ReduceMean ReduceSum ReduceProd AveragePool ConstantOfShape
     Relu LeakyRelu Elu Sigmoid Tanh Clip BatchNormalization Conv QuantizeLinear DequantizeLinear""".split())
 
 

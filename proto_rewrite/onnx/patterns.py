@@ -1,15 +1,19 @@
 """The FC patterns of ONNX graphs, and why a node does not match one.
 
 An FC is a Gemm, or a MatMul with a constant 2-D weight (optionally followed by an Add of a
-constant bias). Its input is one of:
+constant bias). A constant is an initializer, a Constant node, or a subgraph of constants that
+``fold`` folds into one tensor (a reshaped, transposed, cast or scaled initializer). Its input is
+one of:
 
 * ``map``: a 4-D map (N, C, H, W) flattened by Flatten(axis 1), by a Reshape to (N, C*H*W) with a
-  constant target or the exporters' Shape/Gather/Unsqueeze/Concat chain, optionally after a
-  Transpose to NHWC (the kernel is then permuted);
+  constant target or a shape chain ``shape_expr`` evaluates (the legacy and dynamo exporters'), or
+  whose result shape inference knows to be (N, C*H*W), optionally after a Transpose to NHWC (the
+  kernel is then permuted); a global pool's (N, C, 1, 1) result is a 1 x 1 map
+  (:func:`global_pool_of`);
 * ``pooled``: as ``map`` after a GlobalAveragePool, with the classifier moved before the pool;
 * ``chain``: the output of an FC already rewritten (now (N, K, 1, 1)), possibly through
   element-wise nodes;
-* ``vector``: any other 2-D tensor (an MLP): unsqueezed to (N, K, 1, 1).
+* ``vector``: any other 2-D tensor (an MLP, a pooled (N, C)): unsqueezed to (N, K, 1, 1).
 
 Like onnxscript's rewrite rules, each check returns a :class:`Failure` carrying the reason code
 when it does not hold, so every FC that is not rewritten is reported with why.
