@@ -72,6 +72,9 @@ class Tolerances:
                 except ValueError as err:
                     raise UsageError(f"{option} {text!r}: {number!r} is not a number",
                                      hint=f"use {option} VALUE or {option} OUTPUT:VALUE") from err
+                if value != value or value in (float("inf"), float("-inf")):  # NaN passes every pair
+                    raise UsageError(f"{option} {text!r}: a tolerance must be a finite number",
+                                     hint=f"give a number such as {option} 1e-5")
                 if value < 0:
                     raise UsageError(f"{option} {text!r}: a tolerance cannot be negative")
                 if name:
