@@ -41,3 +41,20 @@ def test_readme_lists_every_command():
     for command in COMMANDS:
         name = command.__name__.rsplit(".", 1)[-1].removesuffix("_cmd").replace("_", "-")
         assert f"`proto-rewrite {name}" in README
+
+
+def shown_outputs() -> list[tuple[str, list[str]]]:
+    """A console block followed by a text block: the command, and the lines its output must hold."""
+    pairs = re.findall(r"```console\n([^`]*)```\n\n```text\n([^`]*)```", README)
+    return [(command.strip(), [line for line in text.splitlines() if line.strip()]) for command, text in pairs]
+
+
+@pytest.mark.parametrize("example", shown_outputs(), ids=lambda pair: pair[0] if isinstance(pair, tuple) else None)
+def test_readme_shows_what_the_example_prints(example, monkeypatch):
+    command, lines = example
+    monkeypatch.chdir(ROOT)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(shlex.split(command)[1:], stdout=out, stderr=err) == 0, err.getvalue()
+    printed = out.getvalue().splitlines()
+    for line in lines:
+        assert line in printed, f"README shows {line!r}; {command} printed:\n{out.getvalue()}"
