@@ -11,6 +11,7 @@ that folder. Every target goes through :func:`proto_rewrite.output_guard.check_o
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -29,6 +30,22 @@ _TAG_BYTES = len(".prw4194304-xxxxxx.partial") + 1  # the pid has at most 7 digi
 _O_TMPFILE = getattr(os, "O_TMPFILE", None) if os.path.isdir("/proc/self/fd") else None
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.ENOTSUP}
 _cleaned: set[str] = set()
+
+
+ESCAPE_ERRORS = "proto_rewrite.escape"
+
+
+def _escape_unencodable(err: UnicodeError):
+    """Codec error handler: an undecodable byte of a file name (a lone surrogate) as ``\\xNN``,
+    as the CLI prints it; anything else unencodable as ``\\uNNNN``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
+                   for c in err.object[err.start:err.end])
+    return text, err.end
+
+
+codecs.register_error(ESCAPE_ERRORS, _escape_unencodable)
 
 
 def _current_umask() -> int:
@@ -221,7 +238,10 @@ class OutputFiles:
         pending.given = os.fspath(path)
         self._pending.append(pending)
         try:
-            return os.fdopen(fd, mode)
+            if "b" in mode:
+                return os.fdopen(fd, mode)
+            # text: UTF-8 whatever the locale; an undecodable byte of a file name (a lone surrogate) escaped
+            return os.fdopen(fd, mode, encoding="utf-8", errors=ESCAPE_ERRORS)
         except BaseException:
             os.close(fd)
             raise

@@ -28,16 +28,38 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _override: int | None = None
 
 
+MAX_SIZE = 2**63 - 1  # the most any limit may be set to (a file offset's range)
+_SHOWN = 40  # characters of a bad value quoted in its error
+
+
+def _excerpt(text: str) -> str:
+    text = str(text)
+    shown = text if len(text) <= _SHOWN else text[:_SHOWN] + f"... ({len(text)} characters)"
+    return shown.encode("unicode_escape").decode("ascii")  # control characters and odd bytes escaped
+
+
 def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
-    """``"1000"``, ``"64M"``, ``"16GiB"``... as a number of bytes (K/M/G/T decimal, Ki/Mi/Gi/Ti binary)."""
-    match = _SIZE.match(str(text))
+    """``"1000"``, ``"64M"``, ``"16GiB"``... as a number of bytes (K/M/G/T decimal, Ki/Mi/Gi/Ti binary).
+    Exact (no float rounding); a value that is not a size, not positive, or over :data:`MAX_SIZE` is a
+    :class:`UsageError` naming ``what`` (the option or the environment variable)."""
+    text = str(text)
+    match = _SIZE.match(text) if len(text) <= 1000 else None
     if not match:
-        raise UsageError(f"{what} '{text}' is not a size",
+        raise UsageError(f"{what} '{_excerpt(text)}' is not a size",
                          hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
     number, unit = match.groups()
-    value = int(float(number) * _UNITS[(unit or "").lower()])
+    whole, _, fraction = number.partition(".")
+    if len(whole.lstrip("0")) > 30:
+        value = MAX_SIZE + 1
+    else:
+        scale = _UNITS[(unit or "").lower()]
+        value = int(whole) * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
     if value <= 0:
-        raise UsageError(f"{what} must be positive, not '{text}'")
+        raise UsageError(f"{what} must be positive, not '{_excerpt(text)}'",
+                         hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
+    if value > MAX_SIZE:
+        raise UsageError(f"{what} '{_excerpt(text)}' is too large (the most is 2^63 - 1 bytes)",
+                         hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
     return value
 
 
@@ -142,3 +164,11 @@ def check_random_total(total: int, what: str, **where) -> None:
             "for random weights", hint=f"the declared shapes are probably wrong (check the input shape and "
                                        f"num_output); if they are right, raise the limit with --max-random-bytes "
                                        f"or {ENV_MAX_RANDOM_BYTES}", **where)
+
+
+def check_environment() -> None:
+    """Parse every limit set in the environment, so that a bad value is refused (UsageError naming
+    the variable) before a command starts, not in the middle of it."""
+    for name in (ENV_MAX_TENSOR_BYTES, globals().get("ENV_MAX_TEXT_BYTES"), globals().get("ENV_MAX_RANDOM_BYTES")):
+        if name and os.environ.get(name):
+            parse_size(os.environ[name], name)

@@ -65,7 +65,73 @@ def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
         raise InputFileError(
             f"not a compiled Caffe schema (a descriptor set with package 'caffe' and {', '.join(REQUIRED_MESSAGES)}): {err}",
             path=CUSTOM_SCHEMA_PATH, hint=_COMPILE_HINT) from err
+    if CUSTOM_SCHEMA_PATH is not None:
+        _check_against_bundled(file_set)
     return pool, file_set
+
+
+# The fields every part of proto-rewrite reads, whatever the layer types: a schema must have them.
+CORE_FIELDS = {
+    "NetParameter": ("name", "layer", "layers", "input", "input_shape", "input_dim", "state"),
+    "LayerParameter": ("name", "type", "bottom", "top", "phase", "blobs", "include", "exclude", "param"),
+    "V1LayerParameter": ("name", "type", "bottom", "top", "blobs", "include", "exclude"),
+    "V0LayerParameter": ("name", "type"),
+    "BlobProto": ("shape", "data", "double_data", "num", "channels", "height", "width"),
+    "BlobShape": ("dim",),
+    "NetState": ("phase", "level", "stage"),
+    "NetStateRule": ("phase", "min_level", "max_level", "stage", "not_stage"),
+}
+
+
+def _messages(file_set) -> dict:
+    """Full name (without the package) -> DescriptorProto, nested messages included, of package caffe."""
+    found = {}
+
+    def collect(prefix, messages):
+        for message in messages:
+            found[prefix + message.name] = message
+            collect(prefix + message.name + ".", message.nested_type)
+
+    for file_proto in file_set.file:
+        if file_proto.package == PACKAGE:
+            collect("", file_proto.message_type)
+    return found
+
+
+def _check_against_bundled(file_set) -> None:
+    """A fork's schema extends BVLC's: refuse one whose messages are hollow (a message of the
+    bundled schema without any of its fields), that lacks a core field, or that gives a field of the
+    bundled schema another number, type or label (every reader would misread the files)."""
+    bundled = _messages(descriptor_pb2.FileDescriptorSet.FromString(
+        resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()))
+    custom = _messages(file_set)
+
+    def refuse(message: str, hint: str = _COMPILE_HINT):
+        raise InputFileError(f"not a usable Caffe schema: {message}", path=CUSTOM_SCHEMA_PATH, hint=hint)
+
+    for name, fields in CORE_FIELDS.items():
+        have = {field.name for field in custom[name].field}
+        missing = [field for field in fields if field not in have]
+        if missing:
+            refuse(f"message caffe.{name} lacks the field{'s' * (len(missing) > 1)} {', '.join(missing)}"
+                   + (" (it is hollow: no fields at all)" if not have else ""))
+    for name, message in custom.items():
+        reference = bundled.get(name)
+        if reference is None:
+            continue
+        if reference.field and not message.field:
+            refuse(f"message caffe.{name} is hollow: it has none of the {len(reference.field)} fields of Caffe's")
+        known = {field.name: field for field in reference.field}
+        for field in message.field:
+            expected = known.get(field.name)
+            if expected is None:
+                continue
+            if (field.number, field.type, field.label) != (expected.number, expected.type, expected.label) or (
+                    field.type_name.lstrip(".") != expected.type_name.lstrip(".")):
+                refuse(f"field caffe.{name}.{field.name} is number {field.number} of type "
+                       f"{descriptor_pb2.FieldDescriptorProto.Type.Name(field.type)} here, but number "
+                       f"{expected.number} of type {descriptor_pb2.FieldDescriptorProto.Type.Name(expected.type)} "
+                       "in Caffe's schema", hint="compile the fork's own caffe.proto; " + _COMPILE_HINT)
 
 
 POOL, _FILE_SET = _load_pool()

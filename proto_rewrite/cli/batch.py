@@ -240,13 +240,15 @@ def _weights_beside(args, model: str) -> list:
 
 
 def summary_table(records: list[BatchRecord]) -> str:
+    from proto_rewrite.cli.main import printable
+
     rows = [("model", "status", "exit", "rewritten", "skipped (reason)")]
     for record in records:
         skipped = ", ".join(f"{s['name']} ({s['reason']})" for s in record.skipped)
         if record.error:
             skipped = record.error.get("message") or record.error["error"]
-        rows.append((record.model, record.status, str(record.exit_code), ", ".join(record.rewritten) or "-",
-                     skipped or "-"))
+        rows.append(tuple(printable(cell) for cell in (
+            record.model, record.status, str(record.exit_code), ", ".join(record.rewritten) or "-", skipped or "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
     counts = {status: sum(r.status == status for r in records) for status in ("converted", "unchanged", "failed", "error")}

@@ -19,7 +19,7 @@ from proto_rewrite.cli.options import (
     refuse_output_over_input,
     use_caffe_schema,
 )
-from proto_rewrite.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from proto_rewrite.errors import EXIT_CHECK_FAILED, EXIT_OK, InputFileError, UsageError
 
 HELP = "show what changed between two models: layers removed, added and changed, weight relations, costs"
 
@@ -64,7 +64,11 @@ def run(args, console) -> int:
                                              *caffe_default_weights(args.model_a, args.model_b)])
     if args.no_weights and (args.weights_a or args.weights_b):
         raise UsageError("--no-weights cannot be combined with --weights-a / --weights-b")
-    plan = read_plan(args.plan) if args.plan else None
+    try:
+        plan = read_plan(args.plan) if args.plan else None
+    except RecursionError as err:  # JSON nested deeper than Python's stack
+        raise InputFileError("the plan is not a proto-rewrite plan: it is nested too deeply to read", path=args.plan,
+                             hint="pass the file written by proto-rewrite convert --save-plan") from err
     options = LoadOptions(
         weights_a=None if args.no_weights else (args.weights_a or AUTO),
         weights_b=None if args.no_weights else (args.weights_b or AUTO),

@@ -17,7 +17,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from proto_rewrite import __version__, output_guard
+from proto_rewrite import __version__, limits, output_guard
 from proto_rewrite.cli import convert_cmd, diff_cmd, export_cmd, init_weights_cmd, inspect_cmd, validate_cmd
 from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError, UsageError
 
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
     guard = None
     try:
         with terminate_as_interrupt(), output_guard.guarding(command_inputs(args)) as guard:
+            limits.check_environment()
             refuse_shared_outputs(args)
             return args.run(args, console)
     except ProtoRewriteError as err:

@@ -88,7 +88,7 @@ def plan_renames(path) -> dict[str, str]:
 
     try:
         return RewritePlan.from_dict(json.loads(read_text(path, "plan"))).renames
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # a list; nested 10^5 deep
         raise InputFileError(f"not a proto-rewrite plan: {err}", path=path,
                              hint="write one with proto-rewrite convert ... --save-plan PLAN.json") from err
 
