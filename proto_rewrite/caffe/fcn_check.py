@@ -493,7 +493,7 @@ def _report(net, planning, all_shapes, geometry, images, sizes, found, pooled) -
     blockers = [item.blocker for item in found.values()]
     fully = proof is not None and not blockers
     if blockers:
-        notes.insert(0, "what the blockers below name keeps the net at its planning size")
+        notes.insert(0, "the layers named as blockers keep the net at its planning size")
     return FcnReport(fully, proof, checked, maps, blockers, "; ".join(n for n in notes if n))
 
 
