@@ -256,6 +256,8 @@ def _arithmetic(view, node, nodes, leaves, depth):
     if view.opset < 7 and (attribute(node, "broadcast", 0) or left.dims != right.dims):
         return None  # the legacy broadcast attribute: not followed
     dims = tuple(np.broadcast_shapes(left.dims, right.dims))
+    if math.prod(dims) > max(math.prod(left.dims), math.prod(right.dims)):
+        return None  # an outer-product broadcast: the result would outgrow every stored tensor
     op, dtype = _ARITHMETIC[node.op_type], raw_dtype(left.data_type)
     a, b = left.compute, right.compute
     return _Value(dims, left.data_type, lambda: op(a(), b()).astype(dtype, copy=False), None)

@@ -81,12 +81,23 @@ def shared_step(opset=13):
     return net.model([("x", zoo.IN_SHAPE)], [out, weight]), {"fc_w_div"}
 
 
+def half_weight(opset=13):
+    """A float16 weight cast to float32 before the FC (weights stored at half size)."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    weight = net.node("Cast", [net.const("fc_w16", net.rng.randn(5, 144) / 12, np.float16)], name="fc_w_cast",
+                      to=TensorProto.FLOAT)
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_cast"}
+
+
 CASES = {
     "inception-v1-reshape": inception_v1,
     "constant-target-squeeze": constant_node_target,
     "transpose-mul-cast-bias": transposed,
     "shared-leaf": shared_leaf,
     "shared-step": shared_step,
+    "float16-cast": half_weight,
 }
 
 
@@ -215,3 +226,13 @@ def test_folded_from_external_data(case, tmp_path):
     feeds = feeds_for(original)
     for want, got in zip(run(original, feeds), run_path(out, feeds)):
         assert_close(want, got)
+
+
+def test_outer_product_broadcast_is_not_folded():
+    """(5, 1) * (1, 144) would make a tensor larger than any stored one: not folded, a skip."""
+    net = zoo.Net(13)
+    flat = _head(net)
+    weight = net.node("Mul", [net.weight("fc_rows", (5, 1)), net.weight("fc_cols", (1, 144))], name="fc_w_outer")
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    plan, _ = convert(net.model([("x", zoo.IN_SHAPE)], [out]), mode="exact")
+    assert [s.reason for s in plan.skips] == [Reason.WEIGHT_NOT_CONSTANT]
