@@ -73,8 +73,9 @@ def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnRepo
         note = (f"the weights ({weight_bytes / 2**20:.0f} MiB) pass the run limit ({run_limit_bytes / 2**20:.0f} MiB): "
                 "shapes inferred, not run")
     if not maps:
-        note = "; ".join(filter(None, [note, "the outputs keep their (N, K) shape at any input size (the FCs read "
-                                             "pooled vectors, so there is no score map)"]))
+        why = ("the score maps are pooled back (--pool-scores)" if plan.options.get("pool_scores")
+               else "the FCs read pooled vectors, so there is no score map")
+        note = "; ".join(filter(None, [note, f"the outputs keep their (N, K) shape at the sizes checked ({why})"]))
     return FcnReport(True, proof, [_plain(sizes)], list(maps.values()), [], note)
 
 

@@ -111,8 +111,8 @@ def place_pools(program: Program, view: GraphView, names, heads: list[PoolHead],
         program.plan.edits += [
             GraphEdit("insert", pool.name, pool.op_type, f"global {method} pooling of {what} (--pool-scores "
                       f"{pool_scores})", inputs=(source,), outputs=(pooled,), method=method),
-            GraphEdit("insert", flatten.name, "Flatten", f"gives '{target}' its original (N, {m.outputs}) shape "
-                      "at any input size", inputs=(pooled,), outputs=(target,)),
+            GraphEdit("insert", flatten.name, "Flatten", f"gives '{target}' its original (N, {m.outputs}) shape",
+                      inputs=(pooled,), outputs=(target,)),
         ]
 
 
