@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
             console.out(json.dumps(err.to_dict(), indent=2) + "\n")
         return err.exit_code
     except Terminated:
-        console.error("terminated (SIGTERM): nothing was written")
+        console.error("terminated (SIGTERM)")
         return EXIT_TERMINATED
     except KeyboardInterrupt:
         console.error("interrupted")
