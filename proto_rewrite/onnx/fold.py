@@ -83,6 +83,27 @@ def _fold_top(view: GraphView, name: str) -> Folded | None:
                   view.producer[name])
 
 
+def why_not_constant(view: GraphView, name: str) -> str:
+    """Where the subgraph computing ``name`` stops being foldable: "graph input 'w'", "Relu 'r'"..."""
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        current = stack.pop()
+        if current in seen or view.constant_tensor(current) is not None:
+            continue
+        seen.add(current)
+        if current in view.graph_inputs or view.is_overridable(current):
+            return f"graph input '{current}'"
+        found = view.producer_of(current)
+        if found is None:
+            return f"'{current}', which nothing produces"
+        index, node = found
+        if node.domain not in DEFAULT_DOMAINS or node.op_type not in _RULES:
+            return view.label(index)
+        stack.extend(reversed([n for n in node.input if n]))
+    return f"{view.label(view.producer[name])}, whose result proto-rewrite could not work out"
+
+
 def _tensor(name: str, value: _Value, view: GraphView, leaves: set[str]) -> DerivedTensor:
     if value.same_bytes is not None:
         source = value.same_bytes

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from onnx import TensorProto
 
-from proto_rewrite.onnx.fold import fold_constant
+from proto_rewrite.onnx.fold import fold_constant, why_not_constant
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.shape_expr import Dim, chain_nodes, evaluate, known
 from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
@@ -232,8 +232,11 @@ def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Fai
         if name in view.graph_inputs or view.is_overridable(name):
             return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is a graph input")
         found = view.producer_of(name)
-        what = view.label(found[0]) if found else "nothing"
-        return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is computed by {what}")
+        if found is None:
+            return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is computed by nothing")
+        what, stop = view.label(found[0]), why_not_constant(view, name)
+        detail = what if stop == what else f"{what}, from {stop}"
+        return fail(Reason.WEIGHT_NOT_CONSTANT, f"{role} '{name}' is computed by {detail}")
     others = _other_readers(view, name, index)
     if others:
         return fail(Reason.SHARED_WEIGHTS, f"{role} '{name}' is also read by {others}")

@@ -70,7 +70,8 @@ HINTS = {
     Reason.SHARED_WEIGHTS: "the weight is used by other nodes too; changing its shape would break them",
     Reason.ELEMENT_COUNT_MISMATCH: "the weight does not fit the input's C*H*W; check the input size",
     Reason.TRANS_A: "a Gemm with transA=1 reads its input transposed; it has no Conv equivalent",
-    Reason.WEIGHT_NOT_CONSTANT: "only FCs whose weight and bias are initializers or Constant nodes are rewritten",
+    Reason.WEIGHT_NOT_CONSTANT: "only FCs whose weight and bias are constants are rewritten (initializers, Constant "
+                                "nodes, or Reshape / Transpose / Squeeze / Unsqueeze / Cast / Add / Mul... of them)",
     Reason.BATCHED_BIAS: "a bias that differs per batch row has no Conv equivalent",
     Reason.MATMUL_ND: "only MatMul on 2-D inputs is an FC layer",
     Reason.QUANTIZED: "rewrite the float model, then quantize it",

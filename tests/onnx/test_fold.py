@@ -192,12 +192,15 @@ def _weight_from(op: str):
     return net.model(inputs, [out])
 
 
-@pytest.mark.parametrize("op", ["input", "Relu"])
-def test_not_foldable_is_still_a_skip(op):
-    """A weight computed from a graph input, or by an op the folder does not know: still a skip."""
+@pytest.mark.parametrize("op, why", [("input", "Transpose 'fc_w_t', from graph input 'w_in'"),
+                                     ("Relu", "Relu 'fc_w_op'")])
+def test_not_foldable_is_still_a_skip(op, why):
+    """A weight computed from a graph input, or by an op the folder does not know: still a skip,
+    naming where folding stopped."""
     original = _weight_from(op)
     plan, new = convert(original, mode="exact")
     assert [s.reason for s in plan.skips] == [Reason.WEIGHT_NOT_CONSTANT]
+    assert plan.skips[0].detail.endswith(f"is computed by {why}")
     assert not plan.rewrites
     assert _bytes(new.to_proto()) == _bytes(original)
 
