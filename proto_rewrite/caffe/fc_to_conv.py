@@ -68,7 +68,8 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
     shapes = infer_shapes(work, options.input_shapes, **where)
     original_outputs = {blob: shapes.blobs[blob] for blob in _net_outputs(work)}
     plan = RewritePlan("caffe", model.prototxt_path or "", options.mode,
-                       input_shapes={top: shapes.blobs[top] for top in _input_blobs(work)})
+                       input_shapes={top: shape for top, shape in _source_shapes(work, shapes).items()
+                                     if top in _input_blobs(work)})
     fc_names = [layer.name for layer in work.layer if layer.type == "InnerProduct"]
     options.selection.check_names(fc_names)
     for name in fc_names:
@@ -104,8 +105,7 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
             plan.edits.append(edit)
     plan.renames = {r.name: r.new_name for r in plan.rewrites if r.new_name != r.name}
     plan.renames.update({e.inputs[0]: e.outputs[0] for e in plan.edits if e.action == "rename"})
-    planning = {top: tuple(shapes.blobs[top]) for layer in work.layer if not layer.bottom
-                for top in layer.top if shapes.blobs.get(top) is not None}
+    planning = {top: tuple(shape) for top, shape in _source_shapes(work, shapes).items() if shape is not None}
     _check_result(work, model, options, original_outputs, plan, planning)
     if options.mode == FCN and (plan.rewrites or options.input_size):
         plan.fcn = check_fcn(work, planning, input_size=options.input_size, pooled=bool(options.pool_scores),
@@ -468,6 +468,17 @@ def _net_outputs(net) -> list[str]:
             if top not in consumed and top not in outputs:
                 outputs.append(top)
     return outputs
+
+
+def _source_shapes(net, shapes) -> dict:
+    """Top -> shape as the layers without bottoms (Input, data) make them: not the blob's shape at
+    the end of the net, which an in-place layer (an InnerProduct with top == bottom) changes."""
+    found = {}
+    for layer in net.layer:
+        if not layer.bottom:
+            for top, shape in zip(layer.top, shapes.tops.get(layer.name, [])):
+                found.setdefault(top, shape)
+    return found
 
 
 def _input_blobs(net) -> list[str]:
