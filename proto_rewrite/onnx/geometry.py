@@ -182,6 +182,8 @@ def tensor_geometry(model: onnx.ModelProto, input_name: str,
         return final
     if isinstance(final, _Pooled):
         return GeometryUnknown(final.node, "global pool: the output has one cell at any size")
+    if not isinstance(final, _Grid):
+        return GeometryUnknown(output_name, "the output is a shape computed from the input, not a map")
     if len(final.axes) != 4:
         return GeometryUnknown(output_name, f"the output is {len(final.axes)}-D, not a 4-D map")
     spatial = final.spatial or _default_spatial(graph, input_name)
@@ -410,6 +412,14 @@ def _shape_step(node, states: list, constants) -> _Shape | None:
             return _Shape(tuple(first[i] for i in indices))
         except IndexError:
             return None
+    if op == "Slice" and len(node.input) >= 3:
+        bounds = [elems(i) for i in range(1, min(len(node.input), 5))]
+        if any(b is None or len(b) != 1 or not isinstance(b[0], int) for b in bounds):
+            return None
+        start, end = bounds[0][0], bounds[1][0]
+        axis = bounds[2][0] if len(bounds) > 2 else 0
+        step = bounds[3][0] if len(bounds) > 3 else 1
+        return _Shape(tuple(first[start:end:step])) if axis in (0, -1) and step != 0 else None
     if op == "Concat":
         parts = [elems(i) for i in range(len(node.input))]
         return None if any(p is None for p in parts) else _Shape(tuple(e for p in parts for e in p))

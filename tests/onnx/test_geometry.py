@@ -301,3 +301,30 @@ def test_caffe_exporters_ceil_pooling_at_any_size(tmp_path):
     for size in (height.min_size, height.min_size + 7, height.min_size + 2 * height.stride + 3):
         out = session.run(None, {input_name: np.zeros((1, channels, size, size + 5), np.float32)})[0]
         assert out.shape[2:] == (height.cells(size), width.cells(size + 5)), size
+
+
+def test_shape_arithmetic_sizes_a_slice_like_the_exporters():
+    """MaxPool end-padded for ceil mode, then a Slice to floor((x - k + s - 1) / s) + 1 computed from
+    Shape -> Slice -> Sub -> Add -> Div -> Add: the map size follows, and onnxruntime agrees."""
+    net = Net()
+    trunk = net.conv(4, 3)
+    net.pool(3, 2, pad=[0, 0, 1, 1])
+    pooled = net.last
+    net.op("Shape", [trunk])
+    net.op("Slice", [net.last, _const(net, "b0", np.array([2], np.int64)), _const(net, "b1", np.array([4], np.int64)),
+                     _const(net, "b2", np.array([0], np.int64))])
+    net.op("Sub", [net.last, _const(net, "k", np.array([3, 3], np.int64))])
+    net.op("Add", [net.last, _const(net, "s1", np.array([1, 1], np.int64))])
+    net.op("Div", [net.last, _const(net, "s", np.array([2, 2], np.int64))])
+    ends = net.op("Add", [net.last, _const(net, "one", np.array([1, 1], np.int64))])
+    net.op("Slice", [pooled, _const(net, "z", np.array([0, 0], np.int64)), ends, _const(net, "ax", np.array([2, 3], np.int64))])
+    net.conv(5, 2)
+    model = net.model()
+    height, width = output_geometry(model, "input", net.last)
+    # conv 3: M 3; ceil pool 3/2: M 3 + (3 - 1 - 1) = 4, S 2; conv 2: M 4 + 2 = 6
+    assert height == width == AxisGeometry(stride=2, min_size=6, receptive_field=3 + 2 + 2)
+    for size in (6, 7, 12, 19):
+        assert tuple(ort_map_size(model, size)) == (height.cells(size), width.cells(size)), size
+    shape_out = Net()
+    shape_out.op("Shape")
+    assert "a shape computed from the input" in output_geometry(shape_out.model(), "input", shape_out.last).why
