@@ -104,3 +104,42 @@ def test_cli_refuses_misaligned_and_reports_the_confirmation(tmp_path):
     out = io.StringIO()
     assert main(["validate", pa, pb, "--dense", "24", "24"], stdout=out, stderr=io.StringIO()) == 0
     assert "confirmed by onnxruntime at 16x16 and 24x24" in out.getvalue()
+
+
+def alexnet_pair():
+    """torchvision-style AlexNet at 224 (conv1 11/4 pad 2, three 3/2 pools, fc6 over 6 x 6), two channels
+    wide: stride 32, min size 223. B: fc6 as a 6 x 6 convolution, any size."""
+    rng = np.random.RandomState(2)
+
+    def conv(name, out, inp, k):
+        return numpy_helper.from_array((rng.standard_normal((out, inp, k, k)) * 0.2).astype(np.float32), name)
+
+    trunk = [helper.make_node("Conv", ["x", "c1"], ["a1"], strides=[4, 4], pads=[2] * 4),
+             helper.make_node("MaxPool", ["a1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "c2"], ["a2"], pads=[2] * 4),
+             helper.make_node("MaxPool", ["a2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("Conv", ["p2", "c3"], ["a3"], pads=[1] * 4),
+             helper.make_node("MaxPool", ["a3"], ["p3"], kernel_shape=[3, 3], strides=[2, 2])]
+    inits = [conv("c1", 2, 3, 11), conv("c2", 2, 2, 5), conv("c3", 2, 2, 3)]
+    fc = (rng.standard_normal((4, 2 * 6 * 6)) * 0.2).astype(np.float32)
+    a = helper.make_graph(
+        trunk + [helper.make_node("Flatten", ["p3"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
+        "a", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits + [numpy_helper.from_array(fc, "w")])
+    b = helper.make_graph(
+        trunk + [helper.make_node("Conv", ["p3", "w6"], ["y"])],
+        "b", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "h", "w"])],
+        inits + [numpy_helper.from_array(fc.reshape(4, 2, 6, 6), "w6")])
+    opset = [helper.make_opsetid("", 13)]
+    return helper.make_model(a, opset_imports=opset), helper.make_model(b, opset_imports=opset)
+
+
+def test_alexnet_at_335_is_refused_not_compared_at_stride_37():
+    a, b = alexnet_pair()
+    with pytest.raises(UsageError, match="335-pixel height does not align") as err:
+        dense_check(a, b, (335, 335), ValidateOptions())
+    assert "every 32 pixels" in str(err.value) and "320 or 352, 384, 416" in err.value.hint
+    result = dense_check(a, b, (288, 256), ValidateOptions())
+    assert result.stride == (32, 32) and result.cells == 3 * 2 and result.confirmed_at == [(224, 224), (288, 256)]
+    assert result.outputs[0].score_map_shape == (1, 4, 3, 2)
