@@ -100,7 +100,9 @@ def run_batch(args, models: list[str], console) -> int:
 
 def _report(record: BatchRecord, done: int, total: int, args, console, progress: bool) -> BatchRecord:
     if progress:
-        console.stderr.write(f"\r\033[K[{done}/{total}] {record.model}: {record.status}")
+        from proto_rewrite.cli.main import printable  # a file name may hold terminal escapes too
+
+        console.stderr.write(f"\r\033[K[{done}/{total}] {printable(str(record.model))}: {record.status}")
         console.stderr.flush()
     if args.format == "json":
         console.out(json.dumps(asdict(record)) + "\n")

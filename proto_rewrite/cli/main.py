@@ -20,6 +20,7 @@ from pathlib import Path
 from proto_rewrite import __version__, limits, output_guard
 from proto_rewrite.cli import convert_cmd, diff_cmd, export_cmd, init_weights_cmd, inspect_cmd, validate_cmd
 from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError, UsageError
+from proto_rewrite.terminal import escape_controls
 
 COMMANDS = (convert_cmd, validate_cmd, diff_cmd, export_cmd, inspect_cmd, init_weights_cmd)
 
@@ -62,7 +63,8 @@ def _escape_surrogate(match) -> str:
 def printable(text: str) -> str:
     """``text`` with the undecodable bytes of a file name (lone surrogates, as Python decodes a
     non-UTF-8 name) written as ``\\xNN``: no output stream can encode them as they are."""
-    return _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text
+    text = _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text
+    return escape_controls(text)  # names from a model may hold terminal escapes (ESC, BEL, C1...)
 
 
 def build_parser() -> argparse.ArgumentParser:
