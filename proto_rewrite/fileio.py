@@ -92,7 +92,8 @@ def remove_stale_partials(folder: str | os.PathLike, pids: set[int] | None = Non
         if pids is None and (pid == os.getpid() or _pid_alive(pid)):
             continue
         try:
-            if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            mine = not hasattr(os, "getuid") or entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            if not entry.is_file(follow_symlinks=False) or not mine:
                 continue
             os.unlink(entry.path)
         except OSError:

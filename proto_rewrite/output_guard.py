@@ -166,7 +166,7 @@ def add_note(text: str) -> None:
 def name_max(folder: str | os.PathLike) -> int:
     try:
         return os.pathconf(folder or ".", "PC_NAME_MAX")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the common limit
         return 255
 
 
