@@ -10,8 +10,9 @@ model is written. A chain that only changes the shape (Identity, Reshape, Flatte
 Unsqueeze) of one leaf yields the leaf's own bytes, streamed as they are.
 
 Nothing here changes the model. The caller writes only the folded tensor and removes the nodes that
-computed it (``Folded.nodes``) once nothing else reads them; an initializer that a node outside
-the subgraph also reads stays in the model as it is.
+computed it (``Folded.nodes``) once nothing else reads them. A subgraph whose initializer (or
+step) a node outside it also reads is not folded (:func:`shared_with`): that tensor must stay, and
+its data would be stored twice.
 """
 
 from __future__ import annotations
@@ -81,6 +82,39 @@ def _fold_top(view: GraphView, name: str) -> Folded | None:
         return None
     return Folded(name, _tensor(name, value, view, leaves), frozenset(nodes), tuple(sorted(leaves)),
                   view.producer[name])
+
+
+def shared_with(view: GraphView, folded: Folded) -> str:
+    """Who outside the subgraph also reads one of its tensors (a leaf initializer, a step), or "".
+    Such a tensor must stay, so folding would store its data twice: refused, as for a weight read
+    by two nodes. Scalars and the integer shapes and axes do not count."""
+    tensors = set(folded.leaves)
+    for index in folded.nodes:
+        tensors.update(name for name in view.nodes[index].output if name)
+    tensors.discard(folded.name)
+    for name in sorted(tensors):
+        if not _is_weight_data(view, name):
+            continue
+        readers = sorted({view.label(i) for i, _ in view.uses(name) if i not in folded.nodes})
+        if view.is_graph_output(name):
+            readers.append("a graph output")
+        if readers:
+            return f"'{name}' is also read by {', '.join(readers)}"
+    return ""
+
+
+def _is_weight_data(view: GraphView, name: str) -> bool:
+    stored = view.constant_tensor(name)
+    if stored is not None:
+        data_type, dims = stored.data_type, tuple(stored.dims)
+    else:
+        found = view.type(name)
+        if found is None:
+            return True
+        data_type, dims = found.elem_type, found.shape
+    if data_type not in FLOATS:
+        return False
+    return dims is None or not all(isinstance(d, int) for d in dims) or math.prod(dims) != 1
 
 
 def why_not_constant(view: GraphView, name: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from onnx import TensorProto
 
-from proto_rewrite.onnx.fold import fold_constant, why_not_constant
+from proto_rewrite.onnx.fold import fold_constant, shared_with, why_not_constant
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.shape_expr import Dim, chain_nodes, evaluate, known
 from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
@@ -226,6 +226,15 @@ def _constant(view: GraphView, name: str) -> tuple[object, int | None, frozenset
     return folded.tensor, folded.producer, folded.nodes
 
 
+def _folded_shared(view: GraphView, name: str, role: str) -> Failure | None:
+    """A folded operand whose subgraph shares a tensor with the rest of the graph: refused."""
+    folded = fold_constant(view, name)
+    shared = shared_with(view, folded) if folded is not None else ""
+    if shared:
+        return fail(Reason.SHARED_WEIGHTS, f"{role} '{name}' is folded from {shared}")
+    return None
+
+
 def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Failure:
     found = _constant(view, name)
     if found is None:
@@ -240,7 +249,8 @@ def _operand(view: GraphView, name: str, index: int, role: str) -> Operand | Fai
     others = _other_readers(view, name, index)
     if others:
         return fail(Reason.SHARED_WEIGHTS, f"{role} '{name}' is also read by {others}")
-    return Operand(name, *found)
+    shared = _folded_shared(view, name, role)
+    return shared if shared is not None else Operand(name, *found)
 
 
 def _other_readers(view: GraphView, name: str, index: int) -> str:
@@ -270,7 +280,8 @@ def _bias(view: GraphView, name: str, index: int, outputs: int, dtype: int, beta
         return fail(Reason.SHARED_WEIGHTS, f"bias '{name}' is also read by {others}")
     if constant_node is not None and others:
         return fail(Reason.SHARED_WEIGHTS, f"bias '{name}' is also read by {others}")
-    return Operand(name, tensor, constant_node, nodes)
+    shared = _folded_shared(view, name, "bias")
+    return shared if shared is not None else Operand(name, tensor, constant_node, nodes)
 
 
 def _bias_add(view: GraphView, index: int, taken: set[int]) -> tuple[int, str] | None:

@@ -1,6 +1,7 @@
 """Constant subgraphs that compute an FC's weight or bias are folded into one initializer: the FC
 is rewritten (not skipped as weight-not-constant), the folding nodes and the initializers only they
-read are removed, an initializer something else reads stays byte-identical, and the numbers hold."""
+read are removed, untouched initializers stay byte-identical, and the numbers hold. A subgraph
+whose weight data something else also reads is not folded (shared-weights)."""
 
 import numpy as np
 import onnx
@@ -61,7 +62,7 @@ def transposed(opset=13):
 
 
 def shared_leaf(opset=13):
-    """The reshaped initializer is also read directly by another node: folded, and it stays."""
+    """The reshaped initializer is also read directly by another node: not folded."""
     net = zoo.Net(opset)
     flat = _head(net)
     weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])],
@@ -72,13 +73,24 @@ def shared_leaf(opset=13):
 
 
 def shared_step(opset=13):
-    """An intermediate value of the subgraph is also a graph output: its node stays, the rest goes."""
+    """An intermediate value of the subgraph is also a graph output: not folded."""
     net = zoo.Net(opset)
     flat = _head(net)
     weight = net.node("Transpose", [net.weight("fc_w_0", (144, 5))], name="fc_w_t", perm=[1, 0])
     scaled = net.node("Div", [weight, net.weight("fc_div", (1, 1), 1.0)], name="fc_w_div")
     out = net.node("Gemm", [flat, scaled, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
     return net.model([("x", zoo.IN_SHAPE)], [out, weight]), {"fc_w_div"}
+
+
+def shared_scalar(opset=13):
+    """The weight's scale, a scalar, is also read elsewhere: folded, and the scalar stays."""
+    net = zoo.Net(opset)
+    flat = _head(net)
+    weight = net.node("Transpose", [net.weight("fc_w_0", (144, 5))], name="fc_w_t", perm=[1, 0])
+    weight = net.node("Mul", [weight, net.weight("scale", (), 1.0)], name="fc_w_scale")
+    out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    out = net.node("Mul", [out, "scale"], name="out_scale")
+    return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_t", "fc_w_scale"}
 
 
 def half_weight(opset=13):
@@ -95,8 +107,7 @@ CASES = {
     "inception-v1-reshape": inception_v1,
     "constant-target-squeeze": constant_node_target,
     "transpose-mul-cast-bias": transposed,
-    "shared-leaf": shared_leaf,
-    "shared-step": shared_step,
+    "shared-scalar": shared_scalar,
     "float16-cast": half_weight,
 }
 
@@ -141,21 +152,31 @@ def test_folded_operand(case, opset, mode):
         assert_close(want, got, f"output {index}")
 
 
-def test_shared_leaf_stays_byte_identical():
-    original, _ = shared_leaf()
-    plan, new = convert(original, mode="fcn")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("builder, shared", [(shared_leaf, "'fc_w_0' is also read by Abs 'w_abs'"),
+                                             (shared_step, "'fc_w_t_out' is also read by a graph output")])
+def test_shared_weight_data_is_not_folded(builder, shared, mode):
+    """Folding would keep the shared tensor and store a second copy: a shared-weights skip, the
+    model left as it was."""
+    original, _ = builder()
+    plan, new = convert(original, mode=mode)
+    assert [(s.name, s.reason) for s in plan.skips] == [("fc", Reason.SHARED_WEIGHTS)]
+    assert shared in plan.skips[0].detail
+    assert not plan.rewrites
     proto = new.to_proto()
-    assert _bytes(proto)["fc_w_0"] == _bytes(original)["fc_w_0"]
-    assert "fc_w_shape" not in _bytes(proto)  # read only by the folded Reshape
-    assert {"w_abs", "w_norm"} <= {n.name for n in proto.graph.node}
+    assert _bytes(proto) == _bytes(original)
+    assert [n.name for n in proto.graph.node] == [n.name for n in original.graph.node]
+    feeds = feeds_for(original)
+    for want, got in zip(run(original, feeds), run(proto, feeds)):
+        assert_close(want, got)
 
 
-def test_shared_step_keeps_its_node():
-    original, _ = shared_step()
-    _, new = convert(original, mode="exact")
+def test_shared_scalar_stays():
+    original, _ = shared_scalar()
+    _, new = convert(original, mode="fcn")
     proto = new.to_proto()
-    assert "fc_w_t" in {n.name for n in proto.graph.node}
-    assert "fc_w_0" in _bytes(proto)
+    assert _bytes(proto)["scale"] == _bytes(original)["scale"]
+    assert "out_scale" in {n.name for n in proto.graph.node}
 
 
 def test_reshape_only_chain_keeps_the_bytes():
