@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from cli_run import digest
 from corpus import DATA, ROOT
 
 BAD = DATA / "bad"
+MEMORY = 2 * 2**30  # bytes: the bound on every run's peak RSS
 TIMEOUT = 90
 
 DRIVER = r'''
@@ -84,6 +86,8 @@ def finish(process):
         process.kill()
         process.communicate()
         pytest.fail("the batch did not end")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    assert peak < MEMORY, f"a child process peaked at {peak / 2**20:.0f} MiB"
     return process.returncode, out, err
 
 

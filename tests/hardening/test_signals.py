@@ -10,6 +10,7 @@ Each test runs the CLI in a subprocess whose writer stops after its first bytes 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from cli_run import digest
 from corpus import DATA
 
 BAD = DATA / "bad"
+MEMORY = 2 * 2**30  # bytes: the bound on every run's peak RSS
 TIMEOUT = 60  # seconds: the bound on every run
 
 DRIVER = r'''
@@ -82,6 +84,8 @@ def finish(process) -> tuple[int, str]:
         process.kill()
         process.communicate()
         pytest.fail("the run did not end after the signal")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    assert peak < MEMORY, f"a child process peaked at {peak / 2**20:.0f} MiB"
     return process.returncode, err
 
 
