@@ -108,8 +108,9 @@ def _clean_folder_once(folder: Path) -> None:
         return
     _cleaned.add(key)
     for path in remove_stale_partials(folder):
-        output_guard.add_note(f"removed '{path}', a temporary file left by an earlier proto-rewrite run "
-                              "that was killed")
+        pid = _PARTIAL.match(os.path.basename(path)).group(1)
+        output_guard.add_note(f"removed '{path}', a temporary file left by an earlier proto-rewrite run that "
+                              f"did not finish (its process, {pid}, is gone: killed or crashed)")
 
 
 @contextlib.contextmanager

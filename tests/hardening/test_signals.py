@@ -139,7 +139,7 @@ def test_after_sigkill_nothing_is_visible_or_the_next_run_cleans_up(anonymous, m
     rerun = subprocess.run([sys.executable, "-m", "proto_rewrite", *argv], capture_output=True, text=True,
                            timeout=TIMEOUT)
     assert rerun.returncode == 0, rerun.stderr
-    assert left[0] in rerun.stderr and "killed" in rerun.stderr
+    assert left[0] in rerun.stderr and "did not finish" in rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == ["c.onnx"]
     assert digest(models) == before
 
