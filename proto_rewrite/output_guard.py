@@ -203,9 +203,9 @@ def check_output(path: str | os.PathLike) -> None:
                               "two outputs have the same path", path=shown, hint="give each output its own path")
         if guard is not None and key in guard.inputs and key not in guard.replaceable:
             source = guard.inputs[key]
-            same = "" if os.path.abspath(source.path) == os.path.abspath(shown) else f" ('{source.path}')"
-            raise OutputError(f"output '{shown}' is also an input: {source.what}{same}; writing it would "
-                              "destroy the input", path=shown,
+            same = "" if os.path.abspath(source.path) == os.path.abspath(shown) else f" '{source.path}'"
+            raise OutputError(f"output '{shown}' is also an input ({source.what}{same}): writing it would "
+                              "destroy that input", path=shown,
                               hint="choose another output path (convert --in-place lets the converted model "
                                    "replace its own model file, nothing else)")
     name = os.path.basename(shown)
