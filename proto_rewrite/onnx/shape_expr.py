@@ -228,7 +228,23 @@ def _slice(view, node, nodes, depth):
         steps = _ints(view, node, 4, nodes) if len(node.input) > 4 and node.input[4] else [1]
     if None in (starts, ends, axes, steps) or list(axes) not in ([0], [-1]) or steps[0] == 0:
         return None
-    return Value(1, data.items[slice(starts[0], ends[0], steps[0])])  # Python clamps as ONNX does
+    items = _sliced(data.items, starts[0], ends[0], steps[0])
+    return None if items is None else Value(1, items)
+
+
+def _sliced(items: list, start: int, end: int, step: int) -> list | None:
+    """ONNX Slice on a list: negative bounds count from the end, then clamped ([0, n] stepping
+    forwards, [0, n - 1] and [-1, n - 1] backwards). Not Python's slicing, which differs backwards."""
+    count = len(items)
+    if step < 0 and (count == 0 or end >= count):
+        return None  # an end past the last item stepping backwards: onnxruntime and the spec disagree
+    start += count if start < 0 else 0
+    end += count if end < 0 else 0
+    if step > 0:
+        start, end = min(max(start, 0), count), min(max(end, 0), count)
+    else:
+        start, end = min(max(start, 0), count - 1), min(max(end, -1), count - 1)
+    return [items[i] for i in range(start, end, step)]
 
 
 def _passthrough(view, node, nodes, depth):
