@@ -215,3 +215,30 @@ def test_validate_never_writes_over_the_external_data_it_compares(work):
         refused(["validate", work / "ext.onnx", work / "good.onnx", option, data], work, named=str(data),
                 expect="external data file")
     refused(["diff", work / "ext.onnx", work / "good.onnx", "-o", data], work, named=str(data))
+
+
+def test_the_library_writer_refuses_devices_and_folders_without_a_cli(tmp_path):
+    from proto_rewrite.errors import OutputError
+    from proto_rewrite.fileio import atomic_output
+
+    for path in ("/dev/null", tmp_path):
+        with pytest.raises(OutputError, match="cannot write"), atomic_output(path) as handle:
+            handle.write(b"x")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and list(tmp_path.iterdir()) == []
+
+
+def test_the_guard_compares_files_not_spellings(tmp_path):
+    from proto_rewrite import output_guard
+    from proto_rewrite.errors import OutputError
+    from proto_rewrite.fileio import atomic_output
+
+    source = tmp_path / "model.onnx"
+    source.write_bytes(b"model bytes")
+    os.link(source, tmp_path / "other-name.bin")
+    with output_guard.guarding([(str(source), "the model")]) as guard:
+        with pytest.raises(OutputError, match="is also an input"), atomic_output(tmp_path / "other-name.bin") as out:
+            out.write(b"x")
+        with guard.replacing([str(source)]), atomic_output(source) as out:
+            out.write(b"new model")
+        assert source.read_bytes() == b"new model"
+    assert (tmp_path / "other-name.bin").read_bytes() == b"model bytes"
