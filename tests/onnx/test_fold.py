@@ -260,3 +260,56 @@ def test_outer_product_broadcast_is_not_folded():
     out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
     plan, _ = convert(net.model([("x", zoo.IN_SHAPE)], [out]), mode="exact")
     assert [s.reason for s in plan.skips] == [Reason.WEIGHT_NOT_CONSTANT]
+
+
+# -- fold_constant against onnxruntime -------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+STEPS = st.lists(st.sampled_from(["transpose", "reshape", "unsqueeze", "squeeze", "flatten", "cast", "mul",
+                                  "div", "add", "sub", "identity"]), min_size=1, max_size=5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=STEPS, opset=st.sampled_from([11, 13]), seed=st.integers(0, 2**16))
+def test_fold_matches_onnxruntime(steps, opset, seed):
+    """A random chain of the folded ops on a float32 initializer: the folded tensor is exactly what
+    onnxruntime computes, shape and bits."""
+    rng = np.random.RandomState(seed)
+    net = zoo.Net(opset, seed=seed)
+    x, shape = net.weight("leaf", (2, 3, 4)), [2, 3, 4]
+    for i, step in enumerate(steps):
+        if step == "transpose":
+            perm = [int(p) for p in rng.permutation(len(shape))]
+            x, shape = net.node("Transpose", [x], name=f"s{i}", perm=perm), [shape[p] for p in perm]
+        elif step == "reshape":
+            x, shape = net.node("Reshape", [x, net.const(f"t{i}", [0, -1])], name=f"s{i}"), \
+                [shape[0], int(np.prod(shape[1:]))]
+        elif step == "unsqueeze":
+            x, shape = net.unsqueeze(x, [0], name=f"s{i}"), [1] + shape
+        elif step == "squeeze" and 1 in shape:
+            axis = shape.index(1)
+            x = net.node("Squeeze", [x, net.const(f"a{i}", [axis])], name=f"s{i}") if opset >= 13 else \
+                net.node("Squeeze", [x], name=f"s{i}", axes=[axis])
+            shape = shape[:axis] + shape[axis + 1:]
+        elif step == "flatten":
+            x, shape = net.node("Flatten", [x], name=f"s{i}", axis=1), [shape[0], int(np.prod(shape[1:]))]
+        elif step == "cast":
+            x = net.node("Cast", [net.node("Cast", [x], name=f"d{i}", to=TensorProto.DOUBLE)], name=f"s{i}",
+                         to=TensorProto.FLOAT)
+        elif step in ("mul", "div", "add", "sub"):
+            other = net.weight(f"c{i}", (shape[-1],) if rng.rand() < 0.5 else ())
+            x = net.node(step.capitalize(), [x, other] if rng.rand() < 0.5 else [other, x], name=f"s{i}")
+        else:
+            x = net.node("Identity", [x], name=f"s{i}")
+    if x == "leaf":
+        return
+    model = net.model([], [x])
+    view = GraphView(OnnxModel.from_proto(model))
+    folded = fold_constant(view, x)
+    assert folded is not None
+    expected = run(model, {})[0]
+    got = folded.tensor.array()
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
