@@ -313,3 +313,23 @@ def test_fold_matches_onnxruntime(steps, opset, seed):
     got = folded.tensor.array()
     assert got.shape == expected.shape and got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("case", ["inception-v1-reshape", "transpose-mul-cast-bias"])
+def test_plan_through_json_and_deterministic(case, tmp_path):
+    """A plan with folded operands survives JSON; the output is the same bytes every time."""
+    import json
+
+    from proto_rewrite.onnx.model import save_onnx
+    from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
+    from proto_rewrite.plan import RewritePlan
+
+    model = OnnxModel.from_proto(CASES[case]()[0])
+    plan = plan_onnx_rewrite(model, mode="fcn")
+    again = RewritePlan.from_dict(json.loads(plan.to_json()))
+    outputs = []
+    for index, which in enumerate((plan, again, plan)):
+        path = tmp_path / f"{index}.onnx"
+        save_onnx(apply_onnx_plan(model, which), path)
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
