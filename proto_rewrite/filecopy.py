@@ -110,9 +110,13 @@ def open_input(path: str | os.PathLike, what: str, *, missing_hint: str = "check
     require_regular_file(path, what)
     try:
         with open(path, "rb", buffering=0) as handle:
+            from proto_rewrite.input_guard import lease_input
+
+            # Leased before its size is read: a truncation from now on is announced, not a SIGBUS.
+            leased = None if _READ_INTO_MEMORY.get() is not None else lease_input(handle.fileno(), path, what)
             info = os.fstat(handle.fileno())
             output_guard.note_input(handle.fileno(), path, what)
-            reason = _READ_INTO_MEMORY.get()
+            reason = _READ_INTO_MEMORY.get() or leased
             if reason is None and not stat.S_ISREG(info.st_mode):
                 reason = f"the {what} is not a regular file (a pipe or a device): it cannot be mapped"
             if reason is None and info.st_size == 0:

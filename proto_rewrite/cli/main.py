@@ -20,6 +20,7 @@ from pathlib import Path
 from proto_rewrite import __version__, limits, output_guard
 from proto_rewrite.cli import convert_cmd, diff_cmd, export_cmd, init_weights_cmd, inspect_cmd, validate_cmd
 from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError, UsageError
+from proto_rewrite.input_guard import watch_inputs
 from proto_rewrite.terminal import escape_controls
 
 COMMANDS = (convert_cmd, validate_cmd, diff_cmd, export_cmd, inspect_cmd, init_weights_cmd)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
         with terminate_as_interrupt(), output_guard.guarding(command_inputs(args)) as guard:
             limits.check_environment()
             refuse_shared_outputs(args)
-            return args.run(args, console)
+            with watch_inputs():  # an input truncated while mapped: a typed error, not SIGBUS
+                return args.run(args, console)
     except ProtoRewriteError as err:
         console.error(f"error: {err}")
         if getattr(args, "format", "text") == "json":
