@@ -151,6 +151,10 @@ class RewriteRefused(ProtoRewriteError):
         return {**super().to_dict(), "reason": self.reason}
 
 
+class PlanMismatchError(UsageError):
+    """A plan applied to a model it does not fit (another model, a stale or edited plan)."""
+
+
 class RewriteCheckError(ProtoRewriteError):
     """The rewritten net fails the structural check that follows every rewrite."""
 

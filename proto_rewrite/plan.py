@@ -223,6 +223,7 @@ class RewritePlan:
     fcn: FcnReport | None = None  # fcn mode: what was proved about other input sizes (None: not checked)
     options: dict = field(default_factory=dict)  # the settings that shaped the plan (apply re-derives with them)
     notes: list[str] = field(default_factory=list)  # what a reader should know (what moved, what changed nothing)
+    fingerprint: str = ""  # of the model the plan was made from (proto_rewrite.fingerprint)
 
     @property
     def changes_anything(self) -> bool:
@@ -242,6 +243,7 @@ class RewritePlan:
             "fcn": None if self.fcn is None else self.fcn.to_dict(),
             "options": dict(self.options),
             "notes": list(self.notes),
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -270,6 +272,7 @@ class RewritePlan:
             fcn=None if data.get("fcn") is None else FcnReport.from_dict(data["fcn"]),
             options=dict(data.get("options") or {}),
             notes=list(data.get("notes") or []),
+            fingerprint=str(data.get("fingerprint") or ""),
         )
 
     def to_json(self) -> str:
@@ -299,6 +302,35 @@ class RewritePlan:
         if not self.changes_anything:
             lines.append("  nothing to rewrite")
         return "\n".join(lines) + "\n"
+
+
+def first_difference(planned: RewritePlan, derived: RewritePlan, *, edits: bool = True) -> str | None:
+    """Where ``planned`` (a plan as given) departs from ``derived`` (made again from the model with
+    the plan's own options), in words; None when they agree. ``edits`` False: rewrites only."""
+    if planned.mode != derived.mode:
+        return f"mode {planned.mode} in the plan, {derived.mode} now"
+    mine = {r.name: r for r in planned.rewrites}
+    theirs = {r.name: r for r in derived.rewrites}
+    for name in mine:
+        if name not in theirs:
+            return f"rewrite '{name}': the model has no such rewritable FC"
+        ours, model = asdict(mine[name]), asdict(theirs[name])
+        for key in ours:
+            if ours[key] != model[key]:
+                return f"rewrite '{name}': {key} {_plain(ours[key])} in the plan, {_plain(model[key])} from the model"
+    extra = [name for name in theirs if name not in mine]
+    if extra:
+        return f"the model also rewrites {', '.join(extra)}, which the plan does not list"
+    if not edits:
+        return None
+    for position, (ours, model) in enumerate(zip(planned.edits, derived.edits)):
+        if asdict(ours) != asdict(model):
+            return f"edit {position + 1} ({ours.action} {ours.name}) in the plan is {model.action} {model.name} now"
+    if len(planned.edits) != len(derived.edits):
+        return f"the plan has {len(planned.edits)} edits, the model gives {len(derived.edits)}"
+    if planned.renames != derived.renames:
+        return "the renames differ"
+    return None
 
 
 def _shape(shape) -> str:
@@ -338,6 +370,17 @@ class Selection:
         if self.only is not None and name not in self.only:
             return False
         return self.match is None or self.match.search(name) is not None
+
+    def to_dict(self) -> dict:
+        return {"only": None if self.only is None else sorted(self.only),
+                "match": None if self.match is None else self.match.pattern, "exclude": sorted(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Selection:
+        data = data or {}
+        only = data.get("only")
+        return cls(None if only is None else frozenset(only),
+                   re.compile(data["match"]) if data.get("match") else None, frozenset(data.get("exclude") or ()))
 
     def is_explicit(self, name: str) -> bool:
         """Named in --only: a layer the user asked for, whose skip is an error."""

@@ -17,7 +17,15 @@ from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.fcn_check import check_fcn
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.shapes import infer_shapes
-from proto_rewrite.errors import NetStructureError, RewriteCheckError, RewriteRefused, UsageError, WeightShapeError
+from proto_rewrite.errors import (
+    NetStructureError,
+    PlanMismatchError,
+    RewriteCheckError,
+    RewriteRefused,
+    UsageError,
+    WeightShapeError,
+)
+from proto_rewrite.fingerprint import caffe_fingerprint
 from proto_rewrite.fc_math import fc_weight_to_kernel
 from proto_rewrite.plan import (
     EXACT,
@@ -32,6 +40,7 @@ from proto_rewrite.plan import (
     Selection,
     Skip,
     WeightChange,
+    first_difference,
 )
 
 # Layers that compute element by element, whatever the blob's shape: they may sit between a
@@ -50,6 +59,23 @@ class CaffeRewriteOptions:
     input_size: tuple[int, int] | None = None  # new H, W of the deploy input
     input_shapes: dict[str, tuple[int, ...]] | None = None  # shape-inference overrides
     pool_scores: str | None = None  # plan.POOL_SCORES: pool each score map back to (N, K)
+
+    def to_dict(self) -> dict:
+        return {"selection": self.selection.to_dict(), "rename_suffix": self.rename_suffix,
+                "input_size": None if self.input_size is None else list(self.input_size),
+                "input_shapes": None if self.input_shapes is None else
+                {name: list(shape) for name, shape in self.input_shapes.items()},
+                "pool_scores": self.pool_scores}
+
+    @classmethod
+    def from_plan(cls, plan: RewritePlan, selection: Selection | None = None) -> CaffeRewriteOptions:
+        data = plan.options
+        shapes = data.get("input_shapes")
+        return cls(mode=plan.mode, selection=selection or Selection.from_dict(data.get("selection")),
+                   rename_suffix=data.get("rename_suffix"),
+                   input_size=None if data.get("input_size") is None else tuple(data["input_size"]),
+                   input_shapes=None if shapes is None else {k: tuple(v) for k, v in shapes.items()},
+                   pool_scores=data.get("pool_scores"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +136,8 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
     if options.mode == FCN and (plan.rewrites or options.input_size):
         plan.fcn = check_fcn(work, planning, input_size=options.input_size, pooled=bool(options.pool_scores),
                              path=model.prototxt_path, lines=model.layer_lines)
+    plan.options = options.to_dict()
+    plan.fingerprint = caffe_fingerprint(model)
     return plan
 
 
@@ -311,7 +339,15 @@ def _infer_rewritten(net, model, input_shapes):
 
 
 def apply_caffe_plan(model: CaffeModel, plan: RewritePlan) -> CaffeModel:
-    """Execute ``plan``: a new model with the rewritten net and weights; ``model`` is untouched."""
+    """Execute ``plan``: a new model with the rewritten net and weights; ``model`` is untouched.
+
+    The plan is made again from ``model`` with the plan's own options and must agree with it,
+    rewrite by rewrite (kernel, shapes, weights) and edit by edit; a plan whose rewrites were
+    edited into skips is honoured. Otherwise a :class:`PlanMismatchError` names the first
+    difference (another model, a stale or hand-edited plan)."""
+    if plan.model_format != "caffe":
+        raise UsageError(f"this is a plan for a {plan.model_format} model, not a Caffe one")
+    plan = _checked(model, plan)
     net = _copy_net(model.net)
     weights = dict(model.weights)
     for rewrite in plan.rewrites:
@@ -329,6 +365,39 @@ def apply_caffe_plan(model: CaffeModel, plan: RewritePlan) -> CaffeModel:
     return CaffeModel(net=net, weights=weights, prototxt_path=model.prototxt_path,
                       weights_path=model.weights_path, source_format=model.source_format,
                       upgrades=list(model.upgrades), excluded_layers=list(model.excluded_layers))
+
+
+REPLAN_HINT = ("make the plan again from this model (convert MODEL --dry-run --save-plan PLAN.json), or apply it to "
+               "the model it was made from; a plan may drop rewrites, but not change them")
+
+
+def _checked(model: CaffeModel, plan: RewritePlan) -> RewritePlan:
+    """The plan as the model gives it with the plan's options, when the two agree."""
+    path = model.prototxt_path
+    if plan.fingerprint and plan.fingerprint != caffe_fingerprint(model):
+        raise PlanMismatchError("the plan does not fit this model: it was made from another model (or another "
+                                "version of it), the fingerprints differ", path=path, hint=REPLAN_HINT)
+    if not plan.options:
+        return plan  # a plan written before plans recorded their options: executed as it is
+
+    def derive(selection=None) -> RewritePlan:
+        try:
+            return plan_caffe_rewrite(model, CaffeRewriteOptions.from_plan(plan, selection))
+        except RewriteRefused as err:
+            raise PlanMismatchError(f"the plan does not fit this model: {err.message}", path=path,
+                                    layer=err.location.layer, hint=REPLAN_HINT) from err
+
+    derived = derive()
+    problem = first_difference(plan, derived)
+    if problem is None:
+        return derived
+    wanted = {r.name for r in plan.rewrites}
+    if wanted < {r.name for r in derived.rewrites}:  # rewrites dropped by hand: plan what is left
+        derived = derive(Selection(only=frozenset(wanted)))
+        problem = first_difference(plan, derived, edits=False)
+        if problem is None:
+            return derived
+    raise PlanMismatchError(f"the plan does not fit this model: {problem}", path=path, hint=REPLAN_HINT)
 
 
 def _kernel(weight, rewrite: FcRewrite, transposed: bool):

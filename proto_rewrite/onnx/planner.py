@@ -160,8 +160,9 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
     kinds = {i: kind for i, node in enumerate(view.nodes) if (kind := fc_kind(view, node))}
     selection.check_names([view.key(i) for i in kinds])
     plan = RewritePlan("onnx", model.path or "", mode, input_shapes=_planned_inputs(view))
-    plan.options = {"classifier_before_pool": classifier_before_pool, "pool_scores": pool_scores,
-                    "resize_inputs": resize_inputs and mode == FCN, "map_outputs": not keep_outputs}
+    plan.options = {"selection": selection.to_dict(), "classifier_before_pool": classifier_before_pool,
+                    "pool_scores": pool_scores, "resize_inputs": resize_inputs and mode == FCN,
+                    "map_outputs": not keep_outputs}
     program = Program(plan, view)
     names = _Names(view)
 

@@ -13,13 +13,14 @@ from dataclasses import asdict
 import onnx
 
 from proto_rewrite.diagnostics import Diagnostic
-from proto_rewrite.errors import RewriteCheckError, RewriteRefused, UsageError
+from proto_rewrite.errors import PlanMismatchError, RewriteCheckError, RewriteRefused, UsageError
+from proto_rewrite.fingerprint import onnx_fingerprint
 from proto_rewrite.onnx.build import build_model
 from proto_rewrite.onnx.fcn_proof import any_real_map, prove
 from proto_rewrite.onnx.patterns import POOLED
 from proto_rewrite.onnx.planner import Program, build_program
 from proto_rewrite.onnx.shapes import checkable_model
-from proto_rewrite.plan import FCN, RewritePlan, Selection
+from proto_rewrite.plan import FCN, RewritePlan, Selection, first_difference
 
 
 def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN,
@@ -45,6 +46,7 @@ def plan_program(model, selection: Selection | None = None, mode: str = FCN, cla
 
     view = GraphView(model, input_shapes)
     program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores, view=view)
+    program.plan.fingerprint = onnx_fingerprint(model)
     if mode != FCN or not program.plan.rewrites:
         return program
     new = build_model(model, program)
@@ -60,6 +62,7 @@ def plan_program(model, selection: Selection | None = None, mode: str = FCN, cla
         if not keep_maps and report.note:
             report.note += "; the outputs keep their (N, K) shape (a 1 x 1 map gains nothing)"
     program.plan.fcn = report
+    program.plan.fingerprint = onnx_fingerprint(model)
     return program
 
 
@@ -78,22 +81,50 @@ def apply_onnx_plan(model, plan: RewritePlan):
 
 
 def _program_for(model, plan: RewritePlan) -> Program:
+    """The node-level program that carries out ``plan`` on ``model``: made again from the model
+    with the plan's own options and compared with the plan, rewrite by rewrite and edit by edit.
+    A plan whose rewrites were edited into skips is honoured (its edits are made again)."""
+    if plan.fingerprint and plan.fingerprint != onnx_fingerprint(model):
+        raise PlanMismatchError("the plan does not fit this model: it was made from another model (or another "
+                                "version of it), the fingerprints differ", path=model.path, hint=REPLAN_HINT)
+    if not plan.options:
+        return _legacy_program_for(model, plan)
+    options = plan.options
+    flags = dict(classifier_before_pool=bool(options.get("classifier_before_pool")),
+                 pool_scores=options.get("pool_scores"))
+    selection = Selection.from_dict(options.get("selection"))
+    program = _derive(model, lambda: build_program(
+        model, selection, plan.mode, input_shapes=plan.input_shapes, resize_inputs=bool(options.get("resize_inputs")),
+        map_outputs=bool(options.get("map_outputs", True)), **flags))
+    problem = first_difference(plan, program.plan)
+    if problem is None:
+        return program
+    wanted, derived = {r.name for r in plan.rewrites}, {r.name for r in program.plan.rewrites}
+    if wanted < derived:  # rewrites dropped by hand: plan what is left (with its fcn proof)
+        program = _derive(model, lambda: plan_program(model, Selection(only=frozenset(wanted)), plan.mode,
+                                                      input_shapes=plan.input_shapes, **flags))
+        problem = first_difference(plan, program.plan, edits=False)
+        if problem is None:
+            return program
+    raise PlanMismatchError(f"the plan does not fit this model: {problem}", path=model.path, hint=REPLAN_HINT)
+
+
+REPLAN_HINT = ("make the plan again from this model (convert MODEL --dry-run --save-plan PLAN.json), or apply it to "
+               "the model it was made from; a plan may drop rewrites, but not change them")
+
+
+def _derive(model, make) -> Program:
+    try:
+        return make()
+    except RewriteRefused as err:
+        raise PlanMismatchError(f"the plan does not fit this model: {err.message}", path=model.path,
+                                layer=err.location.layer if err.location else None, hint=REPLAN_HINT) from err
+
+
+def _legacy_program_for(model, plan: RewritePlan) -> Program:
+    """Plans written before plans recorded their options: try the settings they can have."""
     selection = Selection(only=frozenset(rewrite.name for rewrite in plan.rewrites))
     wanted = _executable(plan)
-    if plan.options:
-        options = plan.options
-        try:
-            program = build_program(model, selection, plan.mode, bool(options.get("classifier_before_pool")),
-                                    plan.input_shapes, options.get("pool_scores"),
-                                    resize_inputs=bool(options.get("resize_inputs", True)),
-                                    map_outputs=bool(options.get("map_outputs", True)))
-        except RewriteRefused as err:
-            raise UsageError(f"the plan does not fit this model: {err.message}",
-                             hint="make the plan from this very model and apply it unchanged") from err
-        if _executable(program.plan) == wanted:
-            return program
-        raise UsageError("the plan does not fit this model (its rewrites or edits differ from what the model allows)",
-                         hint="make the plan from this very model and apply it unchanged")
     pool_scores = _pool_scores(plan)
     for classifier_before_pool in (False, True):
         try:
