@@ -219,7 +219,9 @@ def _convert_job(job) -> BatchRecord:
     stdout, stderr = io.StringIO(), io.StringIO()
     console = Console(stdout, stderr, verbose=0, quiet=True)
     try:
-        with output_guard.guarding([(model, "the model")] + _weights_beside(args, model)):
+        from proto_rewrite.input_guard import watch_inputs
+
+        with watch_inputs(), output_guard.guarding([(model, "the model")] + _weights_beside(args, model)):
             if output is not None:
                 os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
             code = convert_one(quiet, model, output, console)
