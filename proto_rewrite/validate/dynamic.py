@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.inputs import InputSpec, concrete_shape
+from proto_rewrite.validate.inputs import InputSpec, check_batch, concrete_shape
 
 BATCH = "batch"  # the source of a defaulted dimension: the batch default (1 or --batch) ...
 OTHER_MODEL = "other model"  # ... or the same dimension fixed in the other model
@@ -78,6 +78,7 @@ def choose_shapes(specs: list[InputSpec], other: dict[str, tuple], overrides: di
         shape, dims = [], []
         for axis, dim in enumerate(spec.shape):
             if axis == 0 and batch is not None:
+                check_batch(spec, batch)  # a fixed batch axis takes no other size
                 shape.append(batch)
             elif _fixed(dim):
                 shape.append(dim)

@@ -44,16 +44,23 @@ def concrete_shape(spec: InputSpec, overrides: dict[str, tuple[int, ...]], batch
         return shape
     shape = list(spec.shape)
     if batch is not None and shape:
-        if isinstance(shape[0], int) and shape[0] > 0 and shape[0] != batch:
-            raise UsageError(f"--batch {batch}: input '{spec.name}' has a fixed batch size of {shape[0]} "
-                             f"(shape {_text(spec.shape)})",
-                             hint="leave out --batch for this model, or give a model with a dynamic batch axis")
+        check_batch(spec, batch)
         shape[0] = batch
     symbolic = [i for i, d in enumerate(shape) if not isinstance(d, int) or d < 0]
     if symbolic:
         raise UsageError(f"input '{spec.name}' has symbolic dimensions {_text(spec.shape)}",
                          hint=f"give its shape with --input-shape {spec.name}:D0,D1,...")
     return tuple(shape)
+
+
+def check_batch(spec: InputSpec, batch: int) -> None:
+    """Refuse ``--batch`` for an input whose batch axis is fixed at another size (before any input
+    is drawn: onnxruntime would refuse the run after it)."""
+    first = spec.shape[0] if spec.shape else None
+    if isinstance(first, int) and first > 0 and first != batch:
+        raise UsageError(f"--batch {batch}: input '{spec.name}' has a fixed batch size of {first} "
+                         f"(shape {_text(spec.shape)})",
+                         hint="leave out --batch for this model, or give a model with a dynamic batch axis")
 
 
 def _text(shape) -> str:
