@@ -93,7 +93,29 @@ class ProtoRewriteError(Exception):
 
 
 class UsageError(ProtoRewriteError):
-    """The command line or API call asks for something inconsistent."""
+    """The command line or API call asks for something inconsistent.
+
+    ``options``: the Python names of the options the message mentions (``input_size``); the CLI
+    shows them as its flags (``--input-size``), see :meth:`with_flags`."""
+
+    def __init__(self, message: str, *, options: tuple[str, ...] = (), **where) -> None:
+        super().__init__(message, **where)
+        self.options = tuple(options)
+
+    def with_flags(self) -> UsageError:
+        """The same error with each option named as a command-line flag."""
+        if not self.options:
+            return self
+        import re
+
+        def flags(text):
+            for name in self.options:
+                text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), text)
+            return text
+
+        loc = self.location
+        return type(self)(flags(self.message), path=loc.path, line=loc.line, column=loc.column, layer=loc.layer,
+                          hint=flags(self.hint) if self.hint else None)
 
 
 class InputFileError(ProtoRewriteError):

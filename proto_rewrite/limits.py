@@ -12,6 +12,7 @@ environment variable, else :data:`DEFAULT_MAX_TENSOR_BYTES` (16 GiB per tensor).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -172,3 +173,16 @@ def check_environment() -> None:
     for name in (ENV_MAX_TENSOR_BYTES, globals().get("ENV_MAX_TEXT_BYTES"), globals().get("ENV_MAX_RANDOM_BYTES")):
         if name and os.environ.get(name):
             parse_size(os.environ[name], name)
+
+
+@contextlib.contextmanager
+def scoped():
+    """Limits set inside the block (a command's options, a library call's arguments) end with it."""
+    global _override
+    saved = (_override, dict(_overrides))
+    try:
+        yield
+    finally:
+        _override = saved[0]
+        _overrides.clear()
+        _overrides.update(saved[1])

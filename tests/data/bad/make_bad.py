@@ -477,7 +477,7 @@ def caffemodel_cases() -> None:
     case("cm_v1_truncated.caffemodel", cm, with_weights("cm_v1_truncated.caffemodel"), "CaffemodelError",
          "runs past the end", "a V1 (layers) caffemodel cut short", data=v1[:len(v1) - 30])
     case("good.caffemodel", cm, "convert {bad}/good.prototxt --weights {bad}/good.caffemodel -o {bad}/good.caffemodel",
-         "UsageError", "is also an input", "the output would replace the input caffemodel")
+         "OutputError", "is also an input", "the output would replace the input caffemodel")
     case("good.caffemodel", cm, "export {bad}/good.prototxt --weights {bad}/good.caffemodel -o {bad}/good.caffemodel",
          "UsageError", "input", "export's output would replace the caffemodel it reads")
 
@@ -630,7 +630,7 @@ def onnx_cases() -> None:
     ext_case("ox_ext_missing.onnx", "ox_ext_missing.bin", "not found", "a data file that is not there",
              command="inspect {bad}/ox_ext_missing.onnx")
     add_file("good.onnx", good)
-    case("good.onnx", ox, "convert {bad}/good.onnx -o {bad}/good.onnx", "UsageError", "is also an input",
+    case("good.onnx", ox, "convert {bad}/good.onnx -o {bad}/good.onnx", "OutputError", "is also an input",
          "the output would replace the input model")
     case("good.onnx", ox, "diff {bad}/good.onnx {bad}/ox_nan.onnx -o {bad}/good.onnx", "UsageError", "input",
          "diff's report would replace an input model")
