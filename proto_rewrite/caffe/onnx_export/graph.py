@@ -38,6 +38,7 @@ class Graph:
         self.proto = proto if proto is not None else GraphProto()
         self._values: set[str] = set(reserved)
         self._node_names: set[str] = set()
+        self._node_suffix: dict[str, int] = {}
         self._constants: dict[tuple, str] = {}
         self._shapes: dict[str, str] = {}
         self._arrays: dict[int, tuple[np.ndarray, str]] = {}
@@ -60,10 +61,14 @@ class Graph:
         return name
 
     def _node_name(self, base: str) -> str:
-        name, count = base, 1
+        # The next suffix to try is remembered per base: a layer that makes 10 000 nodes (a Split
+        # of 10 000 tops) would otherwise retry every earlier suffix for each new one.
+        count = self._node_suffix.get(base, 1)
+        name = base if count == 1 else f"{base}#{count}"
         while name in self._node_names:
             count += 1
             name = f"{base}#{count}"
+        self._node_suffix[base] = count
         self._node_names.add(name)
         return name
 
