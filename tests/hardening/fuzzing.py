@@ -18,14 +18,25 @@ Each example runs one command of the CLI in process (``convert``, which reads, p
 and writes; for the ``export`` target, ``export`` of a mutated prototxt) and must end with exit 0
 or with a typed error (exit 2): never a traceback, never more than :data:`EXAMPLE_SECONDS`. Used by ``tests/hardening/test_fuzz.py`` (a few dozen
 examples per reader) and ``benchmarks/fuzz.py`` (long runs).
+
+Side inputs are fuzzed too (issue 14): a ``--plan`` JSON (``diff --plan``), an ``--inputs`` npz
+(``validate``), a ``--caffe-schema`` descriptor set (``inspect``, in a subprocess: a schema is
+chosen once per process), and hostile environment variables (the limits' variables with garbage
+or 400 digits, a bad schema path, an ASCII-only ``PYTHONIOENCODING``, in a subprocess) around a
+mutated prototxt. Commands that compare (``diff``, ``validate``) may also exit 1.
+``benchmarks/fuzz_campaign.py`` runs 10 000 cases over every target and counts the exit codes.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import traceback
 from dataclasses import dataclass, field
@@ -148,6 +159,80 @@ def onnx_seeds() -> list[Seed]:
     seeds.append(Seed("ox_ext_good.onnx", (BAD / "ox_ext_good.onnx").read_bytes(), (),
                       {"ox_ext_good.bin": (BAD / "ox_ext_good.bin").read_bytes()}))
     return [Seed(s.name, s.data, structural_offsets(s.data), s.companions) for s in seeds]
+
+
+LENET = SAMPLES / "lenet" / "lenet.prototxt"
+LENET_ONNX = SAMPLES / "onnx" / "lenet.onnx"
+
+
+def plan_seeds() -> list[Seed]:
+    """Plans written by ``convert --save-plan`` (LeNet, fcn and exact), with the model they are for."""
+    from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, plan_caffe_rewrite
+    from proto_rewrite.caffe.model import load_caffe
+
+    model = load_caffe(LENET, None)
+    companions = {"model.prototxt": LENET.read_bytes()}
+    return [Seed(f"lenet_{mode}.json", plan_caffe_rewrite(model, CaffeRewriteOptions(mode=mode)).to_json().encode(),
+                 (), companions) for mode in ("fcn", "exact")]
+
+
+def npz_seeds() -> list[Seed]:
+    """``--inputs`` archives for the ONNX LeNet: numpy.savez and savez_compressed of its input."""
+    import numpy as np
+    import onnx
+
+    name = onnx.load(LENET_ONNX, load_external_data=False).graph.input[0].name
+    values = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    seeds = []
+    for label, save in (("plain", np.savez), ("compressed", np.savez_compressed)):
+        buffer = io.BytesIO()
+        save(buffer, **{name: values})
+        data = buffer.getvalue()
+        seeds.append(Seed(f"{label}.npz", data, _zip_offsets(data)))
+    return seeds
+
+
+def _zip_offsets(data: bytes) -> tuple[int, ...]:
+    """The zip headers (local, central, end) and the .npy header: where the structure is."""
+    found: list[int] = []
+    for magic in (b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"\x93NUMPY"):
+        start = data.find(magic)
+        while start >= 0:
+            found.extend(range(start, min(start + 64, len(data))))
+            start = data.find(magic, start + 1)
+    return tuple(found)
+
+
+def schema_seeds() -> list[Seed]:
+    """The bundled Caffe descriptor set, with a prototxt to read through it."""
+    from importlib import resources
+
+    data = resources.files("proto_rewrite.caffe").joinpath("caffe_descriptor.pb").read_bytes()
+    return [Seed("caffe_descriptor.pb", data, structural_offsets(data), {"model.prototxt": LENET.read_bytes()})]
+
+
+# Hostile environments: the limits' variables with garbage, a schema path that is no schema, an
+# output encoding that cannot show every name.
+LIMIT_VARIABLES = ("PROTO_REWRITE_MAX_TENSOR_BYTES", "PROTO_REWRITE_MAX_TEXT_BYTES", "PROTO_REWRITE_MAX_RANDOM_BYTES")
+HOSTILE_SIZES = ("", "0", "-1", "1", "100", "1" * 400, "1e999", "nan", "inf", "16GiB", "abc", " 5 M ", "0x10",
+                 "9" * 30 + "TiB", "\u00e9", "1.5.5", "-0")
+HOSTILE_SCHEMAS = ("/nonexistent/fork.pb", "/", "/dev/null", "{folder}/model.prototxt", "{folder}", "")
+ENCODINGS = ("ascii", "latin-1", "utf-8", "ascii:strict", "utf-16")
+
+
+@st.composite
+def hostile_environment(draw) -> dict[str, str]:
+    env = {}
+    for name in LIMIT_VARIABLES:
+        if draw(st.booleans()):
+            env[name] = draw(st.sampled_from(HOSTILE_SIZES))
+    if draw(st.integers(0, 3)) == 0:
+        env["PROTO_REWRITE_CAFFE_SCHEMA"] = draw(st.sampled_from(HOSTILE_SCHEMAS))
+    if draw(st.booleans()):
+        env["PYTHONIOENCODING"] = draw(st.sampled_from(ENCODINGS))
+    if draw(st.booleans()):
+        env["LC_ALL"] = env["LANG"] = draw(st.sampled_from(("C", "POSIX", "xx_YY.bogus")))
+    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +390,91 @@ def mutated_tree(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
     return seed, serialize_tree(tree)
 
 
+# Side inputs: a valid JSON plan with a value replaced, a valid npz with odd members.
+
+HOSTILE_JSON = (None, True, 0, -1, 2**63, 1e308, float("nan"), "", "x" * 300, "../../etc", [], {}, [[[]]],
+                {"a": 1}, "Convolution", "fcn", [1, 2, 3], [-1, 0])
+
+
+def json_paths(value, prefix: tuple = ()) -> list[tuple]:
+    paths = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths.extend(json_paths(item, prefix + (key,)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths.extend(json_paths(item, prefix + (index,)))
+    return paths
+
+
+@st.composite
+def mutated_json(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
+    seed = draw(st.sampled_from(seeds))
+    document = json.loads(seed.data)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = json_paths(document)
+        path = draw(st.sampled_from(paths))
+        new = draw(st.one_of(st.sampled_from(HOSTILE_JSON), st.integers(), st.text(max_size=8)))
+        if not path:
+            document = new
+            continue
+        parent = document
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(("replace", "replace", "delete", "nest")))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "nest":
+            parent[path[-1]] = functools.reduce(lambda inner, _: [inner], range(draw(st.integers(1, 60))),
+                                                parent[path[-1]])
+        else:
+            parent[path[-1]] = new
+    return seed, json.dumps(document).encode()
+
+
+NPZ_DTYPES = ("<f4", "<f8", "<f2", "<i8", "|b1", "<u2", ">f4", "<c8")
+
+
+@st.composite
+def odd_npz(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
+    """A well-formed npz whose members are odd: wrong names, dtypes, shapes, NaN, extra members,
+    Fortran order, a forged header."""
+    import numpy as np
+
+    seed = draw(st.sampled_from(seeds))
+    with np.load(io.BytesIO(seed.data)) as archive:
+        name = archive.files[0]
+    members = {}
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.sampled_from((name, name, "other", "", "a/b", "x" * 200)))
+        shape = draw(st.sampled_from(((1, 1, 28, 28), (2, 1, 28, 28), (1, 28, 28), (), (0, 1, 28, 28),
+                                      (1, 1, 28, 29), (1, 1, 1, 1))))
+        dtype = np.dtype(draw(st.sampled_from(NPZ_DTYPES)))
+        values = np.zeros(shape, dtype)
+        if values.size and dtype.kind == "f" and draw(st.booleans()):
+            values.flat[0] = draw(st.sampled_from((np.nan, np.inf, -np.inf, 1e30)))
+        if draw(st.booleans()) and values.ndim > 1:
+            values = np.asfortranarray(values)
+        members[key] = values
+    buffer = io.BytesIO()
+    import zipfile
+
+    with zipfile.ZipFile(buffer, "w", draw(st.sampled_from((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)))) as archive:
+        for key, values in members.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, values, allow_pickle=False)
+            data = member.getvalue()
+            if draw(st.integers(0, 4)) == 0:  # a forged header: another shape, same data
+                forged = io.BytesIO()
+                np.lib.format.write_array_header_1_0(forged, {"descr": values.dtype.str, "fortran_order": False,
+                                                              "shape": draw(st.sampled_from(((2**42,), (1, 1, 280, 28),
+                                                                                             (-1,))))})
+                header_end = len(data) - values.nbytes
+                data = forged.getvalue() + data[header_end:]
+            archive.writestr(key + ".npy", data)
+    return seed, buffer.getvalue()
+
+
 TOKEN = re.compile(r'"[^"\n]*"|[\w.+-]+|[{}:<>\[\],]')
 HOSTILE_TOKENS = ("-1", "0", "99999999999", "4294967296", "nan", "inf", "-inf", "1e400", "{", "}", '"', "layer",
                   "layers", "bottom", "top", "type", '"Python"', '"data"', "dim:", "num_output:", "\\", "#", "<",
@@ -354,14 +524,36 @@ class Target:
     file_name: str  # what the mutated file is called
     seeds: tuple[Seed, ...]
     text: bool
+    codes: tuple[int, ...] = (0, 2)  # the exit codes a clean run may end with
+    subprocess: bool = False  # run in a fresh process (a schema or an environment of its own)
+    hostile_env: bool = False  # each example also draws a hostile environment
 
     def strategy(self):
-        if self.text:
-            return mutated_text(list(self.seeds))
-        return st.one_of(mutated_bytes(list(self.seeds)), mutated_tree(list(self.seeds)))
+        if self.name == "plan":
+            mutation = st.one_of(mutated_json(list(self.seeds)), mutated_text(list(self.seeds)))
+        elif self.name == "npz":
+            mutation = st.one_of(odd_npz(list(self.seeds)), mutated_bytes(list(self.seeds)))
+        elif self.text:
+            mutation = mutated_text(list(self.seeds))
+        elif any(seed.tree is not None for seed in self.seeds):
+            mutation = st.one_of(mutated_bytes(list(self.seeds)), mutated_tree(list(self.seeds)))
+        else:
+            mutation = mutated_bytes(list(self.seeds))
+        if self.hostile_env:
+            return st.tuples(mutation, hostile_environment()).map(lambda pair: (*pair[0], pair[1]))
+        return mutation
 
     def argv(self, folder: Path) -> list[str]:
         out = folder / "out"
+        if self.name == "plan":
+            return ["diff", folder / "model.prototxt", folder / "model.prototxt", "--no-weights", "--plan",
+                    folder / self.file_name]
+        if self.name == "npz":
+            return ["validate", LENET_ONNX, LENET_ONNX, "--inputs", folder / self.file_name]
+        if self.name == "schema":
+            return ["inspect", folder / "model.prototxt", "--no-weights", "--caffe-schema", folder / self.file_name]
+        if self.name == "environment":
+            return ["convert", folder / self.file_name, "--no-weights", "-o", out / "converted.prototxt"]
         if self.name == "prototxt":
             return ["convert", folder / self.file_name, "--no-weights", "-o", out / "converted.prototxt"]
         if self.name == "export":  # the prototxt through the Caffe -> ONNX exporter, random weights
@@ -378,6 +570,11 @@ def targets() -> dict[str, Target]:
         "export": Target("export", "model.prototxt", tuple(prototxt_seeds(EXPORT_SEEDS)), True),
         "caffemodel": Target("caffemodel", "weights.caffemodel", tuple(caffemodel_seeds()), False),
         "onnx": Target("onnx", "model.onnx", tuple(onnx_seeds()), False),
+        "plan": Target("plan", "plan.json", tuple(plan_seeds()), True, codes=(0, 1, 2)),
+        "npz": Target("npz", "inputs.npz", tuple(npz_seeds()), False, codes=(0, 1, 2)),
+        "schema": Target("schema", "fork.pb", tuple(schema_seeds()), False, subprocess=True),
+        "environment": Target("environment", "model.prototxt", tuple(prototxt_seeds(("lenet", "cifar10_quick"))),
+                              True, subprocess=True, hostile_env=True),
     }
 
 
@@ -387,23 +584,51 @@ class Outcome:
     error: str | None  # the error class, for exit 2
     message: str | None
     stderr: str
+    problem: str | None = None  # why the run is a failure (only with check=False)
 
 
 class FuzzFailure(AssertionError):
     pass
 
 
-def run_example(target: Target, seed: Seed, data: bytes, folder: Path | None = None) -> Outcome:
+DRIVER = "import sys; from proto_rewrite.cli.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _run_subprocess(argv: list, env: dict[str, str], folder: Path) -> Run:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PROTO_REWRITE_")}
+    environment.update({key: value.format(folder=folder) for key, value in env.items()})
+    try:
+        result = subprocess.run([sys.executable, "-c", DRIVER, *map(str, argv)], capture_output=True,
+                                timeout=EXAMPLE_SECONDS, cwd=ROOT, env=environment)
+    except subprocess.TimeoutExpired:
+        return Run(-1, "", f"the example took longer than {EXAMPLE_SECONDS} s")
+    encoding = env.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
+    try:
+        "".encode(encoding)
+    except LookupError:
+        encoding = "utf-8"
+    decode = functools.partial(bytes.decode, encoding=encoding, errors="replace")
+    code = result.returncode if result.returncode >= 0 else -3  # killed by a signal
+    return Run(code, decode(result.stdout), decode(result.stderr))
+
+
+def run_example(target: Target, seed: Seed, data: bytes, folder: Path | None = None, env: dict | None = None,
+                *, check: bool = True) -> Outcome:
     """Write the mutated file (and its companions) into a fresh folder, run the target's command,
-    check that it ended cleanly; raise :class:`FuzzFailure` otherwise."""
+    check that it ended cleanly; raise :class:`FuzzFailure` otherwise (``check`` False: return
+    the outcome with its ``problem`` set instead)."""
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         work = Path(folder or tmp)
         (work / "out").mkdir(parents=True, exist_ok=True)
         for name, companion in seed.companions.items():
             (work / name).write_bytes(companion)
         (work / target.file_name).write_bytes(data)
+        argv = target.argv(work) + ["--format", "json"]
         try:
-            run = run_cli(target.argv(work) + ["--format", "json"], seconds=EXAMPLE_SECONDS)
+            if target.subprocess:
+                run = _run_subprocess(argv, env or {}, work)
+            else:
+                run = run_cli(argv, seconds=EXAMPLE_SECONDS)
         except ExampleTimeout as err:
             run = Run(-1, "", f"the example {err}")
         except Exception:  # noqa: BLE001 - escaped main(): the worst kind of failure
@@ -411,8 +636,8 @@ def run_example(target: Target, seed: Seed, data: bytes, folder: Path | None = N
         written = sorted(p.name for p in (work / "out").iterdir())
         problem = None
         if run.code < 0:
-            problem = "no exit code"
-        elif run.code not in (0, 2):
+            problem = "no exit code" if run.code != -3 else "killed by a signal"
+        elif run.code not in target.codes:
             problem = f"exit code {run.code}"
         elif "Traceback" in run.stderr:
             problem = "a traceback"
@@ -420,14 +645,35 @@ def run_example(target: Target, seed: Seed, data: bytes, folder: Path | None = N
             problem = f"an error that left files behind: {written}"
         elif run.code == 2 and not any(line.startswith("error: ") for line in run.stderr.splitlines()):
             problem = "exit 2 without an error line"
+        elif run.code == 2 and not _json_error(run.stdout):
+            problem = "exit 2 without a JSON error report"
         if problem:
             kept = work
             if folder is None:
                 kept = Path(tempfile.mkdtemp(prefix=f"fuzz-failure-{target.name}-"))
                 shutil.copytree(work, kept, dirs_exist_ok=True)
-            raise FuzzFailure(f"{target.name} seed {seed.name}: {problem} (files in {kept})\n{run.stderr[-4000:]}")
+            text = f"{target.name} seed {seed.name}: {problem} (files in {kept}; env {env})\n{run.stderr[-4000:]}"
+            if check:
+                raise FuzzFailure(text)
+            return Outcome(run.code, None, None, run.stderr, text)
         error = message = None
         if run.code == 2:
-            report = json.loads(run.stdout)
+            report = _json_error(run.stdout)
             error, message = report["error"], report["message"]
         return Outcome(run.code, error, message, run.stderr)
+
+
+def _json_error(stdout: str) -> dict | None:
+    """The JSON error object a failed ``--format json`` run prints last on stdout, if any."""
+    text = stdout.strip()
+    start = text.rfind("\n{\n")
+    for candidate in (text, text[start + 1:] if start >= 0 else None):
+        if not candidate:
+            continue
+        try:
+            report = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and "error" in report and "message" in report:
+            return report
+    return None

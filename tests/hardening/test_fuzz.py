@@ -1,5 +1,6 @@
 """Fuzz the prototxt parser, the caffemodel reader and the ONNX loader (through ``convert``) with
-mutated real files: only typed errors, never a traceback, each example within its time limit.
+mutated real files, and the side inputs (--plan JSON, --inputs npz, --caffe-schema) and hostile
+environments: only typed errors, never a traceback, each example within its time limit.
 
 A modest number of examples per reader keeps the suite fast; ``benchmarks/fuzz.py --examples N``
 runs the same targets for as long as wanted. ``HARDENING_FUZZ_EXAMPLES`` changes the count here.
@@ -15,8 +16,14 @@ from fuzzing import run_example, targets
 from hypothesis import HealthCheck, given, settings
 
 EXAMPLES = int(os.environ.get("HARDENING_FUZZ_EXAMPLES", "100"))
+# The side inputs' targets are slower per example (onnxruntime sessions, subprocesses): fewer here.
+SHARE = {"plan": 0.3, "npz": 0.15, "schema": 0.06, "environment": 0.1}
 TARGETS = targets()
-SETTINGS = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=10), database=None, derandomize=True,
+
+
+def _settings(name: str):
+    return settings(max_examples=max(1, round(EXAMPLES * SHARE.get(name, 1.0))), deadline=timedelta(seconds=20),
+                    database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 
@@ -25,10 +32,10 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=10), datab
 def test_fuzz(name):
     target = TARGETS[name]
 
-    @SETTINGS
+    @_settings(name)
     @given(target.strategy())
     def example(mutation):
-        seed, data = mutation
-        run_example(target, seed, data)
+        seed, data, *env = mutation
+        run_example(target, seed, data, env=env[0] if env else None)
 
     example()
