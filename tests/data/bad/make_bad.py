@@ -638,6 +638,75 @@ def onnx_cases() -> None:
          "UsageError", "input", "validate's saved inputs would replace an input model")
 
 
+def _npz(members: dict[str, bytes]) -> bytes:
+    """An .npz (a zip of .npy members) with fixed timestamps: the same bytes on every run."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray | None = None, *, shape=None) -> bytes:
+    """An .npy of ``array``; with ``shape``, its header declares that shape instead (forged)."""
+    import io
+
+    array = np.zeros((1, 2, 4, 4), np.float32) if array is None else array
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": array.dtype.str, "fortran_order": False,
+                                                  "shape": array.shape if shape is None else shape})
+    return header.getvalue() + array.tobytes()
+
+
+def issue14_cases() -> None:
+    """Silent results and unbounded reads (issue 14): each used to exit 0 or be read whole."""
+    pt, cm, ox = "prototxt", "caffemodel", "onnx"
+    inputs = 'name: "{name}"\ninput: "data"\ninput_dim: 1\ninput_dim: {channels}\ninput_dim: 4\ninput_dim: 4\n'
+    case("pt_all_train.prototxt", pt, convert_caffe("pt_all_train.prototxt"), "NetStructureError",
+         "excluded in phase TEST", "every layer is include { phase: TRAIN }, read in phase TEST",
+         data=inputs.format(name="train_only", channels=2)
+         + 'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" include { phase: TRAIN }\n'
+           '  inner_product_param { num_output: 3 } }\n')
+    case("pt_negative_dim.prototxt", pt, convert_caffe("pt_negative_dim.prototxt"), "NetStructureError",
+         "negative dimension", "input_dim: -2",
+         data=inputs.format(name="negative", channels=-2) + 'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
+    weights = good_weights()
+    other = caffemodel({"other_conv": [blob_of(a) for a in weights["conv"]],
+                        "other_fc": [blob_of(a) for a in weights["fc"]]},
+                       kinds={"other_conv": "Convolution", "other_fc": "InnerProduct"})
+    case("cm_other_net.caffemodel", cm, with_weights("cm_other_net.caffemodel"), "WeightsMismatchError",
+         "no layer with weights in the caffemodel matches", "the weights of another net: no layer name matches",
+         data=other)
+    overflow = weights["conv"][0].astype(np.float64).reshape(-1)
+    overflow[4] = 1e300
+    case("cm_double_overflow.caffemodel", cm, with_weights("cm_double_overflow.caffemodel", "export"),
+         "NonFiniteWeightsError", "beyond float32's range", "a finite double (1e300) that is Inf as float32",
+         data=good_caffemodel(conv=[blob(weights["conv"][0].shape, doubles=overflow), blob_of(weights["conv"][1])]))
+    case("ox_opset1.onnx", ox, convert_onnx("ox_opset1.onnx"), "InputFileError", "opset 1, outside the range",
+         "ONNX opset 1 (before the supported 7)", data=serialize(onnx_model(opset=1)))
+    case("ox_opset99.onnx", ox, convert_onnx("ox_opset99.onnx"), "InputFileError", "opset 99, outside the range",
+         "ONNX opset 99 (newer than any onnx)", data=serialize(onnx_model(opset=99)))
+    future = onnx_model()
+    future.ir_version = 99
+    case("ox_ir99.onnx", ox, convert_onnx("ox_ir99.onnx"), "InputFileError", "IR version 99",
+         "IR version 99 (newer than any onnx)", data=serialize(future))
+    validate = "validate {{bad}}/good.onnx {{bad}}/good.onnx --inputs {{bad}}/{}"
+    case("ox_inputs_npy.npz", ox, validate.format("ox_inputs_npy.npz"), "InputFileError", "is a .npy file",
+         "validate --inputs: a .npy renamed .npz", data=_npy())
+    whole = _npz({"data.npy": _npy()})
+    case("ox_inputs_truncated.npz", ox, validate.format("ox_inputs_truncated.npz"), "InputFileError",
+         "not a complete .npz", "validate --inputs: the archive cut in half", data=whole[:len(whole) // 2])
+    case("ox_inputs_forged.npz", ox, validate.format("ox_inputs_forged.npz"), "InputFileError",
+         "declares shape (4398046511104)", "validate --inputs: a member declaring 2^42 values, holding 128",
+         data=_npz({"data.npy": _npy(shape=(2**42,))}))
+    case("ox_inputs_shape.npz", ox, validate.format("ox_inputs_shape.npz"), "InputFileError",
+         "has shape (1, 2, 5, 5) in the file", "validate --inputs: the input of the wrong shape (blamed on the npz)",
+         data=_npz({"data.npy": _npy(np.zeros((1, 2, 5, 5), np.float32))}))
+
+
 def build() -> None:
     FILES.clear()
     CASES.clear()
@@ -647,6 +716,7 @@ def build() -> None:
     prototxt_cases()
     caffemodel_cases()
     onnx_cases()
+    issue14_cases()
 
 
 def manifest() -> str:
