@@ -94,11 +94,29 @@ def _has_learnable_blobs(model) -> bool:
 
 
 def _fill_random_weights(model, overrides, seed: int) -> str:
-    from proto_rewrite.caffe.init_weights import random_weights
+    """Random weights for ``model``, checked against the limits before any is drawn, then drawn
+    and written one layer at a time to a temporary caffemodel that is mapped and deleted: the
+    export streams them from that mapping as it streams a real caffemodel's, so no more than one
+    layer's weights are ever in this process's own memory."""
+    import tempfile
+
+    from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
+    from proto_rewrite.caffe.init_weights import lazy_random_weights, random_weights
     from proto_rewrite.caffe.shapes import infer_shapes
+    from proto_rewrite.caffe.weights import attach_weights
 
     shapes = infer_shapes(model.net, overrides or None, path=model.prototxt_path, lines=model.layer_lines)
-    model.weights = random_weights(model.net, shapes, seed, path=model.prototxt_path, lines=model.layer_lines)
+    where = {"path": model.prototxt_path, "lines": model.layer_lines}
+    if os.name != "posix":  # a mapped file cannot be deleted there: drawn in memory, within the limits
+        model.weights = random_weights(model.net, shapes, seed, **where)
+        return RANDOM_WEIGHTS_NOTE.format(seed=seed)
+    weights = lazy_random_weights(model.net, shapes, seed, **where)
+    with tempfile.TemporaryDirectory(prefix="proto-rewrite-random-") as folder:
+        scratch = os.path.join(folder, "random.caffemodel")
+        write_caffemodel(scratch, model.net, weights)
+        stored = read_caffemodel(scratch)  # mapped: the mapping outlives the file
+    model.weights, _ = attach_weights(model.net, stored, prototxt_path=model.prototxt_path, lines=model.layer_lines,
+                                      bottom_shapes=shapes.bottoms)
     return RANDOM_WEIGHTS_NOTE.format(seed=seed)
 
 

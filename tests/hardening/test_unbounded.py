@@ -141,7 +141,7 @@ def test_init_weights_honours_max_tensor_bytes(tmp_path):
 
 WIDE = 'input: "data" input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 2048\n' + "".join(
     f'layer {{ name: "fc{i}" type: "InnerProduct" bottom: "{"data" if i == 0 else f"fc{i - 1}"}" top: "fc{i}" '
-    'inner_product_param { num_output: 2048 } }\n' for i in range(6))  # 6 x 16 MiB of weights
+    'inner_product_param { num_output: 2048 } }\n' for i in range(10))  # 10 x 16 MiB of weights
 
 PEAK_DRIVER = r'''
 import resource, sys
@@ -158,7 +158,8 @@ def _peak_kb(argv) -> int:
     return int(run.stdout.split("PEAK_KB")[-1])
 
 
-def test_init_weights_draws_and_writes_one_layer_at_a_time(tmp_path):
+@pytest.mark.parametrize("command", ["init-weights", "export"])
+def test_random_weights_are_drawn_and_written_one_layer_at_a_time(tmp_path, command):
     from proto_rewrite.caffe.caffemodel import write_caffemodel
     from proto_rewrite.caffe.init_weights import random_weights
     from proto_rewrite.caffe.model import load_caffe
@@ -167,15 +168,22 @@ def test_init_weights_draws_and_writes_one_layer_at_a_time(tmp_path):
     wide.write_text(WIDE)
     tiny = tmp_path / "tiny.prototxt"
     tiny.write_text(WIDE.replace("2048", "8"))
-    out = tmp_path / "wide.caffemodel"
-    growth_kb = _peak_kb(["init-weights", wide, "-o", out]) - _peak_kb(["init-weights", tiny, "-o", tmp_path / "t.cm"])
-    assert growth_kb < 48 * 1024, growth_kb  # all six layers at once would be 96 MiB
+    suffix = ".caffemodel" if command == "init-weights" else ".onnx"
+    out = tmp_path / f"wide{suffix}"
+    growth_kb = _peak_kb([command, wide, "-o", out]) - _peak_kb([command, tiny, "-o", tmp_path / f"tiny{suffix}"])
+    assert growth_kb < 80 * 1024, growth_kb  # all ten layers at once would be 160 MiB
     model = load_caffe(wide, None)
-    eager = tmp_path / "eager.caffemodel"
-    write_caffemodel(eager, model.net, random_weights(model.net, model.shapes, 0))
-    assert out.read_bytes() == eager.read_bytes()  # the same bytes as drawing everything first
-    loaded = load_caffe(wide, out)
-    assert [a.shape for a in loaded.weights["fc5"]] == [(2048, 2048), (2048,)]
+    eager = random_weights(model.net, model.shapes, 0)
+    if command == "init-weights":
+        expected = tmp_path / "eager.caffemodel"
+        write_caffemodel(expected, model.net, eager)
+        assert out.read_bytes() == expected.read_bytes()  # the same bytes as drawing everything first
+        return
+    exported = onnx.load(out)
+    assert [node.op_type for node in exported.graph.node].count("Gemm") == 10
+    stored = {t.name: numpy_helper.to_array(t) for t in exported.graph.initializer}
+    weight = next(array for name, array in stored.items() if name.startswith("fc9") and array.ndim == 2)
+    assert np.array_equal(weight, eager["fc9"][0])  # the values init-weights draws for the same seed
 
 
 # --- validate inputs ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import onnx
 from onnx.external_data_helper import set_external_data
 
 from proto_rewrite.errors import OutputError
+from proto_rewrite.filecopy import file_span, release
 from proto_rewrite.fileio import OutputFiles
 from proto_rewrite.wire import len_header
 
@@ -147,6 +148,7 @@ def write_export(proto, deferred: dict[str, np.ndarray], path: str | os.PathLike
                 handle.write(b"\0" * padding)
                 offset += padding
                 handle.write(_buffer(array))
+                release(file_span(array))  # a view of a mapped input: its pages leave this process
                 copy.data_location = onnx.TensorProto.EXTERNAL
                 for key, value in (("location", data_path.name), ("offset", str(offset)),
                                    ("length", str(array.nbytes))):
@@ -178,3 +180,4 @@ def _stream(handle, model_head, graph_head, pieces) -> None:
         if array is not None:
             handle.write(len_header(_TENSOR_RAW_DATA, array.nbytes))
             handle.write(_buffer(array))
+            release(file_span(array))  # a view of a mapped input: its pages leave this process
