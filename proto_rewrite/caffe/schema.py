@@ -57,6 +57,9 @@ def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
     pool = descriptor_pool.DescriptorPool()
     try:
         file_set = descriptor_pb2.FileDescriptorSet.FromString(data)
+        if CUSTOM_SCHEMA_PATH is not None:
+            _check_against_bundled(file_set)
+            _complete_from_bundled(file_set)
         for file_proto in file_set.file:
             pool.Add(file_proto)
         for name in REQUIRED_MESSAGES:
@@ -65,9 +68,41 @@ def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
         raise InputFileError(
             f"not a compiled Caffe schema (a descriptor set with package 'caffe' and {', '.join(REQUIRED_MESSAGES)}): {err}",
             path=CUSTOM_SCHEMA_PATH, hint=_COMPILE_HINT) from err
-    if CUSTOM_SCHEMA_PATH is not None:
-        _check_against_bundled(file_set)
     return pool, file_set
+
+
+def _complete_from_bundled(file_set) -> None:
+    """Give a fork's messages the fields of Caffe's that they lack (an older fork has no
+    InnerProductParameter.transpose, say), with Caffe's numbers and types, where the number is
+    free: every field proto-rewrite reads then exists, at its default when the fork's files never
+    set it."""
+    bundled = _messages(descriptor_pb2.FileDescriptorSet.FromString(
+        resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()))
+    custom = _messages(file_set)
+    types = {f".{PACKAGE}.{name}" for name in custom}
+    for file_proto in file_set.file:
+        if file_proto.package == PACKAGE:
+            types |= {f".{PACKAGE}.{enum.name}" for enum in file_proto.enum_type}
+            types |= {f".{PACKAGE}.{name}.{enum.name}" for name, message in _messages(
+                descriptor_pb2.FileDescriptorSet(file=[file_proto])).items() for enum in message.enum_type}
+    for name, message in custom.items():
+        reference = bundled.get(name)
+        if reference is None:
+            continue
+        names = {field.name for field in message.field}
+        numbers = {field.number: field.name for field in message.field}
+        ranges = [(r.start, r.end) for r in (*message.extension_range, *message.reserved_range)]
+        for field in reference.field:
+            if field.name not in names and field.number in numbers:
+                raise InputFileError(
+                    f"not a usable Caffe schema: field number {field.number} of caffe.{name} is "
+                    f"'{numbers[field.number]}' here but '{field.name}' in Caffe's schema (Caffe's files would be "
+                    "misread)", path=CUSTOM_SCHEMA_PATH, hint="compile the fork's own caffe.proto; " + _COMPILE_HINT)
+            if (field.name in names or field.HasField("oneof_index")
+                    or any(start <= field.number < end for start, end in ranges)
+                    or (field.type_name and field.type_name not in types)):
+                continue
+            message.field.add().CopyFrom(field)
 
 
 # The fields every part of proto-rewrite reads, whatever the layer types: a schema must have them.

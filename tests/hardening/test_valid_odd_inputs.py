@@ -189,3 +189,38 @@ def test_a_byte_order_mark_is_skipped(tmp_path, command):
     if command == "convert":
         assert (plain / "out.prototxt").read_bytes() == (marked / "out.prototxt").read_bytes()
         assert (plain / "out.caffemodel").read_bytes() == (marked / "out.caffemodel").read_bytes()
+
+
+# --- a fork's schema without a field Caffe added later --------------------------------------------
+
+def _schema_without(tmp_path, message: str, field: str, rename: str | None = None):
+    from importlib import resources
+
+    from google.protobuf import descriptor_pb2
+
+    data = resources.files("proto_rewrite.caffe").joinpath("caffe_descriptor.pb").read_bytes()
+    file_set = descriptor_pb2.FileDescriptorSet.FromString(data)
+    for file_proto in file_set.file:
+        for item in file_proto.message_type:
+            if item.name == message:
+                index = next(i for i, f in enumerate(item.field) if f.name == field)
+                if rename:
+                    item.field[index].name = rename
+                else:
+                    del item.field[index]
+    path = tmp_path / "fork.pb"
+    path.write_bytes(file_set.SerializeToString())
+    return path
+
+
+def test_an_older_forks_schema_gets_the_fields_it_lacks(tmp_path):
+    from bounded_run import assert_refused, run_bounded
+
+    fork = _schema_without(tmp_path, "InnerProductParameter", "transpose")  # BVLC added it in 2016
+    out = tmp_path / "out"
+    out.mkdir()
+    run = run_bounded(["convert", LENET, "--caffe-schema", fork, "-o", out / "fcn.prototxt", "--validate"])
+    assert run.code == 0 and "PASSED" in run.stderr, run.stderr
+    renamed = _schema_without(tmp_path, "InnerProductParameter", "transpose", rename="contrastUpper")
+    run = run_bounded(["inspect", LENET, "--caffe-schema", renamed])
+    assert_refused(run, renamed, message="field number 6 of caffe.InnerProductParameter is 'contrastUpper'")
