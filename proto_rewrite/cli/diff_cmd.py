@@ -86,11 +86,14 @@ def run(args, console) -> int:
     if args.output:
         from proto_rewrite.fileio import atomic_output
 
-        with atomic_output(args.output, "w") as handle:
-            handle.write(report)
+        from proto_rewrite.terminal import escape_controls
+
+        coloured = args.format == "text" and _colour(args, console)  # its names are escaped already
+        with atomic_output(args.output, "w") as handle:  # a text report gets printed later: names escaped
+            handle.write(escape_controls(report) if args.format == "text" and not coloured else report)
         console.info(f"wrote {args.output}")
     else:
-        console.out(report)
+        console.out(report, escaped=args.format == "text" and _colour(args, console))
     console.error(f"{'EQUAL' if diff.equal else 'DIFFERENT'}: {diff.count('changed')} changed, "
                   f"{diff.count('removed')} removed, {diff.count('added')} added, {diff.count('unchanged')} unchanged")
     return EXIT_OK if diff.equal else EXIT_CHECK_FAILED

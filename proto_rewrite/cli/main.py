@@ -35,8 +35,10 @@ class Console:
         self.stdout, self.stderr = stdout, stderr
         self.verbose, self.quiet = verbose, quiet
 
-    def out(self, text: str) -> None:
-        self.stdout.write(printable(text))
+    def out(self, text: str, *, escaped: bool = False) -> None:
+        """``escaped``: the text's names are escaped already and it carries our own escape
+        sequences (a coloured diff): only undecodable file-name bytes are escaped here."""
+        self.stdout.write(_without_surrogates(text) if escaped else printable(text))
 
     def info(self, text: str, level: int = 1) -> None:
         if self.verbose >= level and not self.quiet:
@@ -59,6 +61,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _escape_surrogate(match) -> str:
     code = ord(match.group())
     return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def _without_surrogates(text: str) -> str:
+    return _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text
 
 
 def printable(text: str) -> str:

@@ -13,6 +13,7 @@ import json
 from proto_rewrite.diff.compare import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED, GraphDiff, NodeDiff, ValueChange
 from proto_rewrite.diff.model import shape_text, side_label
 from proto_rewrite.diff.weights import ADDED, REMOVED
+from proto_rewrite.terminal import escape_controls
 
 RED, GREEN, YELLOW, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 COLOURS = {"-": RED, "+": GREEN, "~": YELLOW}
@@ -57,11 +58,15 @@ class _Lines:
     def __init__(self, colour: bool) -> None:
         self.colour, self.lines = colour, []
 
+    # With colour, the report carries our own escape sequences: the names in it are escaped here,
+    # line by line, and the console prints the report as it is (see the diff command).
     def header(self, text: str) -> None:
-        self.lines.append(f"{BOLD}{text}{RESET}" if self.colour else text)
+        self.lines.append(f"{BOLD}{escape_controls(text)}{RESET}" if self.colour else text)
 
     def add(self, marker: str, text: str, raw: bool = False) -> None:
         line = text if raw else (f"{marker} {text}" if marker else text)
+        if self.colour:
+            line = escape_controls(line)
         if self.colour and marker in COLOURS:
             line = f"{COLOURS[marker]}{line}{RESET}"
         self.lines.append(line)

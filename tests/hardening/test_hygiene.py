@@ -79,3 +79,23 @@ def test_an_error_on_a_huge_line_quotes_an_excerpt(tmp_path):
     run = run_cli(["inspect", model, "--no-weights"])
     assert_refused(run, f"{model}:1:{column}", message="7bogus")
     assert len(run.stderr) < 1000, len(run.stderr)
+
+
+def test_a_text_report_written_to_a_file_is_escaped_too(tmp_path, hostile):
+    report = tmp_path / "report.txt"
+    run = run_cli(["diff", hostile, hostile, "--no-weights", "--text", "-o", report])
+    assert run.code == 0, run.stderr
+    text = report.read_text(encoding="utf-8")
+    assert _raw_controls(text) == [] and "\\x1b" in text
+
+
+def test_a_coloured_diff_keeps_its_colours_and_escapes_the_names(hostile):
+    from proto_rewrite.diff.text import BOLD, COLOURS, RESET
+
+    run = run_cli(["diff", hostile, hostile, "--no-weights", "--all", "--text", "--color", "always"])
+    assert run.code == 0, run.stderr
+    assert BOLD in run.stdout  # our own colours
+    ours = run.stdout
+    for code in (BOLD, RESET, *COLOURS.values()):  # only those: a name's own sequence would remain
+        ours = ours.replace(code, "")
+    assert _raw_controls(ours) == [] and "\\x1b" in ours
