@@ -81,6 +81,9 @@ def _shape_text(shape) -> str:
     return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
 
 
+COLUMN_MAX = 60
+
+
 def render_text(summary: ModelSummary) -> str:
     lines = [f"model: {summary.path} ({summary.model_format}, {summary.source_format})"]
     lines.append(f"weights: {summary.weights_path or 'none'}")
@@ -97,7 +100,9 @@ def render_text(summary: ModelSummary) -> str:
         outputs = ", ".join(_shape_text(shape) for shape in layer.output_shapes) or "-"
         rows.append((layer.name, layer.type, f"{','.join(layer.inputs)} -> {','.join(layer.outputs)}",
                      outputs, weights, params if layer.weights else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    # A column is as wide as its cells, up to COLUMN_MAX: one huge cell (an Eltwise of 10 000
+    # bottoms) overflows its own line instead of padding every other row to its width.
+    widths = [min(max(len(row[i]) for row in rows), COLUMN_MAX) for i in range(5)]
     lines.append("")
     for row in rows:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5].rjust(12))

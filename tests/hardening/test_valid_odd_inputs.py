@@ -159,6 +159,13 @@ def test_eltwise_with_10000_bottoms(tmp_path):
     model.write_text('input: "data" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3\n'
                      f'layer {{ name: "split" type: "Split" bottom: "data" {tops} }}\n'
                      f'layer {{ name: "sum" type: "Eltwise" {bottoms} top: "sum" }}\n')
+    from bounded_run import run_bounded
+
+    peak = run_bounded(["inspect", model, "--no-weights"], driver=(
+        "import resource, sys; from proto_rewrite.cli.main import main; code = main(sys.argv[1:]); "
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"))
+    assert peak.code == 0 and "3 layers" in peak.stdout, peak.stderr
+    assert int(peak.stdout.split("PEAK_KB")[-1]) < 400 * 1024  # the table once padded every row: 1.7 GB
     exported = tmp_path / "wide_sum.onnx"
     run = run_cli(["export", model, "-o", exported])  # shape inference, then the ONNX graph
     assert run.code == 0 and "output sum: 1x2x3x3" in run.stdout, run.stderr
