@@ -337,7 +337,11 @@ def read_text(path: str | os.PathLike, what: str) -> str:
 def read_bytes(path: str | os.PathLike, what: str) -> bytes:
     from proto_rewrite.input_guard import require_regular_file
 
-    require_regular_file(path, what)  # a pipe or a device is refused before it is opened
+    info = require_regular_file(path, what)  # a pipe or a device is refused before it is opened
+    if info is not None:  # a text input (prototxt, plan) over the text limit: refused from its size
+        from proto_rewrite.limits import check_text_size
+
+        check_text_size(info.st_size, what, path=path)
     try:
         with open(path, "rb") as handle:
             output_guard.note_input(handle.fileno(), path, what)

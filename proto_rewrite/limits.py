@@ -150,9 +150,9 @@ def check_text_size(size: int, what: str, **where) -> None:
     limit = max_text_bytes()
     if size > limit:
         raise TensorTooLargeError(
-            f"{what} is {format_bytes(size)}, over the limit of {format_bytes(limit)} for a model text file "
-            "(parsing it would take about 80 times that in memory)",
-            hint=f"a deploy prototxt is rarely over a few MiB; if this one is right, raise the limit with "
+            f"{what} is {format_bytes(size)}, over the limit of {format_bytes(limit)} for a text input "
+            "(a prototxt, a plan: parsing one takes many times its size in memory)",
+            hint=f"a deploy prototxt or a plan is rarely over a few MiB; if this one is right, raise the limit with "
                  f"--max-text-bytes or {ENV_MAX_TEXT_BYTES}", **where)
 
 

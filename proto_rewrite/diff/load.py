@@ -92,7 +92,11 @@ def read_plan(path) -> RewritePlan:
     """A plan saved by ``convert --save-plan``."""
     from proto_rewrite.input_guard import require_regular_file
 
-    require_regular_file(path, "the plan")
+    from proto_rewrite.limits import check_text_size
+
+    info = require_regular_file(path, "the plan")
+    if info is not None:
+        check_text_size(info.st_size, "the plan", path=path)
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)

@@ -112,6 +112,19 @@ def test_the_text_limit_can_be_lowered_and_raised(tmp_path):
     assert run_cli(["inspect", LENET, "--no-weights", "--max-text-bytes", "1M"]).code == 0
 
 
+def test_a_plan_over_the_text_limit_is_refused_from_its_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROTO_REWRITE_MAX_TEXT_BYTES", "8000")  # the models pass, the plan does not
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"plan_version": 1, "padding": "' + "x" * 9000 + '"}')
+    before = snapshot(tmp_path)
+    for argv in (["diff", LENET, LENET, "--no-weights", "--plan", plan],
+                 ["validate", LENET_ONNX, LENET_ONNX, "--localize", "--plan", plan]):
+        run = run_cli(argv, seconds=30)
+        assert run.code == 2, run.stderr
+        assert_refused(run, plan, message="over the limit")
+    assert snapshot(tmp_path) == before
+
+
 # --- random weights -------------------------------------------------------------------------------
 
 HUGE_FC = """input: "data" input_dim: 1 input_dim: 1 input_dim: 32768 input_dim: 16384
