@@ -252,6 +252,9 @@ class RewritePlan:
             raise UsageError(f"unsupported plan version {data.get('plan_version')!r}",
                              hint=f"this proto-rewrite reads plan version {PLAN_VERSION}")
         rewrites = []
+        for item in [*data["rewrites"], *data["skips"]]:  # names are looked up by: they must be text
+            if not all(isinstance(item.get(key, ""), str) for key in ("name", "new_name", "op", "input")):
+                raise ValueError("a rewrite or skip whose name is not text")
         for item in data["rewrites"]:
             weights = tuple(WeightChange(w["name"], tuple(w["shape_before"]), tuple(w["shape_after"]), w["transform"])
                             for w in item["weights"])
@@ -268,7 +271,7 @@ class RewritePlan:
                                 "layers": tuple(e["layers"]),
                                 "shape": None if e["shape"] is None else tuple(e["shape"])})
                    for e in data["edits"]],
-            renames=dict(data["renames"]),
+            renames=_names_map(data["renames"]),
             fcn=None if data.get("fcn") is None else FcnReport.from_dict(data["fcn"]),
             options=dict(data.get("options") or {}),
             notes=list(data.get("notes") or []),
@@ -399,3 +402,11 @@ def _names(text: str | None) -> frozenset[str] | None:
     if text is None:
         return None
     return frozenset(name.strip() for name in text.split(",") if name.strip())
+
+
+def _names_map(value) -> dict[str, str]:
+    """A plan's renames: names to names (a hand-edited plan may hold anything)."""
+    renames = dict(value)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in renames.items()):
+        raise ValueError("renames must map names to names")
+    return renames

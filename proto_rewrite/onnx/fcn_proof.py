@@ -15,6 +15,8 @@ from the nodes that bake the planning size, or from where the score maps had to 
 
 from __future__ import annotations
 
+import math
+
 import re
 
 import numpy as np
@@ -31,6 +33,7 @@ RUN_LIMIT_BYTES = 256 * 2**20  # above this much weight data the proof is shape 
 ONNXRUNTIME, SHAPE_INFERENCE = "onnxruntime", "shape-inference"
 STRIDES_FURTHER = 2  # the second size: the planning size plus this many output strides
 NO_KERNEL = "no kernel"  # onnxruntime lacks a kernel (float64 Conv on CPU): shapes only
+TOO_LARGE = "inputs too large"  # an input at a checked size would pass the tensor limit: shapes only
 
 
 def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnReport:
@@ -52,12 +55,12 @@ def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnRepo
     if problem is not None:
         return _failed(new_model, program, sizes, problem, SHAPE_INFERENCE)
     weight_bytes = sum(t.nbytes for t in new_model.initializers.values())
-    proof = SHAPE_INFERENCE
+    proof, not_run = SHAPE_INFERENCE, None
     if weight_bytes <= run_limit_bytes:
         proof = ONNXRUNTIME
         problem = _run_at(new_model, sizes, expected)
-        if problem is NO_KERNEL:
-            proof, weight_bytes = SHAPE_INFERENCE, None
+        if problem is NO_KERNEL or problem is TOO_LARGE:
+            proof, weight_bytes, not_run = SHAPE_INFERENCE, None, problem
             problem = _inferred_outputs(skeleton, sizes, expected)
         if problem is not None:
             return _failed(new_model, program, sizes, problem, proof)
@@ -67,6 +70,8 @@ def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnRepo
             return _failed(new_model, program, sizes, problem, SHAPE_INFERENCE)
     if proof == ONNXRUNTIME:
         note = ""
+    elif weight_bytes is None and not_run is TOO_LARGE:
+        note = "an input at the sizes checked would pass the tensor limit: shapes inferred, not run"
     elif weight_bytes is None:
         note = "onnxruntime's CPU build has no kernel for an operator of this model: shapes inferred, not run"
     else:
@@ -193,6 +198,10 @@ def _run_at(new_model, sizes: dict, expected: dict) -> str | None:
         dtype = _numpy_type(item.type)
         if dtype is None:
             return f"input '{item.name}' is of type {item.type}, which the proof does not generate"
+        from proto_rewrite.limits import max_tensor_bytes
+
+        if math.prod(sizes[item.name]) * 8 > max_tensor_bytes():  # drawn as float64: not drawn at all
+            return TOO_LARGE
         feeds[item.name] = (rng.standard_normal(sizes[item.name]) if dtype.kind == "f"
                             else rng.integers(0, 2, sizes[item.name])).astype(dtype)
     try:

@@ -39,3 +39,30 @@ def test_fuzz(name):
         run_example(target, seed, data, env=env[0] if env else None)
 
     example()
+
+
+# Cases the 10 000-case campaign (benchmarks/fuzz_campaign.py) found, kept as regressions.
+
+def test_campaign_case_a_plan_whose_renames_are_not_names():
+    import json
+
+    from fuzzing import plan_seeds
+
+    target, seed = TARGETS["plan"], plan_seeds()[1]
+    plan = json.loads(seed.data)
+    plan["renames"] = {"ip1": ["not", "a", "name"]}
+    outcome = run_example(target, seed, json.dumps(plan).encode())
+    assert outcome.code == 2 and "renames must map names to names" in outcome.message
+
+
+def test_campaign_case_an_onnx_input_of_a_huge_declared_batch():
+    import onnx
+
+    from fuzzing import onnx_seeds
+
+    target = TARGETS["onnx"]
+    seed = next(s for s in onnx_seeds() if s.name == "good.onnx")
+    model = onnx.ModelProto.FromString(seed.data)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 249653125  # 134 GiB at float64
+    outcome = run_example(target, seed, model.SerializeToString())
+    assert outcome.code in (0, 2)  # converted, the fcn proof not run at that size; never a MemoryError
