@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proto_rewrite.validate.compare_models import ValidateOptions, validate_models  # noqa: E402
-from proto_rewrite.validate.runtime import RuntimeOptions, make_session  # noqa: E402
+from proto_rewrite.validation.compare_models import ValidateOptions, validate_models  # noqa: E402
+from proto_rewrite.validation.runtime import RuntimeOptions, make_session  # noqa: E402
 
 
 def vgg_style(width: int) -> onnx.ModelProto:

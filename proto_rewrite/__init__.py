@@ -6,3 +6,21 @@ original input size and a map of scores, one per crop position, on a larger inpu
 """
 
 __version__ = "0.1.0"
+
+# The API (proto_rewrite.api), imported on first use so that ``import proto_rewrite`` stays cheap
+# (the CLI's --help loads neither numpy nor onnx) and never fails.
+_API = ("load", "plan", "apply", "save", "validate", "diff", "convert", "RewritePlan", "ConvertOptions",
+        "ConvertResult")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from proto_rewrite import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'proto_rewrite' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -13,7 +13,7 @@ from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.errors import PlanMismatchError
 from proto_rewrite.onnx.model import load_onnx
 from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
-from proto_rewrite.plan import Reason, RewritePlan, Skip
+from proto_rewrite.rewrite_plan import Reason, RewritePlan, Skip
 
 
 def _onnx(name, mode="fcn"):

@@ -27,7 +27,7 @@ from proto_rewrite.errors import (
 )
 from proto_rewrite.fingerprint import caffe_fingerprint
 from proto_rewrite.fc_math import fc_weight_to_kernel
-from proto_rewrite.plan import (
+from proto_rewrite.rewrite_plan import (
     EXACT,
     FCN,
     MODES,

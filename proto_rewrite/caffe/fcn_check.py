@@ -1,7 +1,7 @@
 """fcn mode for Caffe: what the converted net does at other input sizes, shown, never assumed.
 
 ``check_fcn(net, input_shapes)`` takes a converted net and the shapes of its inputs at the
-planning size and returns a :class:`~proto_rewrite.plan.FcnReport`:
+planning size and returns a :class:`~proto_rewrite.rewrite_plan.FcnReport`:
 
 1. **Geometry.** One walk over the layers gives every blob's relation to the input size. A
    Convolution or a Pooling maps an axis of length ``n`` to ``(n + c) // s + 1`` (``c`` from its
@@ -16,8 +16,8 @@ planning size and returns a :class:`~proto_rewrite.plan.FcnReport`:
    planning size and at larger ones (one and two output strides more, and ``input_size`` when
    given). A layer that fails there, whose learnable blobs would need another shape, that
    flattens or reshapes a map whose size changes, or that reduces the whole map (other than a
-   global pooling) is a :class:`~proto_rewrite.plan.Blocker`.
-3. **Claims.** An output is reported as a :class:`~proto_rewrite.plan.ScoreMap` only when the
+   global pooling) is a :class:`~proto_rewrite.rewrite_plan.Blocker`.
+3. **Claims.** An output is reported as a :class:`~proto_rewrite.rewrite_plan.ScoreMap` only when the
    geometry's cell counts equal the inferred shapes at every checked size; an output that keeps
    its shape at every size is said to gain nothing; ``fully_convolutional`` is true only when
    every size was inferred, every output shape is known and nothing blocks.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.shapes import NetShapes, dims_text, infer_shapes, window_axes
 from proto_rewrite.errors import NetStructureError, RewriteCheckError
-from proto_rewrite.plan import AxisGeometry, Blocker, FcnReport, ScoreMap
+from proto_rewrite.rewrite_plan import AxisGeometry, Blocker, FcnReport, ScoreMap
 
 PROOF = "caffe-shapes"
 

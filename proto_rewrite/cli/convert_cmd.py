@@ -80,7 +80,7 @@ def run(args, console) -> int:
 
 def convert_one(args, model_path: str, output: str | None, console) -> int:
     """Convert one model to ``output`` (the library's ``convert_file``), printing its plan; the exit code."""
-    from proto_rewrite.convert import convert_file
+    from proto_rewrite.conversion import convert_file
 
     apply_safety_options(args)
     if not is_onnx_path(model_path):
@@ -99,7 +99,7 @@ def convert_one(args, model_path: str, output: str | None, console) -> int:
             console.out(f"wrote {path}\n")
     check = result.validation
     if check is not None:
-        from proto_rewrite.validate.report import summary_line
+        from proto_rewrite.validation.report import summary_line
 
         console.error(summary_line(check) + ("" if check.passed or result.written else "; nothing written"))
         if not check.passed:
@@ -109,7 +109,7 @@ def convert_one(args, model_path: str, output: str | None, console) -> int:
 
 def options_from(args):
     """The library's ConvertOptions from the parsed command line."""
-    from proto_rewrite.convert import AUTO, ConvertOptions
+    from proto_rewrite.conversion import AUTO, ConvertOptions
 
     weights = None if getattr(args, "no_weights", False) else (args.weights or AUTO)
     return ConvertOptions(

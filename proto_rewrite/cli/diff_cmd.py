@@ -55,8 +55,8 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
-    from proto_rewrite.diff.compare import diff_graphs
-    from proto_rewrite.diff.load import AUTO, LoadOptions, load_pair, read_plan, text_diff
+    from proto_rewrite.graphdiff.compare import diff_graphs
+    from proto_rewrite.graphdiff.load import AUTO, LoadOptions, load_pair, read_plan, text_diff
 
     use_caffe_schema(args)
     apply_safety_options(args)
@@ -103,10 +103,10 @@ def _render(diff, args, console) -> str:
     if args.format == "json":
         return json.dumps(diff.to_dict(), indent=2) + "\n"
     if args.format == "html":
-        from proto_rewrite.diff.html import render_html
+        from proto_rewrite.graphdiff.html import render_html
 
         return render_html(diff)
-    from proto_rewrite.diff.text import render_text
+    from proto_rewrite.graphdiff.text import render_text
 
     return render_text(diff, show_all=args.all, colour=_colour(args, console))
 

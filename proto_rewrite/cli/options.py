@@ -133,10 +133,10 @@ def add_validation_options(parser: argparse.ArgumentParser) -> None:
 def validate_options_from(args, input_shapes):
     """ValidateOptions from the parsed --seed/--trials/... options."""
     from proto_rewrite.errors import UsageError
-    from proto_rewrite.validate.compare_models import ValidateOptions
-    from proto_rewrite.validate.inputs import parse_ranges
-    from proto_rewrite.validate.runtime import RuntimeOptions
-    from proto_rewrite.validate.tolerances import Tolerances
+    from proto_rewrite.validation.compare_models import ValidateOptions
+    from proto_rewrite.validation.inputs import parse_ranges
+    from proto_rewrite.validation.runtime import RuntimeOptions
+    from proto_rewrite.validation.tolerances import Tolerances
 
     if args.trials < 1 or (args.batch is not None and args.batch < 1):
         raise UsageError("--trials and --batch must be at least 1")

@@ -48,11 +48,11 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
-    from proto_rewrite.validate.compare_models import validate_models
-    from proto_rewrite.validate.dynamic import defaults_line
-    from proto_rewrite.validate.load import load_for_validation
-    from proto_rewrite.validate.report import render_text, summary_line, to_dict
-    from proto_rewrite.validate.tolerances import Tolerances
+    from proto_rewrite.validation.compare_models import validate_models
+    from proto_rewrite.validation.dynamic import defaults_line
+    from proto_rewrite.validation.load import load_for_validation
+    from proto_rewrite.validation.report import render_text, summary_line, to_dict
+    from proto_rewrite.validation.tolerances import Tolerances
 
     apply_safety_options(args)
     refuse_output_over_input([args.save_inputs, args.save_outputs],
@@ -84,7 +84,7 @@ def run(args, console) -> int:
 def plan_renames(path) -> dict[str, str]:
     from proto_rewrite.errors import InputFileError
     from proto_rewrite.fileio import read_text
-    from proto_rewrite.plan import RewritePlan
+    from proto_rewrite.rewrite_plan import RewritePlan
 
     try:
         return RewritePlan.from_dict(json.loads(read_text(path, "plan"))).renames
@@ -94,7 +94,7 @@ def plan_renames(path) -> dict[str, str]:
 
 
 def run_dense(args, console, model_a, model_b, options) -> int:
-    from proto_rewrite.validate.dense import dense_check
+    from proto_rewrite.validation.dense import dense_check
 
     result = dense_check(model_a, model_b, tuple(args.dense), options, names=(args.model_a, args.model_b))
     console.out(json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else result.render_text())

@@ -8,7 +8,7 @@ predicted ones: ``(N, K, h, w)`` with ``h, w`` from the graph's geometry for a s
 original shape for every other output. Above ``RUN_LIMIT_BYTES`` of weights the run gives way
 to shape inference alone, and the report says which proof ran.
 
-The result is a :class:`~proto_rewrite.plan.FcnReport`; ``fully_convolutional`` is true only when
+The result is a :class:`~proto_rewrite.rewrite_plan.FcnReport`; ``fully_convolutional`` is true only when
 the proof passed. When it fails the report names the node that blocks (from the runtime's error,
 from the nodes that bake the planning size, or from where the score maps had to be flattened).
 """
@@ -27,7 +27,7 @@ from proto_rewrite.onnx.geometry import output_geometry
 from proto_rewrite.onnx.layout import STOP_TEXT
 from proto_rewrite.onnx.shapes import checkable_model
 from proto_rewrite.onnx.tensors import raw_dtype
-from proto_rewrite.plan import Blocker, FcnReport, ScoreMap
+from proto_rewrite.rewrite_plan import Blocker, FcnReport, ScoreMap
 
 RUN_LIMIT_BYTES = 256 * 2**20  # above this much weight data the proof is shape inference only
 ONNXRUNTIME, SHAPE_INFERENCE = "onnxruntime", "shape-inference"

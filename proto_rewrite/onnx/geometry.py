@@ -29,7 +29,7 @@ import onnx
 from onnx import numpy_helper
 
 from proto_rewrite.onnx.graph import attribute, constant_node_tensor, subgraph_reads
-from proto_rewrite.plan import AxisGeometry
+from proto_rewrite.rewrite_plan import AxisGeometry
 
 # Ops whose output has the shape of their (first) input, or the broadcast of their inputs, along
 # every axis: the spatial grid passes through unchanged.

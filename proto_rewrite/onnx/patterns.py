@@ -30,7 +30,7 @@ from proto_rewrite.onnx.fold import fold_constant, shared_with, why_not_constant
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.shape_expr import Dim, chain_nodes, evaluate, known
 from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
-from proto_rewrite.plan import Reason
+from proto_rewrite.rewrite_plan import Reason
 
 MAP, POOLED, CHAIN, VECTOR = "map", "pooled", "chain", "vector"
 

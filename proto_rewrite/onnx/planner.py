@@ -7,7 +7,7 @@ exact mode) gets a Flatten in front of it. Nodes left with no reader (the Flatte
 and its shape chain, an NHWC Transpose) are removed. With ``pool_scores`` (``pooling``), each
 chain's last FC is pooled back to (N, K), so what follows it stays as it was.
 
-The result is a :class:`Program`: the format-neutral :class:`~proto_rewrite.plan.RewritePlan`
+The result is a :class:`Program`: the format-neutral :class:`~proto_rewrite.rewrite_plan.RewritePlan`
 plus the node-level details ``build`` needs to execute it.
 """
 
@@ -48,7 +48,7 @@ from proto_rewrite.onnx.weights import (
     kernel_transform,
     reshaped_tensor,
 )
-from proto_rewrite.plan import (
+from proto_rewrite.rewrite_plan import (
     EXACT,
     FCN,
     MODES,

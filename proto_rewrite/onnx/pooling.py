@@ -26,7 +26,7 @@ from onnx import helper
 from proto_rewrite.errors import UsageError
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.patterns import CHAIN, FcMatch
-from proto_rewrite.plan import FCN, POOL_SCORES, GraphEdit
+from proto_rewrite.rewrite_plan import FCN, POOL_SCORES, GraphEdit
 
 if TYPE_CHECKING:
     from proto_rewrite.onnx.planner import Program

@@ -20,7 +20,7 @@ from proto_rewrite.onnx.fcn_proof import any_real_map, prove
 from proto_rewrite.onnx.patterns import POOLED
 from proto_rewrite.onnx.planner import Program, build_program
 from proto_rewrite.onnx.shapes import checkable_model
-from proto_rewrite.plan import FCN, RewritePlan, Selection, first_difference
+from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection, first_difference
 
 
 def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN,

@@ -15,7 +15,7 @@ from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.errors import RewriteCheckError, RewriteRefused, UsageError
-from proto_rewrite.plan import EXACT, FCN, Reason, RewritePlan, Selection
+from proto_rewrite.rewrite_plan import EXACT, FCN, Reason, RewritePlan, Selection
 
 pytest.importorskip("cv2")
 

@@ -21,7 +21,7 @@ from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.cli import main
 from proto_rewrite.errors import RewriteCheckError
-from proto_rewrite.plan import AxisGeometry, RewritePlan, Selection
+from proto_rewrite.rewrite_plan import AxisGeometry, RewritePlan, Selection
 
 pytest.importorskip("cv2")
 

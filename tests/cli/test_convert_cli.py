@@ -91,7 +91,7 @@ def test_convert_validate_failure_writes_nothing(tmp_path, monkeypatch):
     """A converted model that differs (one weight perturbed after the rewrite) is caught."""
     from onnx import numpy_helper
 
-    from proto_rewrite.validate import compare_models
+    from proto_rewrite.validation import compare_models
 
     real = compare_models.validate_models
 

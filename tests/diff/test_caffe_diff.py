@@ -14,9 +14,9 @@ from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.prototxt import parse_net_text
 from proto_rewrite.caffe.shapes import infer_shapes
-from proto_rewrite.diff.caffe_view import caffe_graph
-from proto_rewrite.diff.compare import diff_graphs
-from proto_rewrite.diff.text import render_text
+from proto_rewrite.graphdiff.caffe_view import caffe_graph
+from proto_rewrite.graphdiff.compare import diff_graphs
+from proto_rewrite.graphdiff.text import render_text
 
 CAFFENET = CAFFE_DATA / "bvlc_reference_caffenet.prototxt"
 MINI = ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt"

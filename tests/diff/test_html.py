@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from corpus import CAFFE_DATA
-from proto_rewrite.diff.compare import diff_graphs
-from proto_rewrite.diff.html import render_html
-from proto_rewrite.diff.load import load_pair
+from proto_rewrite.graphdiff.compare import diff_graphs
+from proto_rewrite.graphdiff.html import render_html
+from proto_rewrite.graphdiff.load import load_pair
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

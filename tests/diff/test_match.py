@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from proto_rewrite.diff.match import match_nodes
-from proto_rewrite.diff.model import Node
+from proto_rewrite.graphdiff.match import match_nodes
+from proto_rewrite.graphdiff.model import Node
 
 
 def nodes(*specs: str) -> list[Node]:

@@ -90,7 +90,7 @@ def test_a_text_report_written_to_a_file_is_escaped_too(tmp_path, hostile):
 
 
 def test_a_coloured_diff_keeps_its_colours_and_escapes_the_names(hostile):
-    from proto_rewrite.diff.text import BOLD, COLOURS, RESET
+    from proto_rewrite.graphdiff.text import BOLD, COLOURS, RESET
 
     run = run_cli(["diff", hostile, hostile, "--no-weights", "--all", "--text", "--color", "always"])
     assert run.code == 0, run.stderr

@@ -275,8 +275,8 @@ def _external_model(folder: Path) -> Path:
 def test_a_model_over_the_inline_limit_runs_with_its_external_data(tmp_path, monkeypatch):
     import onnxruntime as ort
 
-    from proto_rewrite.validate import runtime
-    from proto_rewrite.validate.load import load_for_validation
+    from proto_rewrite.validation import runtime
+    from proto_rewrite.validation.load import load_for_validation
 
     source = _external_model(tmp_path / "in")
     (tmp_path / "out").mkdir()

@@ -13,7 +13,7 @@ from onnx_check import assert_close, convert, feeds_for, initializer_shapes, ops
 from proto_rewrite.onnx.fold import fold_constant
 from proto_rewrite.onnx.graph import GraphView
 from proto_rewrite.onnx.model import OnnxModel
-from proto_rewrite.plan import Reason
+from proto_rewrite.rewrite_plan import Reason
 
 MODES = ["exact", "fcn"]
 
@@ -322,7 +322,7 @@ def test_plan_through_json_and_deterministic(case, tmp_path):
 
     from proto_rewrite.onnx.model import save_onnx
     from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
-    from proto_rewrite.plan import RewritePlan
+    from proto_rewrite.rewrite_plan import RewritePlan
 
     model = OnnxModel.from_proto(CASES[case]()[0])
     plan = plan_onnx_rewrite(model, mode="fcn")

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from proto_rewrite.onnx.geometry import GeometryUnknown, output_geometry
-from proto_rewrite.plan import AxisGeometry
+from proto_rewrite.rewrite_plan import AxisGeometry
 
 
 class Net:
@@ -280,7 +280,7 @@ def test_caffe_exporters_ceil_pooling_at_any_size(tmp_path):
 
     from corpus import ROOT
     from proto_rewrite.cli import main
-    from proto_rewrite.validate.load import load_for_validation
+    from proto_rewrite.validation.load import load_for_validation
 
     fcn = tmp_path / "mini_fcn.prototxt"
     code = main(["convert", str(ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt"), "-o", str(fcn)],

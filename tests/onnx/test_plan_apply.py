@@ -15,7 +15,7 @@ from onnx_check import convert
 from proto_rewrite.errors import UsageError
 from proto_rewrite.onnx.model import OnnxModel, load_onnx, save_onnx
 from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
-from proto_rewrite.plan import RewritePlan
+from proto_rewrite.rewrite_plan import RewritePlan
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDERS = [zoo.flatten_gemm, zoo.dynamic_chain, zoo.matmul_add, zoo.gap_gemm, zoo.mlp, zoo.nhwc,
@@ -110,7 +110,7 @@ def test_bad_options(options, words):
 
 
 def test_unknown_selected_name():
-    from proto_rewrite.plan import Selection
+    from proto_rewrite.rewrite_plan import Selection
 
     model = OnnxModel.from_proto(zoo.flatten_gemm(13, np.float32))
     with pytest.raises(UsageError, match="not FC layers"):

@@ -17,7 +17,7 @@ from onnx_check import assert_close, convert, newest_opset, ops, run
 from proto_rewrite.errors import UsageError
 from proto_rewrite.onnx.model import OnnxModel, load_onnx, save_onnx
 from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
-from proto_rewrite.plan import POOL_SCORES, RewritePlan, Selection
+from proto_rewrite.rewrite_plan import POOL_SCORES, RewritePlan, Selection
 
 VGG = Path(__file__).resolve().parents[2] / "samples" / "onnx" / "vgg_mini.onnx"
 METHODS = list(POOL_SCORES)

@@ -13,7 +13,7 @@ from proto_rewrite.fc_math import fc_weight_to_kernel
 from proto_rewrite.onnx.model import OnnxModel
 from proto_rewrite.onnx.patterns import UNSUPPORTED_DTYPE
 from proto_rewrite.onnx.rewrite import plan_onnx_rewrite
-from proto_rewrite.plan import Reason, Selection
+from proto_rewrite.rewrite_plan import Reason, Selection
 
 # name: (builder, plan options, FC node, reason)
 SKIPS = {

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from corpus import ROOT
 from proto_rewrite.cli import main
-from proto_rewrite.validate.compare_models import SPATIAL_MEAN, OutputMismatchError, ValidateOptions, validate_models
+from proto_rewrite.validation.compare_models import SPATIAL_MEAN, OutputMismatchError, ValidateOptions, validate_models
 
 RNG = np.random.RandomState(5)
 CONV = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)

@@ -10,8 +10,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from proto_rewrite.cli import main
-from proto_rewrite.validate.compare_models import ValidateOptions
-from proto_rewrite.validate.dense import dense_check
+from proto_rewrite.validation.compare_models import ValidateOptions
+from proto_rewrite.validation.dense import dense_check
 
 RNG = np.random.RandomState(0)
 CONV = RNG.standard_normal((4, 1, 3, 3)).astype(np.float32)

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 from corpus import ROOT
 from proto_rewrite.cli import main
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.compare_models import ValidateOptions, validate_models
-from proto_rewrite.validate.dynamic import BATCH, OTHER_MODEL, choose_shapes, declared_shapes
-from proto_rewrite.validate.inputs import InputSpec
+from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
+from proto_rewrite.validation.dynamic import BATCH, OTHER_MODEL, choose_shapes, declared_shapes
+from proto_rewrite.validation.inputs import InputSpec
 
 RNG = np.random.RandomState(3)
 CONV = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 from corpus import ROOT
 from proto_rewrite.cli import main
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.compare_models import ValidateOptions, validate_models
-from proto_rewrite.validate.stats import ELEMENTWISE, SCALE, compare
-from proto_rewrite.validate.tolerances import Tolerances
+from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
+from proto_rewrite.validation.stats import ELEMENTWISE, SCALE, compare
+from proto_rewrite.validation.tolerances import Tolerances
 
 # A large-magnitude output (max |a| = 225) whose near-zero element is off by 9e-5 in B:
 # 9e-5 / 225 = 4e-7 of the output's magnitude, yet 9e-5 > 1e-5 + 1e-4 x 1e-3 element-wise.

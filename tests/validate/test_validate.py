@@ -12,9 +12,9 @@ from onnx import helper, numpy_helper
 
 from corpus import ROOT
 from proto_rewrite.cli import main
-from proto_rewrite.validate.compare_models import FCN, ValidateOptions, validate_models
-from proto_rewrite.validate.stats import compare
-from proto_rewrite.validate.tolerances import Tolerances
+from proto_rewrite.validation.compare_models import FCN, ValidateOptions, validate_models
+from proto_rewrite.validation.stats import compare
+from proto_rewrite.validation.tolerances import Tolerances
 
 
 def fc_model(weight: np.ndarray, *, four_d_output=False, output="scores", dtype=np.float32, softmax=False):

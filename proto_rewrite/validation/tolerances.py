@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.stats import ELEMENTWISE, RULES, SCALE
+from proto_rewrite.validation.stats import ELEMENTWISE, RULES, SCALE
 
 # (atol, rtol) by dtype: a rewrite only reorders the sums, so fp32 stays tight.
 DEFAULTS = {

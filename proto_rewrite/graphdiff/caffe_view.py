@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.prototxt import format_net_text
-from proto_rewrite.diff.model import Graph, Node, Tensor, Weight
+from proto_rewrite.graphdiff.model import Graph, Node, Tensor, Weight
 
 # Meaning of each blob, by layer type (Caffe's LayerSetUp order).
 BLOB_ROLES = {

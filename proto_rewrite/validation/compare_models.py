@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.dynamic import DefaultedInput, choose_shapes, declared_shapes
-from proto_rewrite.validate.inputs import load_npz, random_inputs, session_inputs
-from proto_rewrite.validate.runtime import RuntimeOptions, external_folder, make_session, run_session
-from proto_rewrite.validate.stats import Comparison, compare
-from proto_rewrite.validate.tolerances import Tolerances
+from proto_rewrite.validation.dynamic import DefaultedInput, choose_shapes, declared_shapes
+from proto_rewrite.validation.inputs import load_npz, random_inputs, session_inputs
+from proto_rewrite.validation.runtime import RuntimeOptions, external_folder, make_session, run_session
+from proto_rewrite.validation.stats import Comparison, compare
+from proto_rewrite.validation.tolerances import Tolerances
 
 SAME = "same"
 FCN = "fcn"  # (N, M) against (N, M, 1, 1): the shape difference an fcn rewrite makes
@@ -70,6 +70,22 @@ class ValidationResult:
     @property
     def passed(self) -> bool:
         return all(result.comparison.passed for result in self.outputs)
+
+    def to_dict(self) -> dict:
+        """The JSON report (``schemas/report.schema.json``)."""
+        from proto_rewrite.validation.report import to_dict
+
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def render_text(self) -> str:
+        from proto_rewrite.validation.report import render_text
+
+        return render_text(self)
 
 
 def validate_models(model_a, model_b, options: ValidateOptions | None = None, *, names=("A", "B")) -> ValidationResult:

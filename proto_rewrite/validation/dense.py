@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.plan import AxisGeometry
-from proto_rewrite.validate.compare_models import ValidateOptions, _serialized_with_outputs
-from proto_rewrite.validate.inputs import random_inputs, session_inputs
-from proto_rewrite.validate.runtime import external_folder, make_session, run_session
-from proto_rewrite.validate.stats import Comparison, compare
+from proto_rewrite.rewrite_plan import AxisGeometry
+from proto_rewrite.validation.compare_models import ValidateOptions, _serialized_with_outputs
+from proto_rewrite.validation.inputs import random_inputs, session_inputs
+from proto_rewrite.validation.runtime import external_folder, make_session, run_session
+from proto_rewrite.validation.stats import Comparison, compare
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
-from proto_rewrite.diff.compare import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED, GraphDiff, NodeDiff, ValueChange
-from proto_rewrite.diff.model import shape_text, side_label
-from proto_rewrite.diff.weights import ADDED, REMOVED
+from proto_rewrite.graphdiff.compare import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED, GraphDiff, NodeDiff, ValueChange
+from proto_rewrite.graphdiff.model import shape_text, side_label
+from proto_rewrite.graphdiff.weights import ADDED, REMOVED
 from proto_rewrite.terminal import escape_controls
 
 RED, GREEN, YELLOW, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[0m"

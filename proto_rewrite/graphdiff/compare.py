@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from proto_rewrite.diff import cost
-from proto_rewrite.diff.match import match_nodes
-from proto_rewrite.diff.model import Graph, Node, Weight, shape_list
-from proto_rewrite.diff.weights import ADDED, IDENTICAL, REMOVED, UNKNOWN, Relation, relate
+from proto_rewrite.graphdiff import cost
+from proto_rewrite.graphdiff.match import match_nodes
+from proto_rewrite.graphdiff.model import Graph, Node, Weight, shape_list
+from proto_rewrite.graphdiff.weights import ADDED, IDENTICAL, REMOVED, UNKNOWN, Relation, relate
 
 SCHEMA_VERSION = 1
 CHANGED, UNCHANGED, ADDED_NODE, REMOVED_NODE = "changed", "unchanged", "added", "removed"
@@ -111,6 +111,23 @@ class GraphDiff:
         graph = self.a if side == "a" else self.b
         batch = cost.graph_batch(graph.inputs)
         return total_parameters(graph), _sum(cost.macs(node, batch) for node in graph.nodes)
+
+    def to_json(self) -> str:
+        """The JSON report (``schemas/diff.schema.json``)."""
+        import json
+
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_html(self) -> str:
+        """One self-contained page with both graphs side by side."""
+        from proto_rewrite.graphdiff.html import render_html
+
+        return render_html(self)
+
+    def render_text(self, *, show_all: bool = False, colour: bool = False) -> str:
+        from proto_rewrite.graphdiff.text import render_text
+
+        return render_text(self, show_all=show_all, colour=colour)
 
     def to_dict(self) -> dict:
         params_a, macs_a = self.totals("a")

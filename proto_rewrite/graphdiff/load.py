@@ -12,9 +12,9 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
-from proto_rewrite.diff.model import Graph, side_label
+from proto_rewrite.graphdiff.model import Graph, side_label
 from proto_rewrite.errors import InputFileError, UsageError
-from proto_rewrite.plan import RewritePlan
+from proto_rewrite.rewrite_plan import RewritePlan
 
 AUTO = "auto"
 
@@ -49,7 +49,7 @@ def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph
 def _load_caffe(path, weights, options: LoadOptions) -> Graph:
     from proto_rewrite.caffe.model import AUTO as CAFFE_AUTO
     from proto_rewrite.caffe.model import load_caffe
-    from proto_rewrite.diff.caffe_view import caffe_graph
+    from proto_rewrite.graphdiff.caffe_view import caffe_graph
 
     model = load_caffe(path, CAFFE_AUTO if weights == AUTO else weights, phase=options.phase, strict=options.strict,
                        input_shapes=options.input_shapes or None)
@@ -57,7 +57,7 @@ def _load_caffe(path, weights, options: LoadOptions) -> Graph:
 
 
 def _load_onnx_pair(path_a, path_b, options: LoadOptions) -> tuple[Graph, Graph]:
-    from proto_rewrite.diff.onnx_view import declared_inputs, onnx_graph
+    from proto_rewrite.graphdiff.onnx_view import declared_inputs, onnx_graph
     from proto_rewrite.onnx.model import load_onnx
 
     model_a, model_b = load_onnx(path_a), load_onnx(path_b)
@@ -82,7 +82,7 @@ def _load_onnx_pair(path_a, path_b, options: LoadOptions) -> tuple[Graph, Graph]
 
 def _known(given: dict, model) -> dict:
     """The given input shapes that name inputs of ``model``."""
-    from proto_rewrite.diff.onnx_view import declared_inputs
+    from proto_rewrite.graphdiff.onnx_view import declared_inputs
 
     names = {t.name for t in declared_inputs(model)}
     return {name: shape for name, shape in given.items() if name in names}

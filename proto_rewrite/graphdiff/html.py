@@ -17,7 +17,7 @@ import html
 import json
 import re
 
-from proto_rewrite.diff.compare import GraphDiff
+from proto_rewrite.graphdiff.compare import GraphDiff
 
 
 def render_html(diff: GraphDiff) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from proto_rewrite.validate.compare_models import FCN, SPATIAL_MEAN, TensorResult, ValidationResult
-from proto_rewrite.validate.stats import SCALE
+from proto_rewrite.validation.compare_models import FCN, SPATIAL_MEAN, TensorResult, ValidationResult
+from proto_rewrite.validation.stats import SCALE
 
 REPORT_VERSION = 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proto_rewrite.errors import UsageError
-from proto_rewrite.validate.inputs import InputSpec, check_batch, concrete_shape
+from proto_rewrite.validation.inputs import InputSpec, check_batch, concrete_shape
 
 BATCH = "batch"  # the source of a defaulted dimension: the batch default (1 or --batch) ...
 OTHER_MODEL = "other model"  # ... or the same dimension fixed in the other model

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from proto_rewrite.diff.model import Node
+from proto_rewrite.graphdiff.model import Node
 
 CONVOLUTIONS = frozenset(("Convolution", "Conv"))
 TRANSPOSED_CONVOLUTIONS = frozenset(("Deconvolution", "ConvTranspose"))

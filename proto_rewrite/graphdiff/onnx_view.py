@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from proto_rewrite.diff.model import Graph, Node, Tensor, Weight
+from proto_rewrite.graphdiff.model import Graph, Node, Tensor, Weight
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, constant_node_tensor
 from proto_rewrite.onnx.shapes import shape_of
 from proto_rewrite.onnx.summary import NOT_PARAMETERS

@@ -43,7 +43,7 @@ def _load_onnx(path, check=None):
     other command (external data is read only from the model's folder)."""
     from proto_rewrite.onnx.model import load_onnx
 
-    from proto_rewrite.validate.runtime import INLINE_LIMIT, keep_external
+    from proto_rewrite.validation.runtime import INLINE_LIMIT, keep_external
 
     model = load_onnx(path)
     if check is not None:

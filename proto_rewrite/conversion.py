@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proto_rewrite.errors import InputFileError, UsageError
-from proto_rewrite.plan import FCN, RewritePlan, Selection
+from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection
 
 AUTO = "auto"  # Caffe weights: <stem>.caffemodel beside the prototxt when there is one
 
@@ -69,7 +69,7 @@ class ConvertResult:
     def to_dict(self) -> dict:
         report = {"plan": self.plan.to_dict(), "written": list(self.written), "dry_run": self.dry_run}
         if self.validation is not None:
-            from proto_rewrite.validate.report import to_dict
+            from proto_rewrite.validation.report import to_dict
 
             report["validation"] = to_dict(self.validation)
         return report
@@ -224,8 +224,8 @@ def _given_plan(source, model_format: str) -> RewritePlan:
 
 def _check(options: ConvertOptions, original, converted):
     """The original and the converted model on the same random inputs (onnxruntime)."""
-    from proto_rewrite.validate.compare_models import ValidateOptions, validate_models
-    from proto_rewrite.validate.runtime import RuntimeOptions
+    from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
+    from proto_rewrite.validation.runtime import RuntimeOptions
 
     runtime = RuntimeOptions(options.device, options.optimize, options.threads)
     return validate_models(original, converted, ValidateOptions(runtime=runtime), names=("original", "converted"))

@@ -1,0 +1,131 @@
+"""The Python API (``import proto_rewrite as pr``): every command as a call, both formats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import proto_rewrite as pr
+from corpus import ROOT, SAMPLES
+from proto_rewrite.cli import main
+from proto_rewrite.errors import OutputError, PlanMismatchError, UsageError
+
+VGG = SAMPLES / "onnx" / "vgg_mini.onnx"
+LENET_ONNX = SAMPLES / "onnx" / "lenet.onnx"
+MINI = SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt"
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_import_is_cheap_and_lists_the_api():
+    code = ("import sys, proto_rewrite as pr; assert 'numpy' not in sys.modules and 'onnx' not in sys.modules; "
+            "print(sorted(set(pr.__all__) - {'__version__'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "convert" in out and "validate" in out
+    with pytest.raises(AttributeError):
+        pr.no_such_thing  # noqa: B018
+
+
+def test_onnx_step_by_step(tmp_path):
+    model = pr.load(VGG)
+    plan = pr.plan(model, mode="fcn")
+    assert [r.name for r in plan.rewrites] == ["fc1", "fc2", "fc3"] and plan.fcn.fully_convolutional
+    assert json.loads(plan.to_json()) == plan.to_dict()
+    converted = pr.apply(model, plan)
+    out = tmp_path / "vgg_fcn.onnx"
+    assert pr.save(converted, out) == [str(out)]
+    report = pr.validate(VGG, out)
+    assert report.passed and json.loads(report.to_json())["passed"] is True
+    changes = pr.diff(VGG, out, plan=plan)
+    assert not changes.equal and json.loads(changes.to_json())["equal"] is False
+    assert "<html" in changes.to_html().lower() and "fc1" in changes.render_text()
+    assert pr.diff(VGG, VGG).equal
+
+
+def test_caffe_step_by_step(tmp_path):
+    model = pr.load(MINI)
+    plan = pr.plan(model, mode="exact", rename="-conv")
+    converted = pr.apply(model, plan)
+    written = pr.save(converted, tmp_path / "mini.prototxt")
+    assert written == [str(tmp_path / "mini.prototxt"), str(tmp_path / "mini.caffemodel")]
+    assert pr.validate(MINI, tmp_path / "mini.prototxt").passed
+    assert pr.validate(model, converted).passed  # loaded models work too
+
+
+def test_convert_is_the_cli_convert(tmp_path):
+    result = pr.convert(VGG, tmp_path / "a.onnx", mode="fcn", validate=True)
+    assert result.passed and result.written == [str(tmp_path / "a.onnx")] and result.validation.passed
+    assert main(["convert", str(VGG), "-o", str(tmp_path / "b.onnx"), "--validate"]) == 0
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    dry = pr.convert(VGG, dry_run=True)
+    assert dry.written == [] and dry.plan.to_dict() == result.plan.to_dict()
+
+
+@pytest.mark.parametrize("source,suffix", [(VGG, ".onnx"), (MINI, ".prototxt")])
+def test_reviewed_plan_round_trip(tmp_path, source, suffix):
+    """Dry-run in one job, apply exactly that in the next: the same bytes as a direct convert."""
+    plan_file = tmp_path / "plan.json"
+    assert main(["convert", str(source), "--dry-run", "--save-plan", str(plan_file)]) == 0
+    assert main(["convert", str(source), "--plan", str(plan_file), "-o", str(tmp_path / f"planned{suffix}")]) == 0
+    assert main(["convert", str(source), "-o", str(tmp_path / f"direct{suffix}")]) == 0
+    assert _digest(tmp_path / f"planned{suffix}") == _digest(tmp_path / f"direct{suffix}")
+    via_api = pr.convert(source, tmp_path / f"api{suffix}", plan=str(plan_file))
+    assert _digest(tmp_path / f"api{suffix}") == _digest(tmp_path / f"direct{suffix}")
+    assert via_api.plan.fingerprint == json.loads(plan_file.read_text())["fingerprint"]
+
+
+def test_tampered_and_foreign_plans_write_nothing(tmp_path):
+    plan = pr.plan(pr.load(VGG))
+    tampered = pr.RewritePlan.from_dict(plan.to_dict())
+    first = tampered.rewrites[0]
+    tampered.rewrites[0] = type(first)(**{**first.__dict__, "kernel": (16, 1)})
+    out = tmp_path / "out.onnx"
+    with pytest.raises(PlanMismatchError, match="kernel"):
+        pr.convert(VGG, out, plan=tampered)
+    with pytest.raises(PlanMismatchError, match="another model"):
+        pr.convert(LENET_ONNX, out, plan=plan)
+    assert list(tmp_path.iterdir()) == []
+    plan_file = tmp_path / "tampered.json"
+    plan_file.write_text(tampered.to_json())
+    before = _digest(VGG)
+    code = main(["convert", str(VGG), "--plan", str(plan_file), "-o", str(out)])
+    assert code == 2 and not out.exists() and _digest(VGG) == before
+
+
+def test_errors_name_python_options(tmp_path):
+    with pytest.raises(UsageError, match="^rename applies to Caffe models only") as err:
+        pr.plan(pr.load(VGG), rename="-conv")
+    assert err.value.with_flags().message.startswith("--rename applies")
+    with pytest.raises(UsageError, match="no output given"):
+        pr.convert(VGG)
+    with pytest.raises(OutputError, match="is also an input"):
+        pr.convert(VGG, VGG)
+    model = pr.load(VGG)
+    with pytest.raises(OutputError):
+        pr.save(model, VGG)
+
+
+def test_validate_options_as_keywords():
+    report = pr.validate(VGG, VGG, seed=3, trials=2)
+    assert report.passed and report.options.trials == 2
+    with pytest.raises(TypeError):
+        pr.validate(VGG, VGG, no_such_option=1)
+
+
+def test_readme_api_example_runs(tmp_path, monkeypatch):
+    """The README's Python example, as written there (paths made local)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- api-example -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "samples").symlink_to(SAMPLES)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert scope["report"].passed and not scope["changes"].equal and scope["result"].passed
+    assert np.isfinite(scope["report"].outputs[0].comparison.absolute.max)
