@@ -32,10 +32,46 @@ def providers_for(options: RuntimeOptions) -> list:
     if "CUDAExecutionProvider" not in available:
         raise DeviceError(
             f"this onnxruntime ({ort.__version__}) has no CUDA execution provider (it has: {', '.join(available)})",
-            hint="install the GPU build: pip install 'proto-rewrite[gpu]' (onnxruntime-gpu) in place of onnxruntime",
+            hint=gpu_install_hint(installed_onnxruntimes()),
         )
     # TF32 off: a comparison at fp32 tolerances needs fp32 arithmetic.
     return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+
+
+ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
+                             "onnxruntime-training", "ort-nightly", "ort-nightly-gpu")
+
+
+def installed_onnxruntimes() -> dict[str, str]:
+    """The installed distributions that provide the ``onnxruntime`` module: name -> version."""
+    from importlib import metadata
+
+    found = {}
+    for name in ONNXRUNTIME_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def gpu_install_hint(installed: dict[str, str]) -> str:
+    """What to run to get onnxruntime's CUDA build, given what is installed. Two onnxruntime
+    distributions install the same module, so whichever pip wrote last wins: keep exactly one."""
+    import sys
+
+    pip = f"{sys.executable} -m pip"
+    if "onnxruntime-gpu" in installed and len(installed) > 1:
+        others = " ".join(sorted(set(installed) - {"onnxruntime-gpu"}))
+        return (f"both onnxruntime-gpu and {others} are installed; they write the same 'onnxruntime' module and the "
+                f"CPU build's files won. Keep one: {pip} uninstall -y {others} onnxruntime-gpu && "
+                f"{pip} install onnxruntime-gpu")
+    if "onnxruntime-gpu" in installed:
+        return ("onnxruntime-gpu is installed but lists no CUDA provider: reinstall it "
+                f"({pip} install --force-reinstall --no-deps onnxruntime-gpu)")
+    names = " ".join(sorted(installed)) or "onnxruntime"
+    return (f"replace the CPU build with the GPU one: {pip} uninstall -y {names} && {pip} install onnxruntime-gpu "
+            "(uninstall first: the two write the same module)")
 
 
 # A model whose weights would pass protobuf's 2 GB limit inline is handed to onnxruntime with its
