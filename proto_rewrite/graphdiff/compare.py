@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from proto_rewrite.graphdiff import cost
 from proto_rewrite.graphdiff.match import match_nodes
 from proto_rewrite.graphdiff.model import Graph, Node, Weight, shape_list
+from proto_rewrite.graphdiff.status import ADDED_NODE, CHANGED, REMOVED_NODE, STATUSES, UNCHANGED
 from proto_rewrite.graphdiff.weights import ADDED, IDENTICAL, REMOVED, UNKNOWN, Relation, relate
 
 SCHEMA_VERSION = 1
-CHANGED, UNCHANGED, ADDED_NODE, REMOVED_NODE = "changed", "unchanged", "added", "removed"
-STATUSES = (CHANGED, REMOVED_NODE, ADDED_NODE, UNCHANGED)
 
 
 @dataclass
@@ -118,6 +117,7 @@ class GraphDiff:
 
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    # The renderers read a GraphDiff without importing this module (no import cycle).
     def to_html(self) -> str:
         """One self-contained page with both graphs side by side."""
         from proto_rewrite.graphdiff.html import render_html

@@ -17,10 +17,9 @@ import html
 import json
 import re
 
-from proto_rewrite.graphdiff.compare import GraphDiff
 
-
-def render_html(diff: GraphDiff) -> str:
+def render_html(diff) -> str:
+    """``diff``: a ``compare.GraphDiff``."""
     data = json.dumps(diff.to_dict(), separators=(",", ":"))
     # Inside <script>, "</" would end the element early; \u003c reads back as "<" in JSON.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from proto_rewrite.graphdiff.compare import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED, GraphDiff, NodeDiff, ValueChange
 from proto_rewrite.graphdiff.model import shape_text, side_label
+from proto_rewrite.graphdiff.status import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED
 from proto_rewrite.graphdiff.weights import ADDED, REMOVED
 from proto_rewrite.terminal import escape_controls
 
@@ -21,7 +21,8 @@ DIMENSIONS = frozenset(("kernel", "stride", "pad", "dilation"))  # shown as 6x6
 UNCHANGED_NAMES = 12  # names listed in the one-line summary of unchanged nodes
 
 
-def render_text(diff: GraphDiff, *, show_all: bool = False, colour: bool = False) -> str:
+def render_text(diff, *, show_all: bool = False, colour: bool = False) -> str:
+    """``diff``: a ``compare.GraphDiff`` (not imported: ``compare`` imports this module)."""
     out = _Lines(colour)
     path_a, path_b = side_label("a", diff.a.path), side_label("b", diff.b.path)
     out.header(f"diff {diff.a.model_format} {path_a} {path_b}")
@@ -84,7 +85,7 @@ def _weights_note(graph) -> str:
     return f" (weights: {graph.weights_path})" if graph.weights_path else " (no weights)"
 
 
-def _node_lines(out: _Lines, node: NodeDiff) -> None:
+def _node_lines(out: _Lines, node) -> None:
     if node.status == REMOVED_NODE:
         out.add("-", _brief(node.a, node.parameters[0]))
         return
@@ -139,11 +140,11 @@ def _brief(node, parameters) -> str:
     return text
 
 
-def _marker(change: ValueChange) -> str:
+def _marker(change) -> str:
     return {"removed": "-", "added": "+"}.get(change.status, "~")
 
 
-def _change_text(change: ValueChange, *, key: str = "", shape: bool = False) -> str:
+def _change_text(change, *, key: str = "", shape: bool = False) -> str:
     show = (lambda v: shape_text(v)) if shape else (lambda v: value_text(key, v))
     if change.status == "removed":
         return show(change.a)
@@ -173,7 +174,7 @@ def _delta(before, after) -> str:
     return f" ({'+' if change >= 0 else '-'}{abs(change):,})"
 
 
-def _summary(diff: GraphDiff) -> str:
+def _summary(diff) -> str:
     counts = ", ".join(f"{diff.count(s)} {s}" for s in (CHANGED, REMOVED_NODE, ADDED_NODE, UNCHANGED))
     matched = diff.matched_by()
     how = ", ".join(f"{n} by {k}" for k, n in matched.items())

@@ -19,20 +19,27 @@ The replaced Softmax keeps its name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from onnx import helper
 
 from proto_rewrite.errors import UsageError
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.patterns import CHAIN, FcMatch
-from proto_rewrite.rewrite_plan import FCN, POOL_SCORES, GraphEdit
-
-if TYPE_CHECKING:
-    from proto_rewrite.onnx.planner import Program
+from proto_rewrite.rewrite_plan import FCN, POOL_SCORES, GraphEdit, RewritePlan
 
 POOL_OPS = {"avg": "GlobalAveragePool", "max": "GlobalMaxPool", "probs-avg": "GlobalAveragePool"}
 PER_CELL_SOFTMAX_OPSET = 13  # from here on Softmax(axis=1) of a 4-D map is per cell
+
+
+class Program(Protocol):
+    """What the pooling reads and extends of the planner's ``Program`` (``onnx.planner``, which
+    imports this module: naming the class here would make the two import each other)."""
+
+    plan: RewritePlan
+    convs: list
+    removed: set[int]
+    inserted: list[tuple[float, object]]
 
 
 @dataclass(frozen=True)

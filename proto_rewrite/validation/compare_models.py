@@ -10,15 +10,11 @@ import numpy as np
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validation.dynamic import DefaultedInput, choose_shapes, declared_shapes
 from proto_rewrite.validation.inputs import load_npz, random_inputs, session_inputs
+from proto_rewrite.validation.relations import FCN, SAME, SPATIAL_MEAN
 from proto_rewrite.validation.runtime import RuntimeOptions, external_folder, make_session, run_session
 from proto_rewrite.validation.stats import Comparison, compare
 from proto_rewrite.validation.tolerances import Tolerances
 
-SAME = "same"
-FCN = "fcn"  # (N, M) against (N, M, 1, 1): the shape difference an fcn rewrite makes
-# (N, K) or (N, K, 1, 1) against (N, K, h, w) at the same input size: a --classifier-before-pool
-# conversion, whose score map B averages to what A's global average pool computed
-SPATIAL_MEAN = "spatial-mean"
 AVERAGING_POOLS = frozenset({"GlobalAveragePool", "ReduceMean", "AveragePool"})
 SATURATION = 1e-4  # a softmax row whose top probability is within this of 1 is saturated
 

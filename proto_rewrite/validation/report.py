@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from proto_rewrite.validation.compare_models import FCN, SPATIAL_MEAN, TensorResult, ValidationResult
+from proto_rewrite.validation.relations import FCN, SPATIAL_MEAN
 from proto_rewrite.validation.stats import SCALE
+
+# ``result``: a ``compare_models.ValidationResult``, ``tensor``: one of its ``TensorResult``s (not
+# imported: ``compare_models`` imports this module to render its results).
 
 REPORT_VERSION = 1
 
 
-def to_dict(result: ValidationResult) -> dict:
+def to_dict(result) -> dict:
     options = result.options
     return {
         "report_version": REPORT_VERSION,
@@ -35,7 +38,7 @@ def to_dict(result: ValidationResult) -> dict:
     }
 
 
-def _tensor(tensor: TensorResult) -> dict:
+def _tensor(tensor) -> dict:
     return {
         "name": tensor.name,
         "role": tensor.role,
@@ -51,7 +54,7 @@ def _dims(shape) -> str:
     return "x".join(map(str, shape)) or "scalar"
 
 
-def _row(tensor: TensorResult) -> tuple[str, ...]:
+def _row(tensor) -> tuple[str, ...]:
     c = tensor.comparison
     shapes = _dims(tensor.shape_a) if tensor.relation not in (FCN, SPATIAL_MEAN) else (
         f"{_dims(tensor.shape_a)} ~ {_dims(tensor.shape_b)}" + (" (mean)" if tensor.relation == SPATIAL_MEAN else ""))
@@ -73,7 +76,7 @@ def rule_line(rule: str) -> str:
     return "comparison: element-wise, every element within atol + rtol x |A|"
 
 
-def render_text(result: ValidationResult) -> str:
+def render_text(result) -> str:
     options = result.options
     lines = [f"validate {result.model_a} (A, reference) against {result.model_b} (B)",
              f"runtime: {options.runtime.device} ({', '.join(result.providers)}), graph optimisations "
@@ -105,7 +108,7 @@ def render_text(result: ValidationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_line(result: ValidationResult) -> str:
+def summary_line(result) -> str:
     failed = [t.name for t in result.outputs if not t.comparison.passed]
     if not failed:
         return f"PASSED: {len(result.outputs)} output(s) of {result.model_b} match {result.model_a}"
