@@ -28,10 +28,28 @@ __all__ = ["load", "plan", "apply", "save", "validate", "diff", "convert", "Rewr
 
 
 def load(path: str | os.PathLike, weights: str | os.PathLike | None = AUTO, *, phase: str = "TEST",
-         strict: bool = False, input_shapes: dict | None = None, allow_nonfinite: bool = False):
+         strict: bool = False, input_shapes: dict | None = None, allow_nonfinite: bool = False,
+         max_tensor_bytes: int | str | None = None, max_text_bytes: int | str | None = None,
+         caffe_schema: str | os.PathLike | None = None):
     """An ONNX model (``.onnx``, with its external data) or a Caffe net (a prototxt of any
     generation, with ``weights``: a caffemodel, None for none, AUTO for ``<stem>.caffemodel``
-    beside it). Weights with NaN or Inf are refused unless ``allow_nonfinite``."""
+    beside it). Weights with NaN or Inf are refused unless ``allow_nonfinite``.
+    ``max_tensor_bytes`` / ``max_text_bytes``: the limits for this call (default: the environment
+    variables, else 16 GiB / 16 MiB). ``caffe_schema``: a fork's compiled schema (descriptor set);
+    the Caffe schema is chosen once per process, before the first Caffe model is read."""
+    from proto_rewrite import limits
+
+    with limits.scoped():
+        if max_tensor_bytes is not None:
+            limits.set_max_tensor_bytes(max_tensor_bytes)
+        if max_text_bytes is not None:
+            limits.set_max_text_bytes(max_text_bytes)
+        if caffe_schema is not None:
+            _use_caffe_schema(caffe_schema)
+        return _load(path, weights, phase, strict, input_shapes, allow_nonfinite)
+
+
+def _load(path, weights, phase, strict, input_shapes, allow_nonfinite):
     if _is_onnx(path):
         from proto_rewrite.onnx.model import load_onnx
 
@@ -58,9 +76,12 @@ def load(path: str | os.PathLike, weights: str | os.PathLike | None = AUTO, *, p
 
 def plan(model, *, mode: str = FCN, only=None, match: str | None = None, exclude=None,
          classifier_before_pool: bool = False, pool_scores: str | None = None, input_shapes: dict | None = None,
-         rename: str | None = None, input_size: tuple[int, int] | None = None) -> RewritePlan:
+         rename: str | None = None, input_size: tuple[int, int] | None = None,
+         proof_run_limit: int | None = None) -> RewritePlan:
     """What converting ``model`` (from :func:`load`) will change; the model is not modified.
-    ``only`` / ``exclude``: FC names (a list, or comma-separated); ``match``: a regular expression."""
+    ``only`` / ``exclude``: FC names (a list, or comma-separated); ``match``: a regular expression.
+    ``proof_run_limit`` (ONNX fcn): above this many bytes of weights the proof that the net runs at
+    another size infers shapes there instead of running onnxruntime (default 256 MiB)."""
     selection = ConvertOptions(only=only, match=match, exclude=exclude).selection()
     if _is_caffe_model(model):
         from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, plan_caffe_rewrite
@@ -75,9 +96,12 @@ def plan(model, *, mode: str = FCN, only=None, match: str | None = None, exclude
     for name, value in (("rename", rename), ("input_size", input_size)):
         if value:
             raise UsageError(f"{name} applies to Caffe models only", options=(name,))
+    from proto_rewrite.onnx.fcn_proof import RUN_LIMIT_BYTES
+
     return plan_onnx_rewrite(_onnx_model(model), selection=selection, mode=mode,
                              classifier_before_pool=classifier_before_pool, input_shapes=input_shapes,
-                             pool_scores=pool_scores)
+                             pool_scores=pool_scores,
+                             proof_run_limit=RUN_LIMIT_BYTES if proof_run_limit is None else proof_run_limit)
 
 
 def apply(model, plan: RewritePlan | str):
@@ -158,6 +182,18 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None = No
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+def _use_caffe_schema(path) -> None:
+    import sys
+
+    wanted = os.path.abspath(path)
+    loaded = sys.modules.get("proto_rewrite.caffe.schema")
+    if loaded is None:
+        os.environ["PROTO_REWRITE_CAFFE_SCHEMA"] = wanted
+    elif loaded.CUSTOM_SCHEMA_PATH != wanted:
+        raise UsageError("a different Caffe schema is already loaded in this process", options=("caffe_schema",),
+                         hint="read models of another Caffe fork in a new process")
+
 
 def _is_onnx(path) -> bool:
     return os.fspath(path).lower().endswith(".onnx")

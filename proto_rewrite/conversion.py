@@ -31,6 +31,7 @@ class ConvertOptions:
     exclude: str | list[str] | None = None
     classifier_before_pool: bool = False  # ONNX
     pool_scores: str | None = None  # "avg", "max", "probs-avg" (fcn mode)
+    proof_run_limit: int | None = None  # ONNX fcn: above this many bytes of weights, prove by shape inference only
     input_shapes: dict | None = None  # {input: (N, C, H, W)} fixing symbolic dimensions
     rename: str | None = None  # Caffe: suffix for the rewritten layers, e.g. "-conv"
     input_size: tuple[int, int] | None = None  # Caffe: the deploy input's new H, W
@@ -142,9 +143,13 @@ def _onnx(model_path: str, output: str | None, options: ConvertOptions):
     if options.plan is not None:
         plan = _given_plan(options.plan, "onnx")
     else:
+        from proto_rewrite.onnx.fcn_proof import RUN_LIMIT_BYTES
+
+        limit = RUN_LIMIT_BYTES if options.proof_run_limit is None else options.proof_run_limit
         plan = plan_onnx_rewrite(model, selection=options.selection(), mode=options.mode,
                                  classifier_before_pool=options.classifier_before_pool,
-                                 input_shapes=options.input_shapes or None, pool_scores=options.pool_scores)
+                                 input_shapes=options.input_shapes or None, pool_scores=options.pool_scores,
+                                 proof_run_limit=limit)
     result = ConvertResult(plan, diagnostics=list(model.diagnostics))
 
     def write(result: ConvertResult) -> None:

@@ -12,6 +12,7 @@ seal against someone who edits the unsampled bytes on purpose.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -21,15 +22,30 @@ WINDOW_BYTES = 4096
 PREFIX = "blake2b-sampled:"
 
 
-def _sampled(digest, data: memoryview) -> None:
+def _windows(size: int):
+    """(offset, length) of the bytes sampled from data of ``size`` bytes."""
+    if size <= FULL_BYTES:
+        return [(0, size)]
+    return [(start, WINDOW_BYTES) for start in range(0, size, STEP_BYTES)] + [(size - WINDOW_BYTES, WINDOW_BYTES)]
+
+
+def _sampled(digest, data) -> None:
+    """Hash the sampled windows of ``data`` (an array or memoryview). Data mapped from an input
+    file is read with pread: touching a mapping would map whole (huge) pages into the process."""
+    from proto_rewrite.filecopy import MappedFile, file_span
+
+    view = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else None
     size = data.nbytes
     digest.update(size.to_bytes(8, "little"))
-    if size <= FULL_BYTES:
-        digest.update(data)
+    span = file_span(data)
+    if span is not None and isinstance(span.source, MappedFile) and size > FULL_BYTES:
+        for offset, length in _windows(size):
+            digest.update(os.pread(span.source.fd, length, span.offset + offset))
         return
-    for start in range(0, size, STEP_BYTES):
-        digest.update(data[start:start + WINDOW_BYTES])
-    digest.update(data[size - WINDOW_BYTES:])
+    if view is None:
+        view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+    for offset, length in _windows(size):
+        digest.update(view[offset:offset + length])
 
 
 def _bytes_view(chunks) -> memoryview:
@@ -50,7 +66,7 @@ def onnx_fingerprint(model) -> str:
         found = span() if span is not None else None
         if found is not None:
             buffer, start, end = found
-            _sampled(digest, memoryview(buffer)[start:end])
+            _sampled(digest, np.frombuffer(buffer, np.uint8, count=end - start, offset=start))
         else:
             _sampled(digest, _bytes_view(tensor.data_chunks()))
     return PREFIX + digest.hexdigest()
@@ -64,6 +80,5 @@ def caffe_fingerprint(model) -> str:
         for index, blob in enumerate(model.weights[name]):
             array = np.asarray(blob)
             digest.update(f"{name}|{index}|{array.dtype.str}|{list(array.shape)}|".encode())
-            flat = array if array.flags.c_contiguous else np.ascontiguousarray(array)
-            _sampled(digest, memoryview(flat.reshape(-1).view(np.uint8)))
+            _sampled(digest, array)
     return PREFIX + digest.hexdigest()

@@ -129,3 +129,14 @@ def test_readme_api_example_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
     assert scope["report"].passed and not scope["changes"].equal and scope["result"].passed
     assert np.isfinite(scope["report"].outputs[0].comparison.absolute.max)
+
+
+def test_load_takes_its_limits_as_arguments():
+    from proto_rewrite import limits
+    from proto_rewrite.errors import TensorTooLargeError
+
+    before = limits.max_tensor_bytes()
+    with pytest.raises(TensorTooLargeError):
+        pr.load(MINI, max_tensor_bytes=1000)
+    assert limits.max_tensor_bytes() == before  # the call's limit ended with it
+    assert pr.load(MINI, weights=None).weights == {}

@@ -55,6 +55,10 @@ def register(subparsers) -> None:
     caffe.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
                        help="set the deploy input's height and width in the converted prototxt")
     onnx = parser.add_argument_group("ONNX")
+    onnx.add_argument("--proof-run-limit", metavar="SIZE",
+                      help="fcn mode: above this much weight data (default 256MiB) the proof that the net runs at "
+                           "another size infers shapes there instead of running onnxruntime (which needs memory "
+                           "for a copy of the weights)")
     onnx.add_argument("--classifier-before-pool", action="store_true",
                       help="move a GlobalAveragePool -> FC classifier before the pool, so fcn mode gives a class score map")
     add_caffe_options(parser)
@@ -74,7 +78,7 @@ def run(args, console) -> int:
         raise UsageError("--keep-on-failure only makes sense with --validate")
     models = expand_models(args.model)
     if is_batch(args, models):
-        return run_batch(args, models, console)
+        return run_batch(args, models, console, convert_one)
     return convert_one(args, models[0], args.output, console)
 
 
@@ -110,12 +114,14 @@ def convert_one(args, model_path: str, output: str | None, console) -> int:
 def options_from(args):
     """The library's ConvertOptions from the parsed command line."""
     from proto_rewrite.conversion import AUTO, ConvertOptions
+    from proto_rewrite.limits import parse_size
 
     weights = None if getattr(args, "no_weights", False) else (args.weights or AUTO)
     return ConvertOptions(
         mode=args.mode, only=args.only, match=args.match, exclude=args.exclude,
         classifier_before_pool=args.classifier_before_pool, pool_scores=args.pool_scores,
         input_shapes=parse_input_shapes(args.input_shape) or None, rename=args.rename,
+        proof_run_limit=None if args.proof_run_limit is None else parse_size(args.proof_run_limit, "--proof-run-limit"),
         input_size=tuple(args.input_size) if args.input_size else None, weights=weights,
         output_weights=args.output_weights, phase=args.phase, strict=args.strict,
         allow_nonfinite=args.allow_nonfinite, plan=args.plan, save_plan=args.save_plan, dry_run=args.dry_run,

@@ -16,7 +16,7 @@ from proto_rewrite.diagnostics import Diagnostic
 from proto_rewrite.errors import PlanMismatchError, RewriteCheckError, RewriteRefused, UsageError
 from proto_rewrite.fingerprint import onnx_fingerprint
 from proto_rewrite.onnx.build import build_model
-from proto_rewrite.onnx.fcn_proof import any_real_map, prove
+from proto_rewrite.onnx.fcn_proof import RUN_LIMIT_BYTES, any_real_map, prove
 from proto_rewrite.onnx.patterns import POOLED
 from proto_rewrite.onnx.planner import Program, build_program
 from proto_rewrite.onnx.shapes import checkable_model
@@ -25,20 +25,23 @@ from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection, first_differ
 
 def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN,
                       classifier_before_pool: bool = False, input_shapes: dict | None = None,
-                      pool_scores: str | None = None) -> RewritePlan:
+                      pool_scores: str | None = None, proof_run_limit: int = RUN_LIMIT_BYTES) -> RewritePlan:
     """What the rewrite will change; the model is not modified.
 
     ``input_shapes``: {input name: tuple of ints} fixing symbolic dimensions (-1 keeps one).
     ``pool_scores`` (fcn mode only): "avg", "max" or "probs-avg" (``plan.POOL_SCORES``): pool each
     chain's score map back to (N, K) (``onnx.pooling``).
     Raises :class:`~proto_rewrite.errors.RewriteRefused` when an FC named in ``selection.only``
-    cannot be rewritten. ``selection`` None: every FC.
+    cannot be rewritten. ``selection`` None: every FC. ``proof_run_limit``: above this many bytes of
+    weights the fcn proof infers shapes at the second size instead of running onnxruntime there.
     """
-    return plan_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores).plan
+    return plan_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
+                        proof_run_limit=proof_run_limit).plan
 
 
 def plan_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
-                 input_shapes: dict | None = None, pool_scores: str | None = None) -> Program:
+                 input_shapes: dict | None = None, pool_scores: str | None = None, *,
+                 proof_run_limit: int = RUN_LIMIT_BYTES) -> Program:
     """The program behind ``plan_onnx_rewrite``. fcn mode: the spatial input dims are made symbolic
     only when the rewritten model is shown to run at another size (``fcn_proof``); otherwise the
     input keeps its size and, where no output is a map worth having, the outputs keep (N, K)."""
@@ -54,7 +57,7 @@ def plan_program(model, selection: Selection | None = None, mode: str = FCN, cla
         program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
                                 map_outputs=False, view=view)
         new = build_model(model, program)
-    report = prove(new, program)
+    report = prove(new, program, proof_run_limit)
     if not report.fully_convolutional:
         keep_maps = any(step.match.kind == POOLED for step in program.convs)
         program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,

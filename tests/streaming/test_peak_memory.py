@@ -78,7 +78,9 @@ def test_onnx(tmp_path):
         from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
     """, """
         model = load_onnx(MODEL)
-        report = save_onnx(apply_onnx_plan(model, plan_onnx_rewrite(model)), OUT)
+        plan = plan_onnx_rewrite(model, proof_run_limit=0)  # the fcn proof by shape inference: no run
+        report = save_onnx(apply_onnx_plan(model, plan), OUT)
+        assert plan.fcn.proof == "shape-inference", plan.fcn
     """, tmp_path / "wide.onnx", tmp_path / "out.onnx", "")
     assert result["streaming"]
     assert result["peak"] - result["before"] < WEIGHT_MB / 4, result
