@@ -66,7 +66,9 @@ def _output_for(model: str, roots: list[str], out_dir: str) -> str:
     return str(Path(out_dir) / path.name)
 
 
-def run_batch(args, models: list[str], console) -> int:
+def run_batch(args, models: list[str], console, convert) -> int:
+    """``convert``: ``convert_cmd.convert_one`` (given, so that this module does not import the
+    command that calls it), run for each model with (args, model, output, console)."""
     if args.output is None and not args.dry_run:
         raise UsageError("a batch needs -o OUTDIR")
     if args.save_plan or args.output_weights or args.weights:
@@ -76,9 +78,9 @@ def run_batch(args, models: list[str], console) -> int:
         if os.path.exists(args.output) and not os.path.isdir(args.output):
             raise UsageError(f"-o {args.output} must be a folder for a batch of {len(models)} models")
         os.makedirs(args.output, exist_ok=True)
-    jobs = [(args, model, None if args.output is None else _output_for(model, args.model, args.output))
+    jobs = [(args, model, None if args.output is None else _output_for(model, args.model, args.output), convert)
             for model in models]
-    targets = [output for _, _, output in jobs if output is not None]
+    targets = [output for _, _, output, _ in jobs if output is not None]
     clashes = sorted({t for t in targets if targets.count(t) > 1})
     if clashes:
         raise UsageError(f"several models would be written to the same file: {', '.join(clashes)}",
@@ -100,7 +102,7 @@ def run_batch(args, models: list[str], console) -> int:
 
 def _report(record: BatchRecord, done: int, total: int, args, console, progress: bool) -> BatchRecord:
     if progress:
-        from proto_rewrite.cli.main import printable  # a file name may hold terminal escapes too
+        from proto_rewrite.cli.console import printable  # a file name may hold terminal escapes too
 
         console.stderr.write(f"\r\033[K[{done}/{total}] {printable(str(record.model))}: {record.status}")
         console.stderr.flush()
@@ -148,7 +150,7 @@ def run_in_processes(jobs: list, workers: int) -> Iterator[BatchRecord]:
 
 def _worker(job, send) -> None:
     """A batch process: convert one model, send its record; an interrupt ends it quietly."""
-    from proto_rewrite.cli.main import Terminated, terminate_as_interrupt
+    from proto_rewrite.cli.console import Terminated, terminate_as_interrupt
 
     try:
         with terminate_as_interrupt():
@@ -177,14 +179,14 @@ def _stop(running: list) -> None:
 def _remove_temporaries(job, pid: int) -> None:
     from proto_rewrite.fileio import remove_stale_partials
 
-    _, _, output = job
+    _, _, output, _ = job
     if output is not None and pid is not None:
         remove_stale_partials(os.path.dirname(output) or ".", pids={pid})
 
 
 def _died(job, process) -> BatchRecord:
     """The record of a model whose process ended without one."""
-    _, model, _ = job
+    _, model, _, _ = job
     _remove_temporaries(job, process.pid)
     code = process.exitcode
     if code is not None and code < 0:
@@ -211,10 +213,9 @@ class WorkerDied(ProtoRewriteError):
 def _convert_job(job) -> BatchRecord:
     """Convert one model of a batch; never raises."""
     from proto_rewrite import output_guard
-    from proto_rewrite.cli.convert_cmd import convert_one
-    from proto_rewrite.cli.main import Console
+    from proto_rewrite.cli.console import Console
 
-    args, model, output = job
+    args, model, output, convert_one = job
     quiet = type(args)(**{**vars(args), "format": "json", "save_plan": None})
     stdout, stderr = io.StringIO(), io.StringIO()
     console = Console(stdout, stderr, verbose=0, quiet=True)
@@ -244,7 +245,7 @@ def _weights_beside(args, model: str) -> list:
 
 
 def summary_table(records: list[BatchRecord]) -> str:
-    from proto_rewrite.cli.main import printable
+    from proto_rewrite.cli.console import printable
 
     rows = [("model", "status", "exit", "rewritten", "skipped (reason)")]
     for record in records:
