@@ -80,6 +80,25 @@ def torch_dynamo():
     return net.model([("x", [1, 3, 12, 12])], [x])
 
 
+def torch_dynamo_unoptimised(opset: int = 18):
+    """The dynamo exporter without optimisation: torch.flatten(x, 1) as the batch read from the
+    graph input (Shape start 0 end 1, Squeeze, Reshape to [-1]), a Concat with -1 and a Reshape;
+    Linear as MatMul with a transposed weight + Add; ReLU; Linear."""
+    net = Net(opset, seed=13)
+    feat = _trunk(net)
+    size = net.node("Shape", ["x"], name="sym_size_shape", start=0, end=1)
+    size = net.node("Squeeze", [size, net.const("sq0", [0])], name="sym_size")
+    size = net.node("Reshape", [size, net.const("minus_one", [-1])], name="sym_size_1d")
+    target = net.node("Concat", [size, net.const("rest", [-1])], name="view_target", axis=0)
+    flat = net.node("Reshape", [feat, target], name="view")
+    x = net.node("MatMul", [flat, net.weight("linear_wt", (64, 12), 0.1)], name="linear")
+    x = net.node("Add", [x, net.weight("linear_b", (12,), 0.1)], name="linear_add")
+    x = net.node("Relu", [x], name="relu")
+    x = net.node("MatMul", [x, net.weight("linear_1_wt", (12, 5), 0.3)], name="linear_1")
+    x = net.node("Add", [x, net.weight("linear_1_b", (5,), 0.1)], name="linear_1_add")
+    return net.model([("x", ["s0", 3, 12, 12])], [x])
+
+
 def keras_mtcnn_onet(opset: int = 12):
     """keras2onnx MTCNN O-Net / R-Net: NHWC input and a Transpose to NCHW, PRelu with per-channel
     (C, 1, 1) slopes in the trunk and a per-feature (K,) slope after the first FC, the Keras
@@ -180,6 +199,7 @@ MODELS = {
     "legacy_opt": lambda: torch_legacy(True),
     "legacy_chain": lambda: torch_legacy(False),
     "dynamo": torch_dynamo,
+    "dynamo_unoptimised": torch_dynamo_unoptimised,
     "keras_onet_12": lambda: keras_mtcnn_onet(12),
     "keras_onet_13": lambda: keras_mtcnn_onet(13),
     "bn_between": batchnorm_between,
@@ -191,7 +211,7 @@ MODELS = {
     "softmax_13": lambda: softmax_head(13),
     "softmax_newest": lambda: softmax_head(newest_opset()),
 }
-PADDING_FREE.add("zoo_alexnet_12")
+PADDING_FREE.update({"zoo_alexnet_12", "dynamo_unoptimised"})
 
 
 # -- the checks -------------------------------------------------------------------------------------
