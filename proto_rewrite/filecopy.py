@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from proto_rewrite import output_guard
+from proto_rewrite import active_guard
 from proto_rewrite.errors import InputFileError
 
 SMALL_COPY = 64 * 1024  # shorter ranges are written from memory: a syscall costs more than the bytes
@@ -115,7 +115,7 @@ def open_input(path: str | os.PathLike, what: str, *, missing_hint: str = "check
             # Leased before its size is read: a truncation from now on is announced, not a SIGBUS.
             leased = None if _READ_INTO_MEMORY.get() is not None else lease_input(handle.fileno(), path, what)
             info = os.fstat(handle.fileno())
-            output_guard.note_input(handle.fileno(), path, what)
+            active_guard.note_input(handle.fileno(), path, what)
             reason = _READ_INTO_MEMORY.get() or leased
             if reason is None and not stat.S_ISREG(info.st_mode):
                 reason = f"the {what} is not a regular file (a pipe or a device): it cannot be mapped"

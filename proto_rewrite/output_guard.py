@@ -25,12 +25,12 @@ model it came from: :meth:`OutputGuard.replacing` around the model's save. Nothi
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from proto_rewrite.active_guard import ACTIVE, note_input, note_written  # noqa: F401 - re-exported
 from proto_rewrite.errors import OutputError
 
 _SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -119,7 +119,7 @@ class OutputGuard:
             self.replaceable -= added
 
 
-_ACTIVE: contextvars.ContextVar[OutputGuard | None] = contextvars.ContextVar("output_guard", default=None)
+_ACTIVE = ACTIVE  # the active OutputGuard or None (in active_guard, which the file readers notify)
 
 
 @contextlib.contextmanager
@@ -140,21 +140,6 @@ def guarding(inputs: Iterable[tuple[str | os.PathLike | None, str]] = (), *, inh
 
 def active() -> OutputGuard | None:
     return _ACTIVE.get()
-
-
-def note_input(fd: int, path: str | os.PathLike, what: str) -> None:
-    """Register a file opened for reading (by its open descriptor) with the active guard."""
-    guard = _ACTIVE.get()
-    if guard is not None:
-        with contextlib.suppress(OSError):
-            guard.add_open_file(fd, path, what)
-
-
-def note_written(path: str | os.PathLike) -> None:
-    """Register an output just renamed into place with the active guard (no output is written twice)."""
-    guard = _ACTIVE.get()
-    if guard is not None:
-        guard.add_written(path)
 
 
 def add_note(text: str) -> None:
