@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from proto_rewrite.caffe.layer_params import conv_params, input_rank
+
 Shape = tuple  # tuple[int | None, ...]
 
 # BVLC layer types that never have learnable blobs.
@@ -39,35 +41,21 @@ def _div(value, by: int):
     return None if value is None else value // by
 
 
-def _spatial_axes(conv_param, bottom_shapes) -> int:
-    """Number of spatial axes: from the input's rank when known, else from kernel_size (2 by default)."""
-    if bottom_shapes and bottom_shapes[0] is not None:
-        shape = bottom_shapes[0]
-        axis = conv_param.axis + len(shape) if conv_param.axis < 0 else conv_param.axis
-        return max(len(shape) - axis - 1, 0)
-    return len(conv_param.kernel_size) if len(conv_param.kernel_size) > 1 else 2
-
-
-def _kernel(conv_param, spatial_axes: int = 2) -> tuple[int, ...]:
-    if conv_param.HasField("kernel_h") or conv_param.HasField("kernel_w"):
-        return (conv_param.kernel_h, conv_param.kernel_w)
-    sizes = tuple(conv_param.kernel_size)
-    if len(sizes) == 1:
-        return sizes * spatial_axes
-    return sizes
+def _kernel(conv_param, bottom_shapes) -> tuple[int, ...]:
+    return conv_params(conv_param, input_rank(bottom_shapes)).kernel
 
 
 def _convolution(layer, bottom_shapes):
     param = layer.convolution_param
     channels = _channels(bottom_shapes, param.axis)
-    weight = (param.num_output, _div(channels, param.group), *_kernel(param, _spatial_axes(param, bottom_shapes)))
+    weight = (param.num_output, _div(channels, param.group), *_kernel(param, bottom_shapes))
     return [weight, (param.num_output,)] if param.bias_term else [weight]
 
 
 def _deconvolution(layer, bottom_shapes):
     param = layer.convolution_param
     channels = _channels(bottom_shapes, param.axis)
-    weight = (channels, param.num_output // max(param.group, 1), *_kernel(param, _spatial_axes(param, bottom_shapes)))
+    weight = (channels, param.num_output // max(param.group, 1), *_kernel(param, bottom_shapes))
     return [weight, (param.num_output,)] if param.bias_term else [weight]
 
 

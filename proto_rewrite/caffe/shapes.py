@@ -33,6 +33,8 @@ from itertools import pairwise
 from google.protobuf.message import Message
 
 from proto_rewrite.diagnostics import Diagnostic
+from proto_rewrite.caffe.layer_params import ConvParams, conv_params, pool_params, pool_rounds_up, pool_setting
+from proto_rewrite.caffe.layer_params import enum_name as _enum_name
 from proto_rewrite.errors import Location, NetStructureError, UsageError
 from proto_rewrite.limits import check_tensor_size
 
@@ -247,17 +249,6 @@ def _axis_names(count: int) -> list[str]:
     return ["height", "width"] if count == 2 else [f"spatial axis {i}" for i in range(count)]
 
 
-def _enum_name(message, field_name: str) -> str | None:
-    descriptor = message.DESCRIPTOR.fields_by_name.get(field_name)
-    if descriptor is None:
-        return None
-    return descriptor.enum_type.values_by_number[getattr(message, field_name)].name
-
-
-def _has(message, field_name: str) -> bool:
-    return field_name in message.DESCRIPTOR.fields_by_name and message.HasField(field_name)
-
-
 # ---------------------------------------------------------------------------------------------
 # Layers without bottoms
 
@@ -315,52 +306,14 @@ _SOURCES: dict[str, Callable[[_Site], list[Shape | None]]] = {
 # ---------------------------------------------------------------------------------------------
 # Convolution and pooling
 
-def _per_axis(site: _Site, param, name: str, h_name: str | None, w_name: str | None, default: int | None,
-              count: int) -> tuple[int, ...]:
-    """A repeated conv setting (kernel_size, stride, pad, dilation) or its _h/_w form, one per
-    spatial axis, as base_conv_layer.cpp reads it."""
-    if h_name and (param.HasField(h_name) or param.HasField(w_name)):
-        if count != 2:
-            raise site.error(f"{h_name}/{w_name} can only be used with 2 spatial axes; the input has {count}")
-        if len(getattr(param, name)):
-            raise site.error(f"give either {name} or {h_name}/{w_name}, not both")
-        return (getattr(param, h_name), getattr(param, w_name))
-    values = list(getattr(param, name))
-    if not values:
-        if default is None:
-            raise site.error(f"{name} is not given")
-        return (default,) * count
-    if len(values) == 1:
-        return (values[0],) * count
-    if len(values) != count:
-        raise site.error(f"{name} is given {len(values)} times; give it once or once per spatial axis ({count})")
-    return tuple(values)
-
-
-@dataclass(frozen=True)
-class _ConvGeometry:
-    channel_axis: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    pad: tuple[int, ...]
-    dilation: tuple[int, ...]
-
-
-def _conv_geometry(site: _Site, layer, bottoms: list[Shape]) -> _ConvGeometry:
+def _conv_geometry(site: _Site, layer, bottoms: list[Shape]) -> ConvParams:
     param = layer.convolution_param
     shape = bottoms[0]
     for other in bottoms[1:]:
         if other != shape:
             raise site.error(f"all bottoms must have the same shape; they are {', '.join(map(dims_text, bottoms))}")
     axis = _axis(site, param.axis, shape)
-    count = len(shape) - axis - 1
-    geometry = _ConvGeometry(
-        axis,
-        _per_axis(site, param, "kernel_size", "kernel_h", "kernel_w", None, count),
-        _per_axis(site, param, "stride", "stride_h", "stride_w", 1, count),
-        _per_axis(site, param, "pad", "pad_h", "pad_w", 0, count),
-        _per_axis(site, param, "dilation", None, None, 1, count),
-    )
+    geometry = conv_params(param, len(shape), error=site.error)
     for name in ("kernel", "stride", "dilation"):
         if any(v <= 0 for v in getattr(geometry, name)):
             raise site.error(f"{name} must be positive, is {list(getattr(geometry, name))}")
@@ -407,30 +360,6 @@ def _deconvolution(layer, bottoms, site):
     return [top] * len(layer.top)
 
 
-def _pool_setting(site: _Site, param, name: str, default: int | None) -> tuple[int, int]:
-    """kernel_size / stride / pad, or their _h and _w forms (both required), as pooling_layer.cpp."""
-    has_h, has_w = param.HasField(f"{name}_h"), param.HasField(f"{name}_w")
-    whole = "kernel_size" if name == "kernel" else name
-    if has_h or has_w:
-        if param.HasField(whole) or not (has_h and has_w):
-            raise site.error(f"give either {whole} or both {name}_h and {name}_w")
-        return getattr(param, f"{name}_h"), getattr(param, f"{name}_w")
-    if default is None and not param.HasField(whole):
-        raise site.error(f"{whole} is not given (or set global_pooling)")
-    value = getattr(param, whole)
-    return value, value
-
-
-def _pool_rounds_up(site: _Site, param) -> bool:
-    """BVLC's round_mode (CEIL default, FLOOR) and the forks' ceil_mode (true default)."""
-    floor_by_round_mode = _enum_name(param, "round_mode") == "FLOOR"
-    if _has(param, "ceil_mode"):
-        if _has(param, "round_mode") and floor_by_round_mode == param.ceil_mode:
-            raise site.error("round_mode and ceil_mode disagree; set one of them")
-        return param.ceil_mode
-    return not floor_by_round_mode
-
-
 def _pooling(layer, bottoms, site):
     param, shape = layer.pooling_param, bottoms[0]
     _rank(site, shape, 4)
@@ -439,9 +368,9 @@ def _pooling(layer, bottoms, site):
             raise site.error("global_pooling takes the kernel size from the input; do not set kernel_size")
         kernel = shape[2:]
     else:
-        kernel = _pool_setting(site, param, "kernel", None)
-    stride = _pool_setting(site, param, "stride", 1)
-    pad = _pool_setting(site, param, "pad", 0)
+        kernel = pool_setting(param, "kernel", None, site.error)
+    stride = pool_setting(param, "stride", 1, site.error)
+    pad = pool_setting(param, "pad", 0, site.error)
     if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride):
         raise site.error(f"kernel {list(kernel)} and stride {list(stride)} must be positive")
     if param.global_pooling and (any(pad) or any(s != 1 for s in stride)):
@@ -451,7 +380,7 @@ def _pooling(layer, bottoms, site):
             raise site.error("padding works only with MAX and AVE pooling")
         if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
             raise site.error(f"pad {list(pad)} must be smaller than the kernel {list(kernel)}")
-    ceil = _pool_rounds_up(site, param)
+    ceil = pool_rounds_up(param, site.error)
     out = []
     for name, size, k, s, p in zip(("height", "width"), shape[2:], kernel, stride, pad):
         length = pool_output_size(size, k, s, p, ceil=ceil, padded=any(pad))
@@ -492,12 +421,8 @@ def window_axes(layer, shape: Shape, *, path=None, line: int | None = None) -> l
         return [Window(d * (k - 1) + 1, s, p) for k, s, p, d in
                 zip(geometry.kernel, geometry.stride, geometry.pad, geometry.dilation)]
     if layer.type == "Pooling" and not layer.pooling_param.global_pooling:
-        param = layer.pooling_param
-        kernel = _pool_setting(site, param, "kernel", None)
-        stride = _pool_setting(site, param, "stride", 1)
-        pad = _pool_setting(site, param, "pad", 0)
-        ceil = _pool_rounds_up(site, param)
-        return [Window(k, s, p, ceil, any(pad)) for k, s, p in zip(kernel, stride, pad)]
+        pool = pool_params(layer.pooling_param, error=site.error)
+        return [Window(k, s, p, pool.ceil, any(pool.pad)) for k, s, p in zip(pool.kernel, pool.stride, pool.pad)]
     return None
 
 

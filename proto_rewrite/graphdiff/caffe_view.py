@@ -15,6 +15,7 @@ from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from proto_rewrite.caffe.blob_shapes import expected_blobs
+from proto_rewrite.caffe.layer_params import conv_params, input_rank, pool_params
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.prototxt import format_net_text
 from proto_rewrite.graphdiff.model import Graph, Node, Tensor, Weight
@@ -127,43 +128,17 @@ def _scalar(field, value):
     return value
 
 
-def _per_axis(param, name: str, h_name: str | None, w_name: str | None, default: int, count: int) -> list[int]:
-    if h_name and (param.HasField(h_name) or param.HasField(w_name)):
-        return [getattr(param, h_name), getattr(param, w_name)]
-    values = list(getattr(param, name))
-    if not values:
-        return [default] * count
-    return values * count if len(values) == 1 else values
-
-
-def _spatial_axes(param, bottom_shapes) -> int:
-    if bottom_shapes and bottom_shapes[0] is not None:
-        shape = bottom_shapes[0]
-        axis = param.axis + len(shape) if param.axis < 0 else param.axis
-        return max(len(shape) - axis - 1, 1)
-    return len(param.kernel_size) if len(param.kernel_size) > 1 else 2
-
-
 def _conv_geometry(param, bottom_shapes) -> dict[str, object]:
-    count = _spatial_axes(param, bottom_shapes)
-    return {
-        "kernel": _per_axis(param, "kernel_size", "kernel_h", "kernel_w", 0, count),
-        "stride": _per_axis(param, "stride", "stride_h", "stride_w", 1, count),
-        "pad": _per_axis(param, "pad", "pad_h", "pad_w", 0, count),
-        "dilation": _per_axis(param, "dilation", None, None, 1, count),
-        "group": param.group,
-    }
+    conv = conv_params(param, input_rank(bottom_shapes))
+    return {"kernel": list(conv.kernel), "stride": list(conv.stride), "pad": list(conv.pad),
+            "dilation": list(conv.dilation), "group": conv.group}
 
 
 def _pool_geometry(param) -> dict[str, object]:
-    def pair(name: str, whole: str, default: int) -> list[int]:
-        if param.HasField(f"{name}_h") or param.HasField(f"{name}_w"):
-            return [getattr(param, f"{name}_h"), getattr(param, f"{name}_w")]
-        return [getattr(param, whole) if param.HasField(whole) else default] * 2
-
-    geometry = {"stride": pair("stride", "stride", 1), "pad": pair("pad", "pad", 0)}
-    if not param.global_pooling:
-        geometry = {"kernel": pair("kernel", "kernel_size", 0), **geometry}
+    pool = pool_params(param)
+    geometry = {"stride": list(pool.stride), "pad": list(pool.pad)}
+    if pool.kernel is not None:
+        geometry = {"kernel": list(pool.kernel), **geometry}
     return geometry
 
 

@@ -11,28 +11,12 @@
 
 from __future__ import annotations
 
+from proto_rewrite.caffe.layer_params import conv_params
 from proto_rewrite.caffe.onnx_export.context import (
     LayerContext,
     canonical_axis,
     converter,
 )
-
-
-def _per_axis(ctx: LayerContext, param, name: str, h_name: str | None, default: int | None, count: int) -> list[int]:
-    if h_name is not None:
-        w_name = h_name[:-1] + "w"
-        if param.HasField(h_name) or param.HasField(w_name):
-            return [getattr(param, h_name), getattr(param, w_name)]
-    values = list(getattr(param, name))
-    if not values:
-        if default is None:
-            raise ctx.error(f"{name} is not given")
-        return [default] * count
-    if len(values) == 1:
-        return values * count
-    if len(values) != count:
-        raise ctx.error(f"{name} is given {len(values)} times for {count} spatial axes")
-    return values
 
 
 def conv_attributes(ctx: LayerContext) -> dict:
@@ -41,13 +25,9 @@ def conv_attributes(ctx: LayerContext) -> dict:
     if canonical_axis(ctx, param.axis, rank) != 1:
         raise ctx.refuse(f"channel axis {param.axis}: ONNX convolutions take the channels on axis 1",
                          "transpose the input so that channels are on axis 1")
-    count = rank - 2
-    kernel = _per_axis(ctx, param, "kernel_size", "kernel_h", None, count)
-    stride = _per_axis(ctx, param, "stride", "stride_h", 1, count)
-    pad = _per_axis(ctx, param, "pad", "pad_h", 0, count)
-    dilation = _per_axis(ctx, param, "dilation", None, 1, count)
-    return {"kernel_shape": kernel, "strides": stride, "pads": pad + pad, "dilations": dilation,
-            "group": param.group}
+    conv = conv_params(param, rank, error=ctx.error)
+    return {"kernel_shape": list(conv.kernel), "strides": list(conv.stride), "pads": list(conv.pad + conv.pad),
+            "dilations": list(conv.dilation), "group": conv.group}
 
 
 def _check_weight(ctx: LayerContext, expected: tuple) -> None:

@@ -23,27 +23,10 @@ from __future__ import annotations
 
 from onnx import TensorProto
 
+from proto_rewrite.caffe.layer_params import pool_params
 from proto_rewrite.caffe.onnx_export.context import LayerContext, converter
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
-
-
-def _pair(ctx: LayerContext, param, name: str, default: int | None) -> list[int]:
-    whole = "kernel_size" if name == "kernel" else name
-    if param.HasField(f"{name}_h") or param.HasField(f"{name}_w"):
-        return [getattr(param, f"{name}_h"), getattr(param, f"{name}_w")]
-    if not param.HasField(whole) and default is not None:
-        return [default, default]
-    return [getattr(param, whole)] * 2
-
-
-def _rounds_up(param) -> bool:
-    fields = param.DESCRIPTOR.fields_by_name
-    if "ceil_mode" in fields and param.HasField("ceil_mode"):
-        return param.ceil_mode
-    if "round_mode" in fields:
-        return fields["round_mode"].enum_type.values_by_number[param.round_mode].name != "FLOOR"
-    return True
 
 
 @converter("Pooling")
@@ -60,12 +43,11 @@ def pooling(ctx: LayerContext) -> None:
     if param.global_pooling:
         ctx.emit("GlobalMaxPool" if param.pool == MAX else "GlobalAveragePool", [x], top=0)
         return
-    kernel = _pair(ctx, param, "kernel", None)
-    stride = _pair(ctx, param, "stride", 1)
-    pad = _pair(ctx, param, "pad", 0)
+    pool = pool_params(param)
+    kernel, stride, pad = list(pool.kernel), list(pool.stride), list(pool.pad)
     sizes = list(ctx.in_shapes[0][2:])
     if ctx.dynamic(0, [2, 3]):
-        _dynamic_pooling(ctx, param, kernel, stride, pad)
+        _dynamic_pooling(ctx, param, kernel, stride, pad, pool.ceil)
         return
     out = list(ctx.out_shapes[0][2:])
     for size, k, s, p, length in zip(sizes, kernel, stride, pad, out):
@@ -90,10 +72,9 @@ def pooling(ctx: LayerContext) -> None:
     ctx.emit("AveragePool", [x], top=0, **common, pads=[0, 0, *past_edge], count_include_pad=0)
 
 
-def _dynamic_pooling(ctx: LayerContext, param, kernel, stride, pad) -> None:
+def _dynamic_pooling(ctx: LayerContext, param, kernel, stride, pad, ceil: bool) -> None:
     """Pool with end padding k - 1 (every window Caffe has is complete), then slice the output to
     Caffe's length computed from the run-time size."""
-    ceil = _rounds_up(param)
     padded = any(pad)
     for k, s, p in zip(kernel, stride, pad):
         if ceil and not padded and s > k:
