@@ -21,6 +21,7 @@ import os
 
 from proto_rewrite.conversion import AUTO, ConvertOptions, ConvertResult, convert_file, read_plan
 from proto_rewrite.errors import UsageError
+from proto_rewrite.formats import is_onnx_path as _is_onnx
 from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection
 
 __all__ = ["load", "plan", "apply", "save", "validate", "diff", "convert", "RewritePlan", "ConvertOptions",
@@ -193,10 +194,6 @@ def _use_caffe_schema(path) -> None:
     elif loaded.CUSTOM_SCHEMA_PATH != wanted:
         raise UsageError("a different Caffe schema is already loaded in this process", options=("caffe_schema",),
                          hint="read models of another Caffe fork in a new process")
-
-
-def _is_onnx(path) -> bool:
-    return os.fspath(path).lower().endswith(".onnx")
 
 
 def _is_caffe_model(model) -> bool:

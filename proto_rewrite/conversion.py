@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proto_rewrite.errors import InputFileError, UsageError
+from proto_rewrite.formats import is_onnx_path as _is_onnx
 from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection
 
 AUTO = "auto"  # Caffe weights: <stem>.caffemodel beside the prototxt when there is one
@@ -234,10 +235,6 @@ def _check(options: ConvertOptions, original, converted):
 
     runtime = RuntimeOptions(options.device, options.optimize, options.threads)
     return validate_models(original, converted, ValidateOptions(runtime=runtime), names=("original", "converted"))
-
-
-def _is_onnx(path) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
 
 
 def _names_text(names) -> str | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from proto_rewrite.active_guard import ACTIVE, note_input, note_written  # noqa: F401 - re-exported
 from proto_rewrite.errors import OutputError
+from proto_rewrite.formats import is_onnx_path
 
 _SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
             (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
@@ -75,7 +76,7 @@ class OutputGuard:
         key = identity_of(path)
         if key is not None and not stat.S_ISDIR(os.stat(path).st_mode):
             self.inputs.setdefault(key, _Input(os.fspath(path), what))
-            if os.fspath(path).lower().endswith(".onnx"):
+            if is_onnx_path(path):
                 self.unscanned.append(os.fspath(path))
 
     def scan_external_data(self) -> None:

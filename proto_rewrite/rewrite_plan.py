@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from proto_rewrite.errors import UsageError
+from proto_rewrite.shape_text import tuple_text as _shape
 
 PLAN_VERSION = 1
 
@@ -334,10 +335,6 @@ def first_difference(planned: RewritePlan, derived: RewritePlan, *, edits: bool 
     if planned.renames != derived.renames:
         return "the renames differ"
     return None
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join(map(str, shape)) + ")"
 
 
 def _plain(value):

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from proto_rewrite.diagnostics import Diagnostic
+from proto_rewrite.shape_text import shape_text as _shape_text
 
 SCHEMA_VERSION = 1
 
@@ -73,12 +74,6 @@ class ModelSummary:
             },
             "diagnostics": [d.to_dict() for d in self.diagnostics],
         }
-
-
-def _shape_text(shape) -> str:
-    if shape is None:
-        return "?"
-    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
 
 
 COLUMN_MAX = 60

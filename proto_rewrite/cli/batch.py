@@ -17,6 +17,7 @@ from multiprocessing import connection
 from pathlib import Path
 
 from proto_rewrite.errors import EXIT_INTERNAL, ProtoRewriteError, UsageError
+from proto_rewrite.formats import is_onnx_path
 
 MODEL_SUFFIXES = (".prototxt", ".onnx")
 
@@ -239,7 +240,7 @@ def _convert_job(job) -> BatchRecord:
 
 
 def _weights_beside(args, model: str) -> list:
-    if getattr(args, "no_weights", False) or model.lower().endswith(".onnx"):
+    if getattr(args, "no_weights", False) or is_onnx_path(model):
         return []
     return [(str(Path(model).with_suffix(".caffemodel")), "the weights beside the model")]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from proto_rewrite.formats import is_onnx_path  # noqa: F401 - the commands import it from here
+
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
@@ -96,11 +98,6 @@ def parse_input_shapes(values) -> dict[str, list[int]]:
             raise UsageError(f"--input-shape gives '{name}' twice")
         shapes[name] = shape
     return shapes
-
-
-def is_onnx_path(path) -> bool:
-    """ONNX models are told apart from Caffe prototxts by their suffix."""
-    return str(path).lower().endswith(".onnx")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from proto_rewrite.graphdiff.model import Graph, side_label
 from proto_rewrite.errors import InputFileError, UsageError
+from proto_rewrite.formats import model_format
 from proto_rewrite.rewrite_plan import RewritePlan
 
 AUTO = "auto"
@@ -26,10 +27,6 @@ class LoadOptions:
     phase: str = "TEST"
     strict: bool = False
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
-
-
-def model_format(path) -> str:
-    return "onnx" if str(path).lower().endswith(".onnx") else "caffe"
 
 
 def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph, Graph]:

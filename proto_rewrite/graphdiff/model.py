@@ -90,16 +90,6 @@ def shape_list(shape: Shape | None) -> list | None:
     return None if shape is None else list(shape)
 
 
-def shape_text(shape: Shape | None) -> str:
-    if shape is None:
-        return "?"
-    if not len(shape):
-        return "scalar"
-    if any(isinstance(d, str) for d in shape):  # symbolic dimensions: 1x3xdata_height would not read
-        return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-    return "x".join("?" if d is None else str(d) for d in shape)
-
-
 def side_label(side: str, path: str) -> str:
     """``a/path`` as git writes it, for a relative path; an absolute path as it is."""
     return path if os.path.isabs(path) else f"{side}/{path}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 
-from proto_rewrite.graphdiff.model import shape_text, side_label
+from proto_rewrite.graphdiff.model import side_label
+from proto_rewrite.shape_text import shape_text
 from proto_rewrite.graphdiff.status import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED
 from proto_rewrite.graphdiff.weights import ADDED, REMOVED
 from proto_rewrite.terminal import escape_controls
@@ -155,7 +156,7 @@ def _change_text(change, *, key: str = "", shape: bool = False) -> str:
 
 def value_text(key: str, value) -> str:
     if isinstance(value, list) and key in DIMENSIONS and value and all(isinstance(v, int) for v in value):
-        return "x".join(map(str, value))
+        return shape_text(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value) and key in ("inputs", "outputs", "name"):
         return ", ".join(value) or "-"
     if isinstance(value, str):

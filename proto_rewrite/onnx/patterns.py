@@ -31,6 +31,7 @@ from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 from proto_rewrite.onnx.shape_expr import Dim, chain_nodes, evaluate, known
 from proto_rewrite.onnx.tensors import FLOAT_TYPES, dtype_name
 from proto_rewrite.rewrite_plan import Reason
+from proto_rewrite.shape_text import tuple_text as _text
 
 MAP, POOLED, CHAIN, VECTOR = "map", "pooled", "chain", "vector"
 
@@ -611,12 +612,6 @@ def _item_text(item) -> object:
     if isinstance(item, Dim):
         return f"dim {item.index} of {item.tensor}"
     return item
-
-
-def _text(shape) -> str:
-    if shape is None:
-        return "(unknown)"
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
 # -- what happens downstream of a rewritten FC ----------------------------------------------------

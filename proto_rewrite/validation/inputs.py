@@ -9,6 +9,7 @@ import numpy as np
 
 from proto_rewrite.errors import InputFileError, UsageError
 from proto_rewrite.limits import check_tensor_size
+from proto_rewrite.shape_text import tuple_text as _text
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -61,10 +62,6 @@ def check_batch(spec: InputSpec, batch: int) -> None:
         raise UsageError(f"--batch {batch}: input '{spec.name}' has a fixed batch size of {first} "
                          f"(shape {_text(spec.shape)})",
                          hint="leave out --batch for this model, or give a model with a dynamic batch axis")
-
-
-def _text(shape) -> str:
-    return "(" + ", ".join(str(d) if d not in (None, "") else "?" for d in shape) + ")"
 
 
 def random_inputs(specs: list[InputSpec], shapes: dict[str, tuple[int, ...]], seed: int,

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from proto_rewrite.errors import InputFileError
-
-
-def is_onnx(path) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
+from proto_rewrite.formats import is_onnx_path as is_onnx
 
 
 def load_for_validation(path, weights=None, console=None, *, any_size: bool = False, allow_nonfinite: bool = False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proto_rewrite.shape_text import shape_text
 from proto_rewrite.validation.relations import FCN, SPATIAL_MEAN
 from proto_rewrite.validation.stats import SCALE
 
@@ -50,14 +51,10 @@ def _tensor(tensor) -> dict:
     }
 
 
-def _dims(shape) -> str:
-    return "x".join(map(str, shape)) or "scalar"
-
-
 def _row(tensor) -> tuple[str, ...]:
     c = tensor.comparison
-    shapes = _dims(tensor.shape_a) if tensor.relation not in (FCN, SPATIAL_MEAN) else (
-        f"{_dims(tensor.shape_a)} ~ {_dims(tensor.shape_b)}" + (" (mean)" if tensor.relation == SPATIAL_MEAN else ""))
+    shapes = shape_text(tensor.shape_a) if tensor.relation not in (FCN, SPATIAL_MEAN) else (
+        f"{shape_text(tensor.shape_a)} ~ {shape_text(tensor.shape_b)}" + (" (mean)" if tensor.relation == SPATIAL_MEAN else ""))
     cosine = "-" if c.cosine_similarity is None else f"{c.cosine_similarity:.6f}"
     scale = f"{c.scale_error:.3g}" + (f" (<= {c.scale_tol:g})" if c.rule == SCALE else "")
     return (tensor.name, shapes, f"{c.absolute.max:.3g}", f"{c.absolute.mean:.3g}", f"{c.absolute.p99:.3g}",
@@ -83,7 +80,7 @@ def render_text(result) -> str:
              f"{'on' if options.runtime.optimize else 'off'}; {len(result.input_values)} trial(s)"
              + ("" if options.inputs_file else f", seed {options.seed}")]
     for name, (shape, dtype) in result.inputs.items():
-        lines.append(f"input {name}: {_dims(shape)} {dtype}")
+        lines.append(f"input {name}: {shape_text(shape)} {dtype}")
     for default in result.input_defaults:
         lines.append(f"default shape: {default.describe()}")
     lines.append(rule_line(options.tolerances.rule))
