@@ -3,6 +3,11 @@
 The caffemodel reader uses this to find the weight payloads (packed floats, by far the largest
 part of a file) and hand them to numpy as views, while the small remainder of each message is
 parsed by protobuf as usual. Nothing here knows about Caffe.
+
+The protobuf facts the readers and writers share are defined here once: the largest message
+protobuf serializes (:data:`PROTOBUF_LIMIT`), the numbers of the ONNX fields that the streaming
+reader and both ONNX writers walk or write without parsing, and :func:`is_repeated` (a field
+descriptor's cardinality, in every protobuf version).
 """
 
 from __future__ import annotations
@@ -17,6 +22,20 @@ EGROUP = 4
 I32 = 5
 
 _MAX_VARINT_BYTES = 10
+
+PROTOBUF_LIMIT = 2**31 - 1  # bytes: a protobuf message cannot be larger (serialized in one piece)
+
+# Field numbers of onnx.proto
+MODEL_GRAPH = 7  # ModelProto.graph
+GRAPH_INITIALIZER = 5  # GraphProto.initializer
+TENSOR_RAW_DATA = 9  # TensorProto.raw_data
+
+
+def is_repeated(field) -> bool:
+    """Whether a protobuf ``FieldDescriptor`` is repeated: protobuf 7 dropped ``label``, 4.x has
+    no ``is_repeated``."""
+    repeated = getattr(field, "is_repeated", None)
+    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
 
 
 class WireFormatError(ValueError):

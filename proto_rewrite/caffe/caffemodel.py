@@ -29,7 +29,7 @@ from proto_rewrite.caffe import schema
 from proto_rewrite.errors import CaffemodelError, OutputError
 from proto_rewrite.filecopy import CopyStats, RangeWriter, WriteReport, in_memory_reason, open_input
 from proto_rewrite.fileio import OutputFiles, atomic_output
-from proto_rewrite.wire import I32, I64, LEN, WireFormatError, iter_fields, len_header
+from proto_rewrite.wire import I32, I64, LEN, PROTOBUF_LIMIT, WireFormatError, iter_fields, len_header
 
 
 def _number(message_class, name: str) -> int:
@@ -49,7 +49,6 @@ BLOB_DOUBLE_DIFF = _number(schema.BlobProto, "double_diff")
 BLOB_SHAPE = _number(schema.BlobProto, "shape")
 
 MAX_RANK = 32  # numpy's limit on dimensions (Caffe's is 32 too)
-PROTOBUF_LIMIT = 2**31 - 1  # bytes: the largest message protobuf serializes in one piece
 _STORABLE_DTYPES = {np.dtype("float32"): (BLOB_DATA, "<f4"), np.dtype("float64"): (BLOB_DOUBLE_DATA, "<f8")}
 
 

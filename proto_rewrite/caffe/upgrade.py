@@ -31,6 +31,7 @@ from google.protobuf.message import Message
 
 from proto_rewrite.caffe import schema
 from proto_rewrite.errors import UpgradeError
+from proto_rewrite.wire import is_repeated
 
 # --- tables -----------------------------------------------------------------------------------
 
@@ -207,14 +208,6 @@ def upgrade_net(net: Message) -> list[str]:
 
 # --- shared helpers ---------------------------------------------------------------------------
 
-def _is_repeated(field) -> bool:
-    # protobuf 7 dropped FieldDescriptor.label; 4.x has no is_repeated.
-    is_repeated = getattr(field, "is_repeated", None)
-    if is_repeated is not None:
-        return bool(is_repeated)
-    return field.label == field.LABEL_REPEATED
-
-
 def _copy(message: Message) -> Message:
     duplicate = type(message)()
     duplicate.CopyFrom(message)
@@ -316,7 +309,7 @@ def _store(message: Message, path: str, source_field, value) -> None:
     target_field = message.DESCRIPTOR.fields_by_name[field_name]
     if target_field.message_type is not None:
         getattr(message, field_name).CopyFrom(value)
-    elif _is_repeated(target_field):
+    elif is_repeated(target_field):
         getattr(message, field_name).append(_converted_value(source_field, value, target_field))
     else:
         setattr(message, field_name, _converted_value(source_field, value, target_field))
@@ -324,7 +317,7 @@ def _store(message: Message, path: str, source_field, value) -> None:
 
 def _copy_same_name(field, value, target: Message) -> None:
     """Copy a set field to the field of the same name in ``target`` (another message type)."""
-    if _is_repeated(field):
+    if is_repeated(field):
         getattr(target, field.name).extend(value)
     else:
         _store(target, field.name, field, value)

@@ -19,6 +19,7 @@ from proto_rewrite.caffe.layer_params import conv_params, input_rank, pool_param
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.prototxt import format_net_text
 from proto_rewrite.graphdiff.model import Graph, Node, Tensor, Weight
+from proto_rewrite.wire import is_repeated
 
 # Meaning of each blob, by layer type (Caffe's LayerSetUp order).
 BLOB_ROLES = {
@@ -104,14 +105,8 @@ def _geometry_fields(layer_type: str, param_name: str) -> frozenset:
     return frozenset()
 
 
-def _is_repeated(field) -> bool:
-    # protobuf 7 dropped FieldDescriptor.label; 4.x has no is_repeated.
-    is_repeated = getattr(field, "is_repeated", None)
-    return bool(is_repeated) if is_repeated is not None else field.label == field.LABEL_REPEATED
-
-
 def _value(field, value):
-    if _is_repeated(field):
+    if is_repeated(field):
         return [_scalar(field, item) for item in value]
     return _scalar(field, value)
 

@@ -25,6 +25,7 @@ from proto_rewrite.fileio import OutputFiles
 from proto_rewrite.onnx.reader import split_model
 from proto_rewrite.onnx.tensors import StoredTensor, check_tensor, map_external, map_file
 from proto_rewrite.onnx.writer import external_layout, plan_external, serialize_data, serialize_model, write_model
+from proto_rewrite.wire import is_repeated
 
 
 @dataclass
@@ -310,10 +311,7 @@ def _check_text(message, path) -> None:
     """Refuse a string field that is not UTF-8 text (protobuf hands such a value over as bytes,
     which no name may be)."""
     for descriptor, value in message.ListFields():
-        repeated = getattr(descriptor, "is_repeated", None)
-        if repeated is None:
-            repeated = descriptor.label == descriptor.LABEL_REPEATED
-        items = value if repeated else (value,)
+        items = value if is_repeated(descriptor) else (value,)
         if descriptor.type == descriptor.TYPE_MESSAGE:
             for item in items:
                 _check_text(item, path)

@@ -18,10 +18,8 @@ from google.protobuf.message import DecodeError
 from proto_rewrite.errors import InputFileError
 from proto_rewrite.filecopy import in_memory_file
 from proto_rewrite.onnx.tensors import StoredTensor
-from proto_rewrite.wire import LEN, WireFormatError, iter_fields, len_header
+from proto_rewrite.wire import GRAPH_INITIALIZER, LEN, MODEL_GRAPH, WireFormatError, iter_fields, len_header
 
-MODEL_GRAPH = 7
-GRAPH_INITIALIZER = 5
 
 
 def split_model(buffer, *, path=None, base_dir: str | None = None,

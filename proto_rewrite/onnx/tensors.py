@@ -23,9 +23,8 @@ from onnx.external_data_helper import uses_external_data
 
 from proto_rewrite.errors import InputFileError
 from proto_rewrite.filecopy import Span, file_span, open_input, release
-from proto_rewrite.wire import LEN, iter_fields, len_header
+from proto_rewrite.wire import LEN, TENSOR_RAW_DATA, iter_fields, len_header
 
-TENSOR_RAW_DATA = 9
 CHUNK_BYTES = 16 * 2**20
 
 # data type -> little-endian numpy dtype of its raw_data (bfloat16 and the float8s as raw bits)

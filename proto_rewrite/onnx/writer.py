@@ -34,11 +34,9 @@ from onnx import TensorProto
 from onnx.external_data_helper import set_external_data
 
 from proto_rewrite.filecopy import CopyStats, RangeWriter, Span, file_span
-from proto_rewrite.onnx.reader import GRAPH_INITIALIZER, MODEL_GRAPH
-from proto_rewrite.onnx.tensors import TENSOR_RAW_DATA, StoredTensor, split_before
-from proto_rewrite.wire import iter_fields, len_header
+from proto_rewrite.onnx.tensors import StoredTensor, split_before
+from proto_rewrite.wire import GRAPH_INITIALIZER, MODEL_GRAPH, PROTOBUF_LIMIT, TENSOR_RAW_DATA, iter_fields, len_header
 
-PROTOBUF_LIMIT = 2**31 - 1  # a protobuf message cannot be larger
 ALIGN = 64
 EXTERNAL_THRESHOLD = 1024  # bytes: smaller tensors stay inline (onnx's default size_threshold)
 

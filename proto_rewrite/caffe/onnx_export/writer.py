@@ -28,9 +28,8 @@ from onnx.external_data_helper import set_external_data
 from proto_rewrite.errors import OutputError
 from proto_rewrite.filecopy import file_span, release
 from proto_rewrite.fileio import OutputFiles
-from proto_rewrite.wire import len_header
+from proto_rewrite.wire import GRAPH_INITIALIZER, MODEL_GRAPH, PROTOBUF_LIMIT, TENSOR_RAW_DATA, len_header
 
-PROTOBUF_LIMIT = 2 ** 31 - 1
 EXTERNAL_MIN_BYTES = 1024
 ALIGNMENT = 4096
 ESTIMATE_MARGIN = 64 << 20  # bytes added to the tensor data for everything else in a model
@@ -96,10 +95,6 @@ def _tensors(graph):
 
 # ---------------------------------------------------------------------------------------------
 # Streaming: the deferred arrays go from their memory to the file
-
-_MODEL_GRAPH = 7  # ModelProto.graph
-_GRAPH_INITIALIZER = 5  # GraphProto.initializer
-_TENSOR_RAW_DATA = 9  # TensorProto.raw_data
 
 
 def _buffer(array: np.ndarray):
@@ -167,17 +162,17 @@ def _stream(handle, model_head, graph_head, pieces) -> None:
     for fields, array in pieces:
         length = len(fields)
         if array is not None:
-            length += len(len_header(_TENSOR_RAW_DATA, array.nbytes)) + array.nbytes
+            length += len(len_header(TENSOR_RAW_DATA, array.nbytes)) + array.nbytes
         tensors.append((length, fields, array))
     graph_bytes = graph_head.SerializeToString()
-    graph_length = len(graph_bytes) + sum(len(len_header(_GRAPH_INITIALIZER, n)) + n for n, _, _ in tensors)
+    graph_length = len(graph_bytes) + sum(len(len_header(GRAPH_INITIALIZER, n)) + n for n, _, _ in tensors)
     handle.write(model_head.SerializeToString())
-    handle.write(len_header(_MODEL_GRAPH, graph_length))
+    handle.write(len_header(MODEL_GRAPH, graph_length))
     handle.write(graph_bytes)
     for length, fields, array in tensors:
-        handle.write(len_header(_GRAPH_INITIALIZER, length))
+        handle.write(len_header(GRAPH_INITIALIZER, length))
         handle.write(fields)
         if array is not None:
-            handle.write(len_header(_TENSOR_RAW_DATA, array.nbytes))
+            handle.write(len_header(TENSOR_RAW_DATA, array.nbytes))
             handle.write(_buffer(array))
             release(file_span(array))  # a view of a mapped input: its pages leave this process
