@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proto_rewrite.caffe.layer_params import conv_params, input_rank
+from proto_rewrite.shape_text import tuple_text
 
 Shape = tuple  # tuple[int | None, ...]
 
@@ -172,6 +173,4 @@ def resolve_legacy_shape(expected: Shape | None, legacy: Sequence[int]) -> tuple
 
 
 def format_shape(shape: Shape | None) -> str:
-    if shape is None:
-        return "(any)"
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+    return tuple_text(shape, unknown="(any)")

@@ -37,6 +37,7 @@ from proto_rewrite.caffe.layer_params import ConvParams, conv_params, pool_param
 from proto_rewrite.caffe.layer_params import enum_name as _enum_name
 from proto_rewrite.errors import Location, NetStructureError, UsageError
 from proto_rewrite.limits import check_tensor_size
+from proto_rewrite.shape_text import shape_text as dims_text
 
 Shape = tuple  # tuple[int, ...]
 
@@ -69,12 +70,6 @@ class _Site:
 
     def location(self) -> Location:
         return Location(self.path, self.line, layer=self.layer.name)
-
-
-def dims_text(shape: Sequence[int] | None) -> str:
-    if shape is None:
-        return "?"
-    return "x".join(str(d) for d in shape) if len(shape) else "scalar"
 
 
 # ---------------------------------------------------------------------------------------------
