@@ -321,38 +321,40 @@ def _conv_geometry(site: _Site, layer, bottoms: list[Shape]) -> ConvParams:
     return geometry
 
 
-def _convolution(layer, bottoms, site):
+def _conv_output(layer, bottoms, site, output_size, too_small) -> list[Shape]:
+    """A Convolution's or Deconvolution's top: ``output_size`` per spatial axis, and
+    ``too_small(name, size, k, p, d, length, shape)`` the message for a length <= 0."""
     geometry = _conv_geometry(site, layer, bottoms)
     shape = bottoms[0]
     spatial = shape[geometry.channel_axis + 1:]
     out = []
     for name, size, k, s, p, d in zip(_axis_names(len(spatial)), spatial, geometry.kernel, geometry.stride,
                                       geometry.pad, geometry.dilation):
-        length = conv_output_size(size, k, s, p, d)
+        length = output_size(size, k, s, p, d)
         if length <= 0:
-            extent = d * (k - 1) + 1
-            raise site.error(
-                f"the kernel ({k}{f', dilation {d}, so {extent} wide' if d > 1 else ''}) does not fit in the "
-                f"input {name} {size} + 2x{p} padding (input {dims_text(shape)})", TOO_SMALL_HINT)
+            raise site.error(too_small(name, size, k, p, d, length, shape), TOO_SMALL_HINT)
         out.append(length)
     top = (*shape[:geometry.channel_axis], layer.convolution_param.num_output, *out)
     return [top] * len(layer.top)
+
+
+def _kernel_too_large(name, size, k, p, d, length, shape) -> str:
+    extent = d * (k - 1) + 1
+    return (f"the kernel ({k}{f', dilation {d}, so {extent} wide' if d > 1 else ''}) does not fit in the "
+            f"input {name} {size} + 2x{p} padding (input {dims_text(shape)})")
+
+
+def _cropped_away(name, size, k, p, d, length, shape) -> str:
+    return (f"output {name} would be {length}: the padding {p} crops more than the "
+            f"{size}-long input yields (input {dims_text(shape)})")
+
+
+def _convolution(layer, bottoms, site):
+    return _conv_output(layer, bottoms, site, conv_output_size, _kernel_too_large)
 
 
 def _deconvolution(layer, bottoms, site):
-    geometry = _conv_geometry(site, layer, bottoms)
-    shape = bottoms[0]
-    spatial = shape[geometry.channel_axis + 1:]
-    out = []
-    for name, size, k, s, p, d in zip(_axis_names(len(spatial)), spatial, geometry.kernel, geometry.stride,
-                                      geometry.pad, geometry.dilation):
-        length = deconv_output_size(size, k, s, p, d)
-        if length <= 0:
-            raise site.error(f"output {name} would be {length}: the padding {p} crops more than the "
-                             f"{size}-long input yields (input {dims_text(shape)})", TOO_SMALL_HINT)
-        out.append(length)
-    top = (*shape[:geometry.channel_axis], layer.convolution_param.num_output, *out)
-    return [top] * len(layer.top)
+    return _conv_output(layer, bottoms, site, deconv_output_size, _cropped_away)
 
 
 def _pooling(layer, bottoms, site):
