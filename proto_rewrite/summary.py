@@ -1,7 +1,10 @@
 """What ``inspect`` reports, independent of the model format: inputs, layers, weights, totals.
 
-Builders for each format (``proto_rewrite.caffe.summary``) fill these records; ``to_dict`` gives
-the JSON document described by ``schemas/inspect.schema.json`` and ``render_text`` the table.
+:func:`summarize_graph` reads them off the format-neutral graph view (``proto_rewrite.graph_view``,
+built by the same adapter per format as the diff's; ``caffe.summary`` and ``onnx.summary`` load
+and call it); ``to_dict`` gives the JSON document described by ``schemas/inspect.schema.json``
+and ``render_text`` the table. Parameters are counted by the graph view's one rule: a layer has
+the parameters of the weights it reads, the model each weight once.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from proto_rewrite.diagnostics import Diagnostic
+from proto_rewrite.graph_view import Graph, parameters, total_parameters
 from proto_rewrite.shape_text import shape_text as _shape_text
 
 SCHEMA_VERSION = 1
@@ -50,11 +54,7 @@ class ModelSummary:
     layers: list[LayerInfo]
     excluded_layers: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    @property
-    def total_parameters(self) -> int | None:
-        counts = [layer.parameters for layer in self.layers]
-        return None if any(count is None for count in counts) else sum(counts)
+    total_parameters: int | None = 0  # each weight once, however many layers read it
 
     def to_dict(self) -> dict:
         return {
@@ -74,6 +74,30 @@ class ModelSummary:
             },
             "diagnostics": [d.to_dict() for d in self.diagnostics],
         }
+
+
+def summarize_graph(graph: Graph) -> ModelSummary:
+    """The inspect summary of a model's graph view. Dimensions that are not numbers (symbolic
+    ONNX dimensions) are shown as unknown."""
+    layers = [LayerInfo(node.name, node.op, list(node.inputs), list(node.outputs),
+                        [WeightInfo(_numbers(w.shape), w.dtype) for w in node.weights], parameters(node), node.line,
+                        [_numbers(shape) for shape in node.output_shapes]) for node in graph.nodes]
+    return ModelSummary(
+        model_format=graph.model_format,
+        path=graph.path,
+        weights_path=graph.weights_path,
+        source_format=graph.source_format,
+        upgrades=list(graph.upgrades),
+        inputs=[TensorInfo(t.name, _numbers(t.shape)) for t in graph.inputs_at_size()],
+        layers=layers,
+        excluded_layers=list(graph.excluded_layers),
+        diagnostics=list(graph.diagnostics),
+        total_parameters=total_parameters(graph),
+    )
+
+
+def _numbers(shape) -> list | None:
+    return None if shape is None else [d if isinstance(d, int) else None for d in shape]
 
 
 COLUMN_MAX = 60

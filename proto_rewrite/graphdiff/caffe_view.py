@@ -1,4 +1,5 @@
-"""A loaded Caffe model as the diff's graph: one node per layer of the (upgraded, V2) net.
+"""A loaded Caffe model as the graph view (inspect and diff): one node per layer of the (upgraded,
+V2) net.
 
 Attributes are the fields set in the layer's ``*_param`` messages, under their own names
 (``num_output``, ``weight_filler``...), plus ``param``, ``loss_weight`` and ``propagate_down``
@@ -18,7 +19,7 @@ from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.layer_params import conv_params, input_rank, pool_params
 from proto_rewrite.caffe.model import CaffeModel
 from proto_rewrite.caffe.prototxt import format_net_text
-from proto_rewrite.graphdiff.model import Graph, Node, Tensor, Weight
+from proto_rewrite.graph_view import Graph, Node, Tensor, Weight
 from proto_rewrite.wire import is_repeated
 
 # Meaning of each blob, by layer type (Caffe's LayerSetUp order).
@@ -42,22 +43,27 @@ POOL_GEOMETRY = frozenset(("kernel_size", "kernel_h", "kernel_w", "stride", "str
                            "pad_w"))
 
 
-def caffe_graph(model: CaffeModel) -> Graph:
-    shapes = model.shapes
+def caffe_graph(model: CaffeModel, shapes=None) -> Graph:
+    """``shapes``: the net's inferred shapes (``NetShapes``), default the model's own."""
+    shapes = shapes or model.shapes
     nodes = []
+    inputs = []
     for layer in model.net.layer:
         bottoms = list(shapes.bottoms.get(layer.name, [])) if shapes else []
         tops = list(shapes.tops.get(layer.name, [])) if shapes else []
         nodes.append(Node(layer.name, layer.type, attributes(layer, bottoms), list(layer.bottom), list(layer.top),
-                          _weights(model, layer, bottoms), bottoms, tops))
-    inputs = [Tensor(top, _shape(shapes, top)) for layer in model.net.layer if layer.type == "Input" for top in layer.top]
+                          _weights(model, layer, bottoms), bottoms, tops, model.layer_lines.get(layer.name)))
+        if layer.type == "Input":  # the shapes the Input layer declares
+            inputs += [Tensor(top, tops[k] if k < len(tops) else None) for k, top in enumerate(layer.top)]
     consumed = {bottom for layer in model.net.layer for bottom in layer.bottom}
     outputs = [Tensor(top, _shape(shapes, top)) for layer in model.net.layer if layer.type != "Input"
                for top in layer.top if top not in consumed]
     net = model.net
     return Graph("caffe", model.prototxt_path or "", model.weights_path, nodes, inputs, _unique(outputs),
                  has_weights=model.weights_path is not None or bool(model.weights),
-                 diagnostics=list(model.diagnostics), normalized_text=lambda: format_net_text(net))
+                 diagnostics=list(model.diagnostics), normalized_text=lambda: format_net_text(net),
+                 source_format=model.source_format, upgrades=list(model.upgrades),
+                 excluded_layers=list(model.excluded_layers))
 
 
 def _shape(shapes, blob):

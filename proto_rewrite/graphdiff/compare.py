@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from proto_rewrite import graph_view
+from proto_rewrite.graph_view import Graph, Node, Weight, shape_list, total_parameters
 from proto_rewrite.graphdiff import cost
 from proto_rewrite.graphdiff.match import match_nodes
-from proto_rewrite.graphdiff.model import Graph, Node, Weight, shape_list
 from proto_rewrite.graphdiff.status import ADDED_NODE, CHANGED, REMOVED_NODE, STATUSES, UNCHANGED
 from proto_rewrite.graphdiff.weights import ADDED, IDENTICAL, REMOVED, UNKNOWN, Relation, relate
 
@@ -174,21 +175,6 @@ def _sum(values) -> int | None:
     return total
 
 
-def total_parameters(graph: Graph) -> int | None:
-    """Each weight counted once, however many nodes read it (a shared ONNX initializer)."""
-    seen: set[str] = set()
-    total = 0
-    for node in graph.nodes:
-        for weight in node.weights:
-            if not weight.is_parameter or weight.name in seen:
-                continue
-            seen.add(weight.name)
-            if weight.size is None:
-                return None
-            total += weight.size
-    return total
-
-
 # ---------------------------------------------------------------------------------------------
 # Comparing
 
@@ -208,7 +194,7 @@ def diff_graphs(a: Graph, b: Graph, renames: dict[str, str] | None = None, *, co
 
 def diff_nodes(a: Node | None, b: Node | None, matched_by: str | None, compare_values: bool = True,
                batches: tuple[int | None, int | None] = (None, None)) -> NodeDiff:
-    costs = [(None, None) if n is None else (cost.parameters(n), cost.macs(n, batch))
+    costs = [(None, None) if n is None else (graph_view.parameters(n), cost.macs(n, batch))
              for n, batch in zip((a, b), batches)]
     parameters, macs = (costs[0][0], costs[1][0]), (costs[0][1], costs[1][1])
     if a is None or b is None:

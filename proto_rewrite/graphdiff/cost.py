@@ -1,5 +1,5 @@
-"""Parameter count and multiply-accumulate estimate of a node, at the shapes its graph was
-inferred at (the declared input size).
+"""Multiply-accumulate estimate of a node, at the shapes its graph was inferred at (the declared
+input size). Parameters are counted by ``proto_rewrite.graph_view.parameters``.
 
 MACs are counted for the layers that dominate: convolutions (Caffe ``Convolution``, ONNX
 ``Conv``): one per output element per kernel element of one group; transposed convolutions: one
@@ -13,23 +13,11 @@ from __future__ import annotations
 
 import math
 
-from proto_rewrite.graphdiff.model import Node
+from proto_rewrite.graph_view import Node
 
 CONVOLUTIONS = frozenset(("Convolution", "Conv"))
 TRANSPOSED_CONVOLUTIONS = frozenset(("Deconvolution", "ConvTranspose"))
 FULLY_CONNECTED = frozenset(("InnerProduct", "Gemm"))
-
-
-def parameters(node: Node) -> int | None:
-    total = 0
-    for weight in node.weights:
-        if not weight.is_parameter:
-            continue
-        size = weight.size
-        if size is None:
-            return None
-        total += size
-    return total
 
 
 def macs(node: Node, batch: int | None = None) -> int | None:

@@ -12,7 +12,8 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
-from proto_rewrite.graphdiff.model import Graph, side_label
+from proto_rewrite.graph_view import Graph
+from proto_rewrite.graphdiff.text import side_label
 from proto_rewrite.errors import InputFileError, UsageError
 from proto_rewrite.formats import model_format
 from proto_rewrite.rewrite_plan import RewritePlan
@@ -54,13 +55,13 @@ def _load_caffe(path, weights, options: LoadOptions) -> Graph:
 
 
 def _load_onnx_pair(path_a, path_b, options: LoadOptions) -> tuple[Graph, Graph]:
-    from proto_rewrite.graphdiff.onnx_view import declared_inputs, onnx_graph
+    from proto_rewrite.graphdiff.onnx_view import declared_inputs
     from proto_rewrite.onnx.model import load_onnx
 
     model_a, model_b = load_onnx(path_a), load_onnx(path_b)
     given = {name: list(shape) for name, shape in options.input_shapes.items()}
     shapes_a = _known(given, model_a)
-    graph_a = onnx_graph(model_a, shapes_a or None)
+    graph_a = _onnx_graph(model_a, shapes_a or None)
     sizes_a = {t.name: t.shape for t in graph_a.inputs}
     for name, shape in shapes_a.items():
         sizes_a[name] = tuple(shape)
@@ -74,7 +75,20 @@ def _load_onnx_pair(path_a, path_b, options: LoadOptions) -> tuple[Graph, Graph]
         fill = [o if not isinstance(d, int) and isinstance(o, int) else -1 for d, o in zip(tensor.shape, other)]
         if any(v != -1 for v in fill):
             shapes_b[tensor.name] = fill
-    return graph_a, onnx_graph(model_b, shapes_b or None)
+    return graph_a, _onnx_graph(model_b, shapes_b or None)
+
+
+def _onnx_graph(model, input_shapes) -> Graph:
+    """The model's graph, warning when shape inference gave out (the diff's MACs need shapes)."""
+    from proto_rewrite.diagnostics import Diagnostic
+    from proto_rewrite.errors import Location
+    from proto_rewrite.graphdiff.onnx_view import onnx_graph
+
+    graph = onnx_graph(model, input_shapes)
+    if graph.inference_note:
+        graph.diagnostics.append(Diagnostic("warning", f"{graph.inference_note}; MACs may be unknown",
+                                            Location(model.path)))
+    return graph
 
 
 def _known(given: dict, model) -> dict:

@@ -22,7 +22,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from proto_rewrite.graphdiff.model import Node
+from proto_rewrite.graph_view import Node
 
 PLAN, NAME, DERIVED, POSITION = "plan", "name", "derived-name", "position"
 LINEAR = frozenset(("InnerProduct", "Convolution", "Gemm", "MatMul", "Conv"))

@@ -1,4 +1,4 @@
-"""A loaded ONNX model as the diff's graph: one node per node of the top-level graph.
+"""A loaded ONNX model as the graph view (inspect and diff): one node per node of the top-level graph.
 
 A node's name is its own, or its first output's when it has none (or shares it). Its data inputs
 are the inputs that are not initializers; the initializers it reads are its weights, with the
@@ -16,11 +16,14 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from proto_rewrite.graphdiff.model import Graph, Node, Tensor, Weight
+from proto_rewrite.graph_view import Graph, Node, Tensor, Weight
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, constant_node_tensor
 from proto_rewrite.onnx.shapes import shape_of
-from proto_rewrite.onnx.summary import NOT_PARAMETERS
 from proto_rewrite.onnx.tensors import dtype_name
+
+# Integer and boolean tensors (shape targets, axes, indices, masks) are weights but not parameters.
+NOT_PARAMETERS = frozenset((onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.UINT64,
+                            onnx.TensorProto.UINT32, onnx.TensorProto.BOOL, onnx.TensorProto.STRING))
 
 ROLES = {
     "Conv": {1: "weight", 2: "bias"},
@@ -47,16 +50,22 @@ def onnx_graph(model, input_shapes: dict | None = None) -> Graph:
     nodes = [_node(view, index) for index in range(len(view.nodes))]
     outputs = [Tensor(vi.name, shape_of(vi.type)) for vi in model.graph.output]
     files = model.external_data_files()
-    diagnostics = list(model.diagnostics)
-    if view.inference_note:
-        from proto_rewrite.diagnostics import Diagnostic
-        from proto_rewrite.errors import Location
-
-        diagnostics.append(Diagnostic("warning", f"{view.inference_note}; MACs may be unknown", Location(model.path)))
     proto = model.proto
     return Graph("onnx", model.path or "", ", ".join(files) if files else None, nodes, declared_inputs(model),
-                 outputs, has_weights=True, diagnostics=diagnostics,
-                 normalized_text=lambda: _printed(proto))
+                 outputs, has_weights=True, diagnostics=list(model.diagnostics),
+                 normalized_text=lambda: _printed(proto), source_format=source_format(model),
+                 inference_note=view.inference_note,
+                 sized_inputs=[Tensor(name, _shape(view, name)) for name in view.graph_inputs])
+
+
+def source_format(model) -> str:
+    """``ONNX IR 8, opset 17 (+ com.microsoft 1), from pytorch 2.1``."""
+    text = f"ONNX IR {model.proto.ir_version}, opset {model.opset if model.opset is not None else '-'}"
+    others = [f"{e.domain} {e.version}" for e in model.proto.opset_import if e.domain not in DEFAULT_DOMAINS]
+    if others:
+        text += f" (+ {', '.join(others)})"
+    producer = " ".join(p for p in (model.proto.producer_name, model.proto.producer_version) if p)
+    return text + (f", from {producer}" if producer else "")
 
 
 def _printed(proto) -> str:

@@ -9,17 +9,22 @@ stdout is a terminal.
 from __future__ import annotations
 
 import json
+import os
 
-from proto_rewrite.graphdiff.model import side_label
-from proto_rewrite.shape_text import shape_text
 from proto_rewrite.graphdiff.status import ADDED_NODE, CHANGED, REMOVED_NODE, UNCHANGED
 from proto_rewrite.graphdiff.weights import ADDED, REMOVED
+from proto_rewrite.shape_text import shape_text
 from proto_rewrite.terminal import escape_controls
 
 RED, GREEN, YELLOW, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 COLOURS = {"-": RED, "+": GREEN, "~": YELLOW}
 DIMENSIONS = frozenset(("kernel", "stride", "pad", "dilation"))  # shown as 6x6
 UNCHANGED_NAMES = 12  # names listed in the one-line summary of unchanged nodes
+
+
+def side_label(side: str, path: str) -> str:
+    """``a/path`` as git writes it, for a relative path; an absolute path as it is."""
+    return path if os.path.isabs(path) else f"{side}/{path}"
 
 
 def render_text(diff, *, show_all: bool = False, colour: bool = False) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proto_rewrite.graphdiff.match import match_nodes
-from proto_rewrite.graphdiff.model import Node
+from proto_rewrite.graph_view import Node
 
 
 def nodes(*specs: str) -> list[Node]:

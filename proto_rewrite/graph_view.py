@@ -1,19 +1,26 @@
-"""The format-neutral graph the diff works on: nodes with a name, an op, attributes, inputs,
-outputs and weights, and the model's inputs and outputs.
+"""The format-neutral view of a model: nodes with a name, an op, attributes, inputs, outputs
+and weights (shapes, dtypes, whether they are parameters), and the model's inputs and outputs.
 
-``caffe_view`` and ``onnx_view`` build a :class:`Graph` from a loaded model; everything after
-that (matching, weight relations, cost, rendering) reads only these records. Weights stay lazy:
-a :class:`Weight` holds a function that returns the array, called when the values are compared.
+One adapter per format builds a :class:`Graph` from a loaded model (``graphdiff.caffe_view``,
+``graphdiff.onnx_view``); ``inspect`` (``proto_rewrite.summary``) and ``diff``
+(``proto_rewrite.graphdiff``) read only these records. Weights stay lazy: a :class:`Weight`
+holds a function that returns the array, called when the values are compared.
+
+Parameters are counted by one rule (:func:`parameters`, :func:`total_parameters`): a node has
+the parameters of the weights it reads (integer shape constants and the like are not
+parameters); a model has each weight once, however many nodes read it (a shared ONNX
+initializer).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # A shape: a tuple whose items are ints, symbolic names (str) or None (unknown); None: rank unknown.
 Shape = tuple
@@ -49,6 +56,7 @@ class Node:
     weights: list[Weight] = field(default_factory=list)
     input_shapes: list[Shape | None] = field(default_factory=list)
     output_shapes: list[Shape | None] = field(default_factory=list)
+    line: int | None = None  # where the node is declared (a prototxt's line), when known
 
     def weight(self, role: str) -> Weight | None:
         for weight in self.weights:
@@ -74,6 +82,15 @@ class Graph:
     has_weights: bool = True  # False: weight values were not read (shapes only)
     diagnostics: list = field(default_factory=list)
     normalized_text: Callable[[], str] | None = None  # the model as normalised text (Caffe: V2 prototxt)
+    source_format: str = ""  # what the file was: "V1 prototxt (upgraded)", "ONNX IR 8, opset 17"...
+    upgrades: list[str] = field(default_factory=list)  # upgrades applied on reading (Caffe)
+    excluded_layers: list[str] = field(default_factory=list)  # left out by the phase rules (Caffe)
+    inference_note: str | None = None  # why shape inference gave less than every shape (ONNX)
+    sized_inputs: list[Tensor] | None = None  # the inputs at the size the shapes are for, if not as declared
+
+    def inputs_at_size(self) -> list[Tensor]:
+        """The inputs with the shapes the node shapes were inferred from (given input shapes applied)."""
+        return self.inputs if self.sized_inputs is None else self.sized_inputs
 
     def summary(self) -> dict:
         return {
@@ -90,6 +107,29 @@ def shape_list(shape: Shape | None) -> list | None:
     return None if shape is None else list(shape)
 
 
-def side_label(side: str, path: str) -> str:
-    """``a/path`` as git writes it, for a relative path; an absolute path as it is."""
-    return path if os.path.isabs(path) else f"{side}/{path}"
+def parameters(node: Node) -> int | None:
+    """The parameters of the weights ``node`` reads; None when a weight's shape is not fully known."""
+    total = 0
+    for weight in node.weights:
+        if not weight.is_parameter:
+            continue
+        size = weight.size
+        if size is None:
+            return None
+        total += size
+    return total
+
+
+def total_parameters(graph: Graph) -> int | None:
+    """Each weight counted once, however many nodes read it (a shared ONNX initializer)."""
+    seen: set[str] = set()
+    total = 0
+    for node in graph.nodes:
+        for weight in node.weights:
+            if not weight.is_parameter or weight.name in seen:
+                continue
+            seen.add(weight.name)
+            if weight.size is None:
+                return None
+            total += weight.size
+    return total
