@@ -13,7 +13,12 @@ from proto_rewrite.caffe.planner import CaffeRewriteOptions, plan_caffe_rewrite
 from proto_rewrite.errors import PlanMismatchError, RewriteRefused, UsageError
 from proto_rewrite.fc_math import fc_weight_to_kernel
 from proto_rewrite.fingerprint import caffe_fingerprint
-from proto_rewrite.rewrite_plan import FcRewrite, RewritePlan, Selection, first_difference
+from proto_rewrite.rewrite_plan import (
+    FcRewrite,
+    RewritePlan,
+    Selection,
+    first_difference,
+)
 
 
 def apply_caffe_plan(model: CaffeModel, plan: RewritePlan) -> CaffeModel:

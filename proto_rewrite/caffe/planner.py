@@ -37,8 +37,8 @@ from proto_rewrite.errors import (
     UsageError,
     WeightShapeError,
 )
-from proto_rewrite.fingerprint import caffe_fingerprint
 from proto_rewrite.fc_math import fc_weight_to_kernel
+from proto_rewrite.fingerprint import caffe_fingerprint
 from proto_rewrite.rewrite_plan import (
     EXACT,
     FCN,

@@ -17,7 +17,7 @@ from proto_rewrite.caffe.onnx_export.exporter import (
     max_opset,
     supported_layer_types,
 )
-from proto_rewrite.caffe.onnx_export.writer import write_export, write_onnx
+from proto_rewrite.onnx.proto_writer import write_export, write_onnx
 
 __all__ = [
     "DEFAULT_OPSET",

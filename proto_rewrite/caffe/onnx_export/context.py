@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from proto_rewrite.caffe.onnx_export.errors import ExportError, UnsupportedLayerError
-from proto_rewrite.caffe.onnx_export.graph import Graph
+from proto_rewrite.onnx.graph_builder import Graph
 
 Converter = Callable[["LayerContext"], None]
 CONVERTERS: dict[str, Converter] = {}

@@ -22,11 +22,11 @@ from proto_rewrite import __version__
 from proto_rewrite.caffe.onnx_export import layers  # noqa: F401 - registers the converters
 from proto_rewrite.caffe.onnx_export.context import CONVERTERS, LayerContext
 from proto_rewrite.caffe.onnx_export.errors import ExportError, UnsupportedLayerError
-from proto_rewrite.caffe.onnx_export.graph import Graph, little_endian_bytes
 from proto_rewrite.caffe.onnx_export.naming import name_values
-from proto_rewrite.caffe.onnx_export.writer import PROTOBUF_LIMIT, write_export
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.errors import NetStructureError, UsageError
+from proto_rewrite.onnx.graph_builder import Graph, little_endian_bytes
+from proto_rewrite.onnx.proto_writer import PROTOBUF_LIMIT, write_export
 
 MIN_OPSET = 11
 DEFAULT_OPSET = 17

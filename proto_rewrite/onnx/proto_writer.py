@@ -1,4 +1,10 @@
-"""Write an ONNX model atomically; over protobuf's 2 GB limit, with its tensors as external data.
+"""Write a built ONNX model (a ``ModelProto``, its large tensors possibly still numpy arrays)
+atomically; over protobuf's 2 GB limit, with its tensors as external data.
+
+The Caffe exporter writes with it. It is not :mod:`proto_rewrite.onnx.writer` (the converter's
+writer of a loaded model's lazy tensors), which writes the canonical serialization with 64-byte
+aligned external data: the exported files keep their own layout (the graph after the model's
+other fields, external data 4 KiB aligned), so their bytes stay what they were.
 
 Both writers write ``path`` (and, for a large model, ``path.data`` beside it) through temporary
 files renamed into place once everything is written: a failure leaves nothing behind.
@@ -18,7 +24,6 @@ files renamed into place once everything is written: a failure leaves nothing be
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +33,16 @@ from onnx.external_data_helper import set_external_data
 from proto_rewrite.errors import OutputError
 from proto_rewrite.filecopy import file_span, release
 from proto_rewrite.fileio import OutputFiles
-from proto_rewrite.wire import GRAPH_INITIALIZER, MODEL_GRAPH, PROTOBUF_LIMIT, TENSOR_RAW_DATA, len_header
+from proto_rewrite.onnx.graph_builder import little_endian
+from proto_rewrite.onnx.writer import EXTERNAL_THRESHOLD
+from proto_rewrite.wire import (
+    GRAPH_INITIALIZER,
+    MODEL_GRAPH,
+    PROTOBUF_LIMIT,
+    TENSOR_RAW_DATA,
+    len_header,
+)
 
-EXTERNAL_MIN_BYTES = 1024
 ALIGNMENT = 4096
 ESTIMATE_MARGIN = 64 << 20  # bytes added to the tensor data for everything else in a model
 
@@ -50,7 +62,7 @@ def write_onnx(model, path: str | os.PathLike, *, size_limit: int = PROTOBUF_LIM
         with outputs.open(data_path) as handle:
             offset = 0
             for tensor in _tensors(model.graph):
-                if not tensor.HasField("raw_data") or len(tensor.raw_data) < EXTERNAL_MIN_BYTES:
+                if not tensor.HasField("raw_data") or len(tensor.raw_data) < EXTERNAL_THRESHOLD:
                     continue
                 raw = tensor.raw_data
                 padding = -offset % ALIGNMENT
@@ -98,9 +110,7 @@ def _tensors(graph):
 
 
 def _buffer(array: np.ndarray):
-    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return memoryview(np.ascontiguousarray(array)).cast("B")
+    return memoryview(little_endian(array)).cast("B")
 
 
 def _heads(proto):

@@ -1,7 +1,8 @@
 """A small ONNX graph builder: unique names, deduplicated initializers, opset-aware helpers.
 
-Knows nothing about Caffe. Every value name it hands out is unique among the names reserved up
-front (the Caffe blob names) and those it made; constants with equal bytes are stored once.
+Knows nothing about the format it is built from (the Caffe exporter uses it). Every value name
+it hands out is unique among the names reserved up front (a Caffe net's blob names) and those it
+made; constants with equal bytes are stored once.
 Tensors of ``DEFERRED_BYTES`` or more are *deferred*: the initializer holds the name, type and
 dims, and the numpy array (a view of the caffemodel, not a copy) is kept in ``deferred`` until
 the model is materialised (``raw_data`` filled) or streamed to a file.
@@ -22,11 +23,17 @@ _SMALL_CONSTANT = 1 << 20  # bytes: constants up to this size are shared by valu
 DEFERRED_BYTES = 1024
 
 
-def little_endian_bytes(array: np.ndarray) -> bytes:
-    """The array's bytes as ONNX's raw_data stores them (little-endian, C order)."""
+def little_endian(array: np.ndarray) -> np.ndarray:
+    """The array as ONNX's raw_data stores it (little-endian, C order): ``array`` itself when it
+    already is, else a copy."""
     if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
         array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array).tobytes()
+    return np.ascontiguousarray(array)
+
+
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """The array's bytes as ONNX's raw_data stores them."""
+    return little_endian(array).tobytes()
 
 
 class Graph:
