@@ -1,9 +1,9 @@
 """The format-neutral view of a model: nodes with a name, an op, attributes, inputs, outputs
 and weights (shapes, dtypes, whether they are parameters), and the model's inputs and outputs.
 
-One adapter per format builds a :class:`Graph` from a loaded model (``graphdiff.caffe_view``,
-``graphdiff.onnx_view``); ``inspect`` (``proto_rewrite.summary``) and ``diff``
-(``proto_rewrite.graphdiff``) read only these records. Weights stay lazy: a :class:`Weight`
+One adapter per format builds a :class:`Graph` from a loaded model (``caffe.view``,
+``onnx.view``); ``inspect`` (``proto_rewrite.summary``) and ``diff`` (``proto_rewrite.graphdiff``)
+read only these records. Weights stay lazy: a :class:`Weight`
 holds a function that returns the array, called when the values are compared.
 
 Parameters are counted by one rule (:func:`parameters`, :func:`total_parameters`): a node has

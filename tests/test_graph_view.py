@@ -13,9 +13,9 @@ from proto_rewrite import graph_view
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.summary import summarize
 from proto_rewrite.formats import is_onnx_path, model_format
-from proto_rewrite.graphdiff.caffe_view import caffe_graph
+from proto_rewrite.caffe.view import caffe_graph
 from proto_rewrite.graphdiff.compare import diff_graphs
-from proto_rewrite.graphdiff.onnx_view import onnx_graph
+from proto_rewrite.onnx.view import onnx_graph
 from proto_rewrite.onnx.model import OnnxModel, load_onnx
 from proto_rewrite.onnx.summary import summarize_onnx
 from proto_rewrite.shape_text import shape_text, tuple_text

@@ -270,15 +270,6 @@ def _find_moved_weights(a: Graph, nodes: list[NodeDiff], compare_values: bool) -
 
 
 def _io_changes(kind: str, a: list, b: list) -> list[ValueChange]:
-    before = {t.name: shape_list(t.shape) for t in a}
-    after = {t.name: shape_list(t.shape) for t in b}
-    changes = []
-    for name in list(before) + [n for n in after if n not in before]:
-        label = f"{kind} {name}"
-        if name not in after:
-            changes.append(ValueChange(label, before[name], None, REMOVED))
-        elif name not in before:
-            changes.append(ValueChange(label, None, after[name], ADDED))
-        elif before[name] != after[name]:
-            changes.append(ValueChange(label, before[name], after[name]))
-    return changes
+    """The model inputs (or outputs) added, removed or of another shape, as ``input NAME``."""
+    changes = _attribute_changes({t.name: shape_list(t.shape) for t in a}, {t.name: shape_list(t.shape) for t in b})
+    return [ValueChange(f"{kind} {change.field}", change.a, change.b, change.status) for change in changes]

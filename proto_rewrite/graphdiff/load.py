@@ -47,7 +47,7 @@ def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph
 def _load_caffe(path, weights, options: LoadOptions) -> Graph:
     from proto_rewrite.caffe.model import AUTO as CAFFE_AUTO
     from proto_rewrite.caffe.model import load_caffe
-    from proto_rewrite.graphdiff.caffe_view import caffe_graph
+    from proto_rewrite.caffe.view import caffe_graph
 
     model = load_caffe(path, CAFFE_AUTO if weights == AUTO else weights, phase=options.phase, strict=options.strict,
                        input_shapes=options.input_shapes or None)
@@ -55,7 +55,7 @@ def _load_caffe(path, weights, options: LoadOptions) -> Graph:
 
 
 def _load_onnx_pair(path_a, path_b, options: LoadOptions) -> tuple[Graph, Graph]:
-    from proto_rewrite.graphdiff.onnx_view import declared_inputs
+    from proto_rewrite.onnx.view import declared_inputs
     from proto_rewrite.onnx.model import load_onnx
 
     model_a, model_b = load_onnx(path_a), load_onnx(path_b)
@@ -82,7 +82,7 @@ def _onnx_graph(model, input_shapes) -> Graph:
     """The model's graph, warning when shape inference gave out (the diff's MACs need shapes)."""
     from proto_rewrite.diagnostics import Diagnostic
     from proto_rewrite.errors import Location
-    from proto_rewrite.graphdiff.onnx_view import onnx_graph
+    from proto_rewrite.onnx.view import onnx_graph
 
     graph = onnx_graph(model, input_shapes)
     if graph.inference_note:
@@ -93,7 +93,7 @@ def _onnx_graph(model, input_shapes) -> Graph:
 
 def _known(given: dict, model) -> dict:
     """The given input shapes that name inputs of ``model``."""
-    from proto_rewrite.graphdiff.onnx_view import declared_inputs
+    from proto_rewrite.onnx.view import declared_inputs
 
     names = {t.name for t in declared_inputs(model)}
     return {name: shape for name, shape in given.items() if name in names}

@@ -8,11 +8,10 @@ by several nodes counts in each node's parameters, and once in the total.
 
 from __future__ import annotations
 
+from proto_rewrite.onnx.view import onnx_graph
 from proto_rewrite.summary import ModelSummary, summarize_graph
 
 
 def summarize_onnx(model, input_shapes: dict | None = None) -> ModelSummary:
     """``input_shapes``: {input name: tuple of ints} fixing symbolic dimensions (-1 keeps one)."""
-    from proto_rewrite.graphdiff.onnx_view import onnx_graph
-
     return summarize_graph(onnx_graph(model, input_shapes))

@@ -14,7 +14,7 @@ from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.prototxt import parse_net_text
 from proto_rewrite.caffe.shapes import infer_shapes
-from proto_rewrite.graphdiff.caffe_view import caffe_graph
+from proto_rewrite.caffe.view import caffe_graph
 from proto_rewrite.graphdiff.compare import diff_graphs
 from proto_rewrite.graphdiff.text import render_text
 

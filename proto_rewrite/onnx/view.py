@@ -1,4 +1,5 @@
-"""A loaded ONNX model as the graph view (inspect and diff): one node per node of the top-level graph.
+"""A loaded ONNX model as its graph view (inspect and diff): one node per node of the top-level
+graph.
 
 A node's name is its own, or its first output's when it has none (or shares it). Its data inputs
 are the inputs that are not initializers; the initializers it reads are its weights, with the
