@@ -139,3 +139,19 @@ def test_shape_inference_keeps_its_messages(params, kind, message):
 def test_shape_inference_of_a_convolution_over_the_last_axis_has_no_spatial_axes():
     shapes = infer_shapes(_net("convolution_param { num_output: 5 kernel_size: 3 axis: -1 }", dims=(2, 4)))
     assert shapes.tops["l"] == [(2, 5)]
+
+
+def test_blob_shapes_and_the_diff_view_read_the_same_geometry():
+    from proto_rewrite.caffe.blob_shapes import expected_blobs
+    from proto_rewrite.caffe.view import _conv_geometry, _pool_geometry
+
+    layer = text_format.Parse('name: "c" type: "Convolution" convolution_param { num_output: 6 kernel_h: 3 '
+                              'kernel_w: 1 pad_w: 1 pad_h: 0 group: 2 }', schema.LayerParameter())
+    assert expected_blobs(layer, [(1, 4, 9, 9)]) == [(6, 2, 3, 1), (6,)]
+    assert _conv_geometry(layer.convolution_param, [(1, 4, 9, 9)]) == {
+        "kernel": [3, 1], "stride": [1, 1], "pad": [0, 1], "dilation": [1, 1], "group": 2}
+    flat = text_format.Parse('name: "c" type: "Convolution" convolution_param { num_output: 5 kernel_size: 1 }',
+                             schema.LayerParameter())
+    assert expected_blobs(flat, [(2, 4)]) == [(5, 4), (5,)]  # no spatial axis: Caffe's kernel shape is empty
+    assert _conv_geometry(flat.convolution_param, [(2, 4)])["kernel"] == []
+    assert _pool_geometry(pool("global_pooling: true")) == {"stride": [1, 1], "pad": [0, 0]}
