@@ -32,9 +32,15 @@ from itertools import pairwise
 
 from google.protobuf.message import Message
 
-from proto_rewrite.diagnostics import Diagnostic
-from proto_rewrite.caffe.layer_params import ConvParams, conv_params, pool_params, pool_rounds_up, pool_setting
+from proto_rewrite.caffe.layer_params import (
+    ConvParams,
+    conv_params,
+    pool_params,
+    pool_rounds_up,
+    pool_setting,
+)
 from proto_rewrite.caffe.layer_params import enum_name as _enum_name
+from proto_rewrite.diagnostics import Diagnostic
 from proto_rewrite.errors import Location, NetStructureError, UsageError
 from proto_rewrite.limits import check_tensor_size
 from proto_rewrite.shape_text import shape_text as dims_text

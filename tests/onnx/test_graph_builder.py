@@ -5,7 +5,12 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from proto_rewrite.onnx.graph_builder import DEFERRED_BYTES, Graph, little_endian, little_endian_bytes
+from proto_rewrite.onnx.graph_builder import (
+    DEFERRED_BYTES,
+    Graph,
+    little_endian,
+    little_endian_bytes,
+)
 from proto_rewrite.onnx.proto_writer import write_export
 
 
