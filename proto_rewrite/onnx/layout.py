@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
+from proto_rewrite.onnx.patterns import Failure
 from proto_rewrite.onnx.shape_expr import evaluate, known
 
 # Stop reasons (the plan's edits quote them).
@@ -71,14 +72,8 @@ class Carry:
 
 
 @dataclass(frozen=True)
-class Stop:
-    """The map region ends in front of this node."""
-
-    reason: str
-    detail: str = ""
-
-    def __bool__(self) -> bool:
-        return False
+class Stop(Failure):
+    """The map region ends in front of this node (``reason``: one of the codes above). Falsy."""
 
     @property
     def text(self) -> str:

@@ -65,3 +65,32 @@ def digest(folder: Path) -> dict[str, str]:
         else:
             result[key] = "dir"
     return result
+
+
+def wait_measured(process, timeout: float) -> tuple[int, str, str, int]:
+    """Wait for ``process`` (a Popen with text pipes): (exit code, stdout, stderr, the peak RSS in
+    bytes of that process and of the children it waited for). Reaped with wait4, so the peak is
+    this process's own, not that of every child the test session ever started (RUSAGE_CHILDREN).
+    Raises subprocess.TimeoutExpired after ``timeout`` seconds."""
+    import subprocess
+    import time
+
+    chunks: dict[str, list[str]] = {"out": [], "err": []}
+    readers = []
+    for key, stream in (("out", process.stdout), ("err", process.stderr)):
+        if stream is not None:
+            reader = threading.Thread(target=lambda s=stream, k=key: chunks[k].append(s.read()), daemon=True)
+            reader.start()
+            readers.append(reader)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(process.args, timeout)
+        time.sleep(0.01)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join(timeout)
+    return process.returncode, "".join(chunks["out"]), "".join(chunks["err"]), usage.ru_maxrss * 1024

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import sys
 import time
 
 import pytest
-from cli_run import digest
+from cli_run import digest, wait_measured
 from corpus import DATA, ROOT
 
 BAD = DATA / "bad"
@@ -81,14 +80,13 @@ def start(argv, tmp_path, **env):
 
 def finish(process):
     try:
-        out, err = process.communicate(timeout=TIMEOUT)
+        code, out, err, peak = wait_measured(process, TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
         pytest.fail("the batch did not end")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
-    assert peak < MEMORY, f"a child process peaked at {peak / 2**20:.0f} MiB"
-    return process.returncode, out, err
+    assert peak < MEMORY, f"the batch (with its workers) peaked at {peak / 2**20:.0f} MiB"
+    return code, out, err
 
 
 @pytest.mark.parametrize("anonymous", [True, False], ids=["O_TMPFILE", "named-temporary"])

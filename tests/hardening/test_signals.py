@@ -10,7 +10,6 @@ Each test runs the CLI in a subprocess whose writer stops after its first bytes 
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import sys
 import time
 
 import pytest
-from cli_run import digest
+from cli_run import digest, wait_measured
 from corpus import DATA
 
 BAD = DATA / "bad"
@@ -79,14 +78,13 @@ def start(argv, tmp_path, stall_on: str, **env) -> tuple[subprocess.Popen, int]:
 
 def finish(process) -> tuple[int, str]:
     try:
-        _, err = process.communicate(timeout=TIMEOUT)
+        code, _, err, peak = wait_measured(process, TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
         pytest.fail("the run did not end after the signal")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
-    assert peak < MEMORY, f"a child process peaked at {peak / 2**20:.0f} MiB"
-    return process.returncode, err
+    assert peak < MEMORY, f"the run peaked at {peak / 2**20:.0f} MiB"
+    return code, err
 
 
 COMMANDS = {
