@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from caffemodel_io import build_model, run_step
+from caffemodel_io import build_model, run_step  # noqa: E402 - beside this script
 
 STEPS = {
     "baseline: load + onnx save": """
@@ -96,13 +96,16 @@ def main() -> int:
         results = {name: run_step(body, model, prototxt, out, args.repeat) for name, body in STEPS.items()}
         base = results["baseline: load + onnx save"]
         lean = results["lean baseline: load + save"]
-        print(f"{'step':34} {'seconds':>8} {'x base':>7} {'x lean':>7} "
-              f"{'peak RSS MiB':>13} {'x base':>7} {'x lean':>7}")
+        print(
+            f"{'step':34} {'seconds':>8} {'x base':>7} {'x lean':>7} {'peak RSS MiB':>13} {'x base':>7} {'x lean':>7}"
+        )
         for name, result in results.items():
-            print(f"{name:34} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
-                  f"{result['seconds'] / lean['seconds']:7.2f} {result['peak_rss_mb']:13.0f} "
-                  f"{result['peak_rss_mb'] / base['peak_rss_mb']:7.2f} "
-                  f"{result['peak_rss_mb'] / lean['peak_rss_mb']:7.2f}")
+            print(
+                f"{name:34} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
+                f"{result['seconds'] / lean['seconds']:7.2f} {result['peak_rss_mb']:13.0f} "
+                f"{result['peak_rss_mb'] / base['peak_rss_mb']:7.2f} "
+                f"{result['peak_rss_mb'] / lean['peak_rss_mb']:7.2f}"
+            )
         run_step(STEPS["export (CLI: build_onnx + write)"], model, prototxt, out, 1)
         run_step(CHECK, model, prototxt, out, 1)
         print(f"exported weights equal to the caffemodel's: yes ({out.stat().st_size / 2**20:.0f} MiB written)")

@@ -26,23 +26,31 @@ from vgg16_graph import VGG16_BLOCKS  # noqa: E402  (the same layer plan as the 
 
 def vgg16_prototxt(width_scale: float = 1.0) -> str:
     """VGG16 (deploy, V2 spelling), 1 x 3 x 224 x 224. ``width_scale`` shrinks the FC layers."""
-    lines = ['name: "VGG_ILSVRC_16_layers"',
-             'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 224 dim: 224 } } }']
+    lines = [
+        'name: "VGG_ILSVRC_16_layers"',
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 224 dim: 224 } } }',
+    ]
     bottom = "data"
     for block, (repeats, channels) in enumerate(VGG16_BLOCKS, start=1):
         for index in range(1, repeats + 1):
             name = f"conv{block}_{index}"
-            lines.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" '
-                         f'convolution_param {{ num_output: {channels} pad: 1 kernel_size: 3 }} }}')
+            lines.append(
+                f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" '
+                f"convolution_param {{ num_output: {channels} pad: 1 kernel_size: 3 }} }}"
+            )
             lines.append(f'layer {{ name: "relu{block}_{index}" type: "ReLU" bottom: "{name}" top: "{name}" }}')
             bottom = name
-        lines.append(f'layer {{ name: "pool{block}" type: "Pooling" bottom: "{bottom}" top: "pool{block}" '
-                     'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }')
+        lines.append(
+            f'layer {{ name: "pool{block}" type: "Pooling" bottom: "{bottom}" top: "pool{block}" '
+            "pooling_param { pool: MAX kernel_size: 2 stride: 2 } }"
+        )
         bottom = f"pool{block}"
     fc = int(4096 * width_scale)
     for name, outputs in (("fc6", fc), ("fc7", fc), ("fc8", 1000)):
-        lines.append(f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}" '
-                     f'inner_product_param {{ num_output: {outputs} }} }}')
+        lines.append(
+            f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}" '
+            f"inner_product_param {{ num_output: {outputs} }} }}"
+        )
         bottom = name
     lines.append(f'layer {{ name: "prob" type: "Softmax" bottom: "{bottom}" top: "prob" }}')
     return "\n".join(lines) + "\n"
@@ -111,8 +119,13 @@ def run_step(body: str, model: Path, prototxt: Path, out: Path, repeat: int) -> 
     code = RUNNER.format(body=textwrap.dedent(body).strip())
     runs = []
     for _ in range(repeat):
-        result = subprocess.run([sys.executable, "-c", code, str(model), str(prototxt), str(out)],
-                                capture_output=True, text=True, check=True, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(model), str(prototxt), str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return {"seconds": min(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
@@ -129,8 +142,10 @@ def build_model(folder: Path, width_scale: float) -> tuple[Path, Path]:
     prototxt.write_text(vgg16_prototxt(width_scale))
     net = text_format.Parse(prototxt.read_text(), schema.NetParameter())
     rng = np.random.default_rng(0)
-    weights = {name: [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
-               for name, shapes in vgg16_weight_shapes(width_scale).items()}
+    weights = {
+        name: [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
+        for name, shapes in vgg16_weight_shapes(width_scale).items()
+    }
     model = folder / "vgg16.caffemodel"
     write_caffemodel(model, net, weights)
     return prototxt, model
@@ -148,14 +163,18 @@ def main() -> int:
         prototxt, model = build_model(folder, args.scale)
         size_mb = model.stat().st_size / 2**20
         print(f"model: {model} ({size_mb:.0f} MiB)")
-        results = {name: run_step(body, model, prototxt, folder / "out.caffemodel", args.repeat)
-                   for name, body in STEPS.items()}
+        results = {
+            name: run_step(body, model, prototxt, folder / "out.caffemodel", args.repeat)
+            for name, body in STEPS.items()
+        }
         base, round_trip = results["copy (baseline)"], results["load + save"]
         print(f"{'step':28} {'seconds':>8} {'x copy':>7} {'x load+save':>12} {'peak RSS MiB':>13} {'x load+save':>12}")
         for name, result in results.items():
-            print(f"{name:28} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
-                  f"{result['seconds'] / round_trip['seconds']:12.2f} {result['peak_rss_mb']:13.0f} "
-                  f"{result['peak_rss_mb'] / round_trip['peak_rss_mb']:12.2f}")
+            print(
+                f"{name:28} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
+                f"{result['seconds'] / round_trip['seconds']:12.2f} {result['peak_rss_mb']:13.0f} "
+                f"{result['peak_rss_mb'] / round_trip['peak_rss_mb']:12.2f}"
+            )
         run_step(STEPS["load + save"], model, prototxt, folder / "out.caffemodel", 1)
         saved = folder / "out.caffemodel"
         print(f"load + save output identical to input: {filecmp.cmp(saved, model, shallow=False)}")

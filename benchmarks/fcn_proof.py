@@ -43,9 +43,13 @@ def build(fc_width: int):
         return name
 
     nodes, output = vgg16_nodes(weight, fc_width)
-    graph = helper.make_graph(nodes, "vgg16", [helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT,
-                                                                             [1, 3, 224, 224])],
-                              [helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)], initializers)
+    graph = helper.make_graph(
+        nodes,
+        "vgg16",
+        [helper.make_tensor_value_info("data", onnx.TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)],
+        initializers,
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     proto.ir_version = 7
     return OnnxModel.from_proto(proto)
@@ -89,8 +93,10 @@ def main() -> int:
     print(f"VGG16, fc width {args.fc_width}, {weight_mib:.0f} MiB of weights")
     print(f"  baseline (session + one run at 224 x 224): {best['baseline']:.3f} s")
     print(f"  fcn proof ({report.proof}, at {sizes}): {best['proof']:.3f} s")
-    print(f"  ratio proof / baseline: {best['proof'] / best['baseline']:.2f}x (target <= 1.2x); "
-          f"fully convolutional: {report.fully_convolutional}")
+    print(
+        f"  ratio proof / baseline: {best['proof'] / best['baseline']:.2f}x (target <= 1.2x); "
+        f"fully convolutional: {report.fully_convolutional}"
+    )
     return 0
 
 

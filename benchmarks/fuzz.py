@@ -29,8 +29,8 @@ for path in (ROOT, ROOT / "tests", ROOT / "tests" / "hardening"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from fuzzing import FuzzFailure, run_example, targets
-from hypothesis import HealthCheck, given, seed, settings
+from fuzzing import FuzzFailure, run_example, targets  # noqa: E402 - from the paths above
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
 _MASK = re.compile(r"(/[^\s':]+)+|\d+")
 
@@ -46,9 +46,13 @@ class Tally:
         self.slowest = (0.0, "")
 
     def report(self, name: str, messages: int = 0) -> str:
-        lines = [(f"{name}: {self.examples} examples: {self.codes[0]} passed (exit 0), {self.codes[2]} refused with "
-                  f"a typed error, {len(self.failures)} failures; {len(self.errors)} error classes, "
-                  f"{len(self.messages)} distinct messages; slowest {self.slowest[0]:.2f} s ({self.slowest[1]})")]
+        lines = [
+            (
+                f"{name}: {self.examples} examples: {self.codes[0]} passed (exit 0), {self.codes[2]} refused with "
+                f"a typed error, {len(self.failures)} failures; {len(self.errors)} error classes, "
+                f"{len(self.messages)} distinct messages; slowest {self.slowest[0]:.2f} s ({self.slowest[1]})"
+            )
+        ]
         for error, count in self.errors.most_common():
             lines.append(f"    {count:6d}  {error}")
             lines += [f"              {n:5d}  {text[:150]}" for text, n in self.by_class[error].most_common(messages)]
@@ -67,8 +71,13 @@ def _describe(failure: str) -> str:
 def fuzz(target, examples: int, run_seed: int | None, shrink: bool) -> Tally:
     tally = Tally()
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=run_seed is None and not shrink,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=run_seed is None and not shrink,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(target.strategy())
     def example(mutation):
         source, data = mutation
@@ -103,12 +112,21 @@ def fuzz(target, examples: int, run_seed: int | None, shrink: bool) -> Tally:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=1000, help="examples per target (default 1000)")
-    parser.add_argument("--target", action="append", choices=("prototxt", "caffemodel", "onnx", "export"),
-                        help="fuzz only this target (repeatable; default: all four; export: mutated prototxts "
-                             "through the Caffe -> ONNX exporter)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        choices=("prototxt", "caffemodel", "onnx", "export"),
+        help="fuzz only this target (repeatable; default: all four; export: mutated prototxts "
+        "through the Caffe -> ONNX exporter)",
+    )
     parser.add_argument("--seed", type=int, help="hypothesis seed (default: a fixed, derandomized run)")
-    parser.add_argument("--messages", type=int, default=0, metavar="K",
-                        help="also print the K most frequent messages of each error class")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also print the K most frequent messages of each error class",
+    )
     parser.add_argument("--shrink", action="store_true", help="stop at the first failure and minimise it")
     args = parser.parse_args(argv)
     chosen = targets()
@@ -122,9 +140,11 @@ def main(argv=None) -> int:
         total.errors.update(tally.errors)
         total.messages.update(tally.messages)
         total.failures += tally.failures
-    print(f"total: {total.examples} examples in {time.perf_counter() - start:.0f} s, {total.codes[0]} passed, "
-          f"{total.codes[2]} typed errors, {len(total.errors)} error classes, {len(total.messages)} distinct "
-          f"messages, {len(total.failures)} failures")
+    print(
+        f"total: {total.examples} examples in {time.perf_counter() - start:.0f} s, {total.codes[0]} passed, "
+        f"{total.codes[2]} typed errors, {len(total.errors)} error classes, {len(total.messages)} distinct "
+        f"messages, {len(total.failures)} failures"
+    )
     return 1 if total.failures else 0
 
 

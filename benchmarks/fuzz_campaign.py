@@ -33,15 +33,23 @@ for path in (ROOT, ROOT / "tests", ROOT / "tests" / "hardening"):
 from fuzzing import run_example, targets  # noqa: E402
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
-WEIGHTS = {"prototxt": 3, "caffemodel": 3, "onnx": 3, "export": 1, "plan": 2, "npz": 1, "schema": 0.5,
-           "environment": 0.5}
+WEIGHTS = {
+    "prototxt": 3,
+    "caffemodel": 3,
+    "onnx": 3,
+    "export": 1,
+    "plan": 2,
+    "npz": 1,
+    "schema": 0.5,
+    "environment": 0.5,
+}
 
 
 def share(cases: int, names: list[str]) -> dict[str, int]:
     """``cases`` split over ``names`` by weight, summing to ``cases`` exactly."""
     total = sum(WEIGHTS[name] for name in names)
     counts = {name: int(cases * WEIGHTS[name] / total) for name in names}
-    for name in names[:cases - sum(counts.values())]:
+    for name in names[: cases - sum(counts.values())]:
         counts[name] += 1
     return counts
 
@@ -82,14 +90,18 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for name, cases in share(args.cases, names).items():
         codes, failures, seconds = campaign(chosen[name], cases, args.seed)
-        print(f"{name}: {sum(codes.values())} cases in {seconds:.0f} s: {_codes(codes)}; {len(failures)} failures",
-              flush=True)
+        print(
+            f"{name}: {sum(codes.values())} cases in {seconds:.0f} s: {_codes(codes)}; {len(failures)} failures",
+            flush=True,
+        )
         for failure in failures:
             print(f"  FAILURE {failure}", flush=True)
         total_codes.update(codes)
         total_failures += failures
-    print(f"total: {sum(total_codes.values())} cases in {time.perf_counter() - start:.0f} s: {_codes(total_codes)}; "
-          f"{len(total_failures)} failures")
+    print(
+        f"total: {sum(total_codes.values())} cases in {time.perf_counter() - start:.0f} s: {_codes(total_codes)}; "
+        f"{len(total_failures)} failures"
+    )
     return 1 if total_failures or total_codes.get(3) else 0
 
 

@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from vgg16_graph import vgg16_nodes  # noqa: E402
 
 
-
 def build_vgg16(path: Path, variant: str) -> None:
     import numpy as np
     import onnx
@@ -43,9 +42,13 @@ def build_vgg16(path: Path, variant: str) -> None:
 
     more, x = vgg16_nodes(weight, 4096, variant)
     nodes += more
-    graph = helper.make_graph(nodes, "vgg16", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
-                                                                             ["N", 3, 224, 224])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 1000])], initializers)
+    graph = helper.make_graph(
+        nodes,
+        "vgg16",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 1000])],
+        initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="benchmark")
     model.ir_version = 8
     onnx.save(model, path)
@@ -91,8 +94,9 @@ def run_step(body: str, model: Path, out: Path, repeat: int) -> dict:
     code = RUNNER.format(body=textwrap.dedent(body).strip())
     runs = []
     for _ in range(repeat):
-        result = subprocess.run([sys.executable, "-c", code, str(model), str(out)], capture_output=True, text=True,
-                                check=True, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(model), str(out)], capture_output=True, text=True, check=True, cwd=ROOT
+        )
         runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return {"seconds": min(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
@@ -113,8 +117,10 @@ def main() -> int:
         base = results["onnx.load + onnx.save (baseline)"]
         print(f"{'step':40} {'seconds':>8} {'x base':>7} {'peak RSS MiB':>13} {'x base':>7}")
         for name, result in results.items():
-            print(f"{name:40} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
-                  f"{result['peak_rss_mb']:13.0f} {result['peak_rss_mb'] / base['peak_rss_mb']:7.2f}")
+            print(
+                f"{name:40} {result['seconds']:8.2f} {result['seconds'] / base['seconds']:7.2f} "
+                f"{result['peak_rss_mb']:13.0f} {result['peak_rss_mb'] / base['peak_rss_mb']:7.2f}"
+            )
     return 0
 
 

@@ -46,7 +46,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from vgg16_graph import FLAT, VGG16_BLOCKS, vgg16_nodes  # noqa: E402
 
 
-
 def fc_width(size: float) -> int:
     """The fc6/fc7 width that makes VGG16 ``size`` times as large as with 4096."""
     conv = sum(_conv_params())
@@ -94,14 +93,18 @@ def build_onnx(path: Path, width: int, variant: str) -> list[Path]:
             for first in range(0, shape[0], rows):
                 count = min(rows, shape[0] - first)
                 yield (local.standard_normal((count, *shape[1:]), dtype=np.float32) * 0.01)
+
         tensors[name] = DerivedTensor(name, shape, TensorProto.FLOAT, blocks)
         return name
 
     more, x = vgg16_nodes(weight, width, variant)
     nodes += more
-    graph = helper.make_graph(nodes, "vgg16", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
-                                                                             ["N", 3, 224, 224])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 1000])])
+    graph = helper.make_graph(
+        nodes,
+        "vgg16",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 1000])],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="benchmark")
     proto.ir_version = 8
     report = save_onnx(OnnxModel(proto, tensors, None, str(path.parent)), path)
@@ -127,7 +130,9 @@ def build_caffe(folder: Path, width: int) -> tuple[Path, Path]:
     fc = int(4096 * (width / 4096))
     shapes.update(fc6=[(fc, FLAT), (fc,)], fc7=[(fc, fc), (fc,)], fc8=[(1000, fc), (1000,)])
     rng = np.random.default_rng(0)
-    weights = {name: [rng.standard_normal(shape, dtype=np.float32) for shape in layer] for name, layer in shapes.items()}
+    weights = {
+        name: [rng.standard_normal(shape, dtype=np.float32) for shape in layer] for name, layer in shapes.items()
+    }
     caffemodel = folder / "vgg16.caffemodel"
     write_caffemodel(caffemodel, net, weights)
     return prototxt, caffemodel
@@ -209,8 +214,7 @@ print(json.dumps({{"seconds": elapsed, "peak_rss_mb": int(hwm) / 1024,
 def run_step(code: str, args: list[str]) -> dict:
     os.sync()  # every step starts with nothing left to write back (the previous steps wrote GBs)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-                            check=False)
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, check=False)
     total = time.perf_counter() - start
     if result.returncode:
         return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -223,8 +227,12 @@ def best(runs: list[dict]) -> dict:
     good = [r for r in runs if "error" not in r]
     if not good:
         return runs[0]
-    return {"seconds": min(r["seconds"] for r in good), "process": min(r["process"] for r in good),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in good), "report": good[0]["report"]}
+    return {
+        "seconds": min(r["seconds"] for r in good),
+        "process": min(r["process"] for r in good),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in good),
+        "report": good[0]["report"],
+    }
 
 
 def outputs_of(out: Path) -> list[Path]:
@@ -253,8 +261,9 @@ def measure(fmt: str, size: float, folder: Path, repeat: int, variant: str) -> l
         suffix = ".caffemodel"
     data = str(files[1]) if len(files) > 1 else ""
     size_mb = sum(p.stat().st_size for p in files) / 2**20
-    print(f"\n{fmt} x{size:g}: {', '.join(p.name for p in files)} ({size_mb:.0f} MiB, fc6/fc7 width {width})",
-          flush=True)
+    print(
+        f"\n{fmt} x{size:g}: {', '.join(p.name for p in files)} ({size_mb:.0f} MiB, fc6/fc7 width {width})", flush=True
+    )
     results = []
     kept = {}
     for name, body in [("cp", None), *steps.items()]:
@@ -295,8 +304,10 @@ def print_table(title: str, results: list[tuple[str, dict]]) -> None:
         if "error" in result:
             print(f"{name:24} failed: {result['error']}")
             continue
-        print(f"{name:24} {result['seconds']:9.2f} {result['seconds'] / cp['seconds']:6.2f} "
-              f"{result['process']:9.2f} {result['process'] / cp['process']:6.2f} {result['peak_rss_mb']:12.0f}")
+        print(
+            f"{name:24} {result['seconds']:9.2f} {result['seconds'] / cp['seconds']:6.2f} "
+            f"{result['process']:9.2f} {result['process'] / cp['process']:6.2f} {result['peak_rss_mb']:12.0f}"
+        )
     for name, result in results:
         if result.get("report") and result["report"] != "cp":
             print(f"  {name}: {result['report']}")
@@ -307,11 +318,17 @@ def main() -> int:
     parser.add_argument("--formats", default="onnx,caffe")
     parser.add_argument("--sizes", default="1,4", help="model sizes, as multiples of VGG16")
     parser.add_argument("--repeat", type=int, default=2, help="runs per step: best time, highest peak RSS")
-    parser.add_argument("--variant", choices=("gemm", "matmul"), default="gemm",
-                        help="ONNX: Gemm transB=1 (reshape only) or MatMul (every FC weight transposed)")
+    parser.add_argument(
+        "--variant",
+        choices=("gemm", "matmul"),
+        default="gemm",
+        help="ONNX: Gemm transB=1 (reshape only) or MatMul (every FC weight transposed)",
+    )
     parser.add_argument("--folder", type=Path, help="where to generate the models (default: a temp folder)")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}; free disk: {shutil.disk_usage(args.folder or tempfile.gettempdir()).free / 2**30:.0f} GiB")
+    print(
+        f"python {sys.version.split()[0]}; free disk: {shutil.disk_usage(args.folder or tempfile.gettempdir()).free / 2**30:.0f} GiB"
+    )
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         for fmt in args.formats.split(","):
             for size in (float(s) for s in args.sizes.split(",")):

@@ -30,9 +30,11 @@ def vgg_style(width: int) -> onnx.ModelProto:
     for block, out in enumerate((32, 64, 128, 128)):
         weight = (rng.standard_normal((out, channels, 3, 3)) * np.sqrt(2 / (channels * 9))).astype(np.float32)
         inits.append(numpy_helper.from_array(weight, f"w{block}"))
-        nodes += [helper.make_node("Conv", [current, f"w{block}"], [f"c{block}"], pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{block}"], [f"r{block}"]),
-                  helper.make_node("MaxPool", [f"r{block}"], [f"p{block}"], kernel_shape=[2, 2], strides=[2, 2])]
+        nodes += [
+            helper.make_node("Conv", [current, f"w{block}"], [f"c{block}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{block}"], [f"r{block}"]),
+            helper.make_node("MaxPool", [f"r{block}"], [f"p{block}"], kernel_shape=[2, 2], strides=[2, 2]),
+        ]
         current, channels = f"p{block}", out
     nodes.append(helper.make_node("Flatten", [current], ["flat"]))
     features = channels * 7 * 7
@@ -43,8 +45,13 @@ def vgg_style(width: int) -> onnx.ModelProto:
         nodes.append(helper.make_node("Gemm", [current, f"fc{index}"], [f"g{index}"], transB=1))
         current, features = f"g{index}", units
     nodes.append(helper.make_node("Softmax", [current], ["prob"], axis=1))
-    graph = helper.make_graph(nodes, "vgg_style", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 112, 112])],
-                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1000])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "vgg_style",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1000])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -75,8 +82,9 @@ def main() -> int:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     size = model.ByteSize() / 2**20
-    base, checked = best_interleaved([lambda: bare(model, copy),
-                                      lambda: validate_models(model, copy, ValidateOptions())], args.repeat)
+    base, checked = best_interleaved(
+        [lambda: bare(model, copy), lambda: validate_models(model, copy, ValidateOptions())], args.repeat
+    )
     print(f"model: VGG-style, {size:.0f} MiB; best of {args.repeat}")
     print(f"bare: two sessions + one run each   {base:.3f} s")
     print(f"validate (same pair, same inputs)   {checked:.3f} s   {checked / base:.2f}x")

@@ -9,8 +9,18 @@ __version__ = "0.1.0"
 
 # The API (proto_rewrite.api), imported on first use so that ``import proto_rewrite`` stays cheap
 # (the CLI's --help loads neither numpy nor onnx) and never fails.
-_API = ("load", "plan", "apply", "save", "validate", "diff", "convert", "RewritePlan", "ConvertOptions",
-        "ConvertResult")
+_API = (
+    "load",
+    "plan",
+    "apply",
+    "save",
+    "validate",
+    "diff",
+    "convert",
+    "RewritePlan",
+    "ConvertOptions",
+    "ConvertResult",
+)
 __all__ = ["__version__", *_API]
 
 

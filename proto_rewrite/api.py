@@ -22,16 +22,34 @@ import os
 from proto_rewrite.conversion import AUTO, ConvertOptions, ConvertResult, convert_file, read_plan
 from proto_rewrite.errors import UsageError
 from proto_rewrite.formats import is_onnx_path as _is_onnx
-from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection
+from proto_rewrite.rewrite_plan import FCN, RewritePlan
 
-__all__ = ["load", "plan", "apply", "save", "validate", "diff", "convert", "RewritePlan", "ConvertOptions",
-           "ConvertResult"]
+__all__ = [
+    "load",
+    "plan",
+    "apply",
+    "save",
+    "validate",
+    "diff",
+    "convert",
+    "RewritePlan",
+    "ConvertOptions",
+    "ConvertResult",
+]
 
 
-def load(path: str | os.PathLike, weights: str | os.PathLike | None = AUTO, *, phase: str = "TEST",
-         strict: bool = False, input_shapes: dict | None = None, allow_nonfinite: bool = False,
-         max_tensor_bytes: int | str | None = None, max_text_bytes: int | str | None = None,
-         caffe_schema: str | os.PathLike | None = None):
+def load(
+    path: str | os.PathLike,
+    weights: str | os.PathLike | None = AUTO,
+    *,
+    phase: str = "TEST",
+    strict: bool = False,
+    input_shapes: dict | None = None,
+    allow_nonfinite: bool = False,
+    max_tensor_bytes: int | str | None = None,
+    max_text_bytes: int | str | None = None,
+    caffe_schema: str | os.PathLike | None = None,
+):
     """An ONNX model (``.onnx``, with its external data) or a Caffe net (a prototxt of any
     generation, with ``weights``: a caffemodel, None for none, AUTO for ``<stem>.caffemodel``
     beside it). Weights with NaN or Inf are refused unless ``allow_nonfinite``.
@@ -55,8 +73,11 @@ def _load(path, weights, phase, strict, input_shapes, allow_nonfinite):
         from proto_rewrite.onnx.model import load_onnx
 
         if weights not in (None, AUTO):
-            raise UsageError("weights applies to Caffe models only", options=("weights",),
-                             hint="an ONNX model carries its weights (or their external data files)")
+            raise UsageError(
+                "weights applies to Caffe models only",
+                options=("weights",),
+                hint="an ONNX model carries its weights (or their external data files)",
+            )
         model = load_onnx(path)
         if not allow_nonfinite:
             from proto_rewrite.nonfinite import check_onnx_weights
@@ -66,8 +87,9 @@ def _load(path, weights, phase, strict, input_shapes, allow_nonfinite):
     from proto_rewrite.caffe.model import AUTO as CAFFE_AUTO
     from proto_rewrite.caffe.model import load_caffe
 
-    model = load_caffe(path, CAFFE_AUTO if weights == AUTO else weights, phase=phase, strict=strict,
-                       input_shapes=input_shapes)
+    model = load_caffe(
+        path, CAFFE_AUTO if weights == AUTO else weights, phase=phase, strict=strict, input_shapes=input_shapes
+    )
     if not allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights
 
@@ -75,10 +97,20 @@ def _load(path, weights, phase, strict, input_shapes, allow_nonfinite):
     return model
 
 
-def plan(model, *, mode: str = FCN, only=None, match: str | None = None, exclude=None,
-         classifier_before_pool: bool = False, pool_scores: str | None = None, input_shapes: dict | None = None,
-         rename: str | None = None, input_size: tuple[int, int] | None = None,
-         proof_run_limit: int | None = None) -> RewritePlan:
+def plan(
+    model,
+    *,
+    mode: str = FCN,
+    only=None,
+    match: str | None = None,
+    exclude=None,
+    classifier_before_pool: bool = False,
+    pool_scores: str | None = None,
+    input_shapes: dict | None = None,
+    rename: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    proof_run_limit: int | None = None,
+) -> RewritePlan:
     """What converting ``model`` (from :func:`load`) will change; the model is not modified.
     ``only`` / ``exclude``: FC names (a list, or comma-separated); ``match``: a regular expression.
     ``proof_run_limit`` (ONNX fcn): above this many bytes of weights the proof that the net runs at
@@ -89,9 +121,17 @@ def plan(model, *, mode: str = FCN, only=None, match: str | None = None, exclude
 
         if classifier_before_pool:
             raise UsageError("classifier_before_pool applies to ONNX models only", options=("classifier_before_pool",))
-        return plan_caffe_rewrite(model, CaffeRewriteOptions(
-            mode=mode, selection=selection, rename_suffix=rename, input_size=tuple(input_size) if input_size else None,
-            input_shapes=input_shapes, pool_scores=pool_scores))
+        return plan_caffe_rewrite(
+            model,
+            CaffeRewriteOptions(
+                mode=mode,
+                selection=selection,
+                rename_suffix=rename,
+                input_size=tuple(input_size) if input_size else None,
+                input_shapes=input_shapes,
+                pool_scores=pool_scores,
+            ),
+        )
     from proto_rewrite.onnx.rewrite import plan_onnx_rewrite
 
     for name, value in (("rename", rename), ("input_size", input_size)):
@@ -99,10 +139,15 @@ def plan(model, *, mode: str = FCN, only=None, match: str | None = None, exclude
             raise UsageError(f"{name} applies to Caffe models only", options=(name,))
     from proto_rewrite.onnx.fcn_proof import RUN_LIMIT_BYTES
 
-    return plan_onnx_rewrite(_onnx_model(model), selection=selection, mode=mode,
-                             classifier_before_pool=classifier_before_pool, input_shapes=input_shapes,
-                             pool_scores=pool_scores,
-                             proof_run_limit=RUN_LIMIT_BYTES if proof_run_limit is None else proof_run_limit)
+    return plan_onnx_rewrite(
+        _onnx_model(model),
+        selection=selection,
+        mode=mode,
+        classifier_before_pool=classifier_before_pool,
+        input_shapes=input_shapes,
+        pool_scores=pool_scores,
+        proof_run_limit=RUN_LIMIT_BYTES if proof_run_limit is None else proof_run_limit,
+    )
 
 
 def apply(model, plan: RewritePlan | str):
@@ -119,16 +164,23 @@ def apply(model, plan: RewritePlan | str):
     return apply_onnx_plan(_onnx_model(model), plan)
 
 
-def save(model, path: str | os.PathLike, weights: str | os.PathLike | None = None, *,
-         in_place: bool = False) -> list[str]:
+def save(
+    model, path: str | os.PathLike, weights: str | os.PathLike | None = None, *, in_place: bool = False
+) -> list[str]:
     """Write ``model`` atomically and deterministically; the paths written. A Caffe net writes its
     prototxt and, when it has weights, ``weights`` (default: ``<path stem>.caffemodel``). The files
     the model was read from are never overwritten unless ``in_place``."""
     from proto_rewrite import output_guard
 
-    sources = [getattr(model, "path", None), getattr(model, "prototxt_path", None), getattr(model, "weights_path", None)]
-    with output_guard.guarding([(source, "the model's own file") for source in sources if source]), \
-            output_guard.may_replace(in_place, *[s for s in sources if s]):
+    sources = [
+        getattr(model, "path", None),
+        getattr(model, "prototxt_path", None),
+        getattr(model, "weights_path", None),
+    ]
+    with (
+        output_guard.guarding([(source, "the model's own file") for source in sources if source]),
+        output_guard.may_replace(in_place, *[s for s in sources if s]),
+    ):
         if _is_caffe_model(model):
             from pathlib import Path
 
@@ -160,16 +212,27 @@ def validate(a, b, *, weights_a=None, weights_b=None, allow_nonfinite: bool = Fa
     return validate_models(model_a, model_b, options, names=(_name(a, "A"), _name(b, "B")))
 
 
-def diff(a, b, *, plan: RewritePlan | str | None = None, weights_a=AUTO, weights_b=AUTO, compare_values: bool = True,
-         phase: str = "TEST", strict: bool = False, input_shapes: dict | None = None):
+def diff(
+    a,
+    b,
+    *,
+    plan: RewritePlan | str | None = None,
+    weights_a=AUTO,
+    weights_b=AUTO,
+    compare_values: bool = True,
+    phase: str = "TEST",
+    strict: bool = False,
+    input_shapes: dict | None = None,
+):
     """What changed from model file ``a`` to model file ``b``: a GraphDiff (``.equal``,
     ``.to_json()``, ``.to_html()``, ``.render_text()``). ``plan``: the conversion's plan, to match
     renamed layers."""
     from proto_rewrite.graphdiff.compare import diff_graphs
     from proto_rewrite.graphdiff.load import LoadOptions, load_pair
 
-    options = LoadOptions(weights_a=weights_a, weights_b=weights_b, phase=phase, strict=strict,
-                          input_shapes=input_shapes or {})
+    options = LoadOptions(
+        weights_a=weights_a, weights_b=weights_b, phase=phase, strict=strict, input_shapes=input_shapes or {}
+    )
     graph_a, graph_b = load_pair(a, b, options)
     renames = read_plan(plan).renames if plan is not None else None
     return diff_graphs(graph_a, graph_b, renames, compare_values=compare_values)
@@ -178,11 +241,11 @@ def diff(a, b, *, plan: RewritePlan | str | None = None, weights_a=AUTO, weights
 def convert(model_path: str | os.PathLike, output: str | os.PathLike | None = None, **options) -> ConvertResult:
     """The CLI's ``convert`` as a call: load, plan (or apply ``plan=``), check (``validate=True``),
     write. Keyword arguments: the fields of :class:`~proto_rewrite.conversion.ConvertOptions`."""
-    return convert_file(os.fspath(model_path), None if output is None else os.fspath(output),
-                        ConvertOptions(**options))
+    return convert_file(os.fspath(model_path), None if output is None else os.fspath(output), ConvertOptions(**options))
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
 
 def _use_caffe_schema(path) -> None:
     import sys
@@ -192,8 +255,11 @@ def _use_caffe_schema(path) -> None:
     if loaded is None:
         os.environ["PROTO_REWRITE_CAFFE_SCHEMA"] = wanted
     elif loaded.CUSTOM_SCHEMA_PATH != wanted:
-        raise UsageError("a different Caffe schema is already loaded in this process", options=("caffe_schema",),
-                         hint="read models of another Caffe fork in a new process")
+        raise UsageError(
+            "a different Caffe schema is already loaded in this process",
+            options=("caffe_schema",),
+            hint="read models of another Caffe fork in a new process",
+        )
 
 
 def _is_caffe_model(model) -> bool:

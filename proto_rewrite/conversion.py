@@ -80,8 +80,9 @@ class ConvertResult:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-def convert_file(model_path: str, output: str | None = None, options: ConvertOptions | None = None,
-                 **kwargs) -> ConvertResult:
+def convert_file(
+    model_path: str, output: str | None = None, options: ConvertOptions | None = None, **kwargs
+) -> ConvertResult:
     """Convert the model at ``model_path`` into ``output`` (.onnx, or .prototxt + .caffemodel).
     Options: a :class:`ConvertOptions`, or its fields as keyword arguments."""
     from proto_rewrite import output_guard
@@ -120,11 +121,15 @@ def read_plan(source: RewritePlan | str) -> RewritePlan:
             raise TypeError(f"it holds a JSON {type(data).__name__}, not an object")
         return RewritePlan.from_dict(data)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
-        raise InputFileError(f"not a proto-rewrite plan: {err}", path=source,
-                             hint="write one with proto-rewrite convert MODEL --dry-run --save-plan PLAN.json") from err
+        raise InputFileError(
+            f"not a proto-rewrite plan: {err}",
+            path=source,
+            hint="write one with proto-rewrite convert MODEL --dry-run --save-plan PLAN.json",
+        ) from err
 
 
 # -- per format -------------------------------------------------------------------------------------
+
 
 def _onnx(model_path: str, output: str | None, options: ConvertOptions):
     from proto_rewrite import output_guard
@@ -147,10 +152,15 @@ def _onnx(model_path: str, output: str | None, options: ConvertOptions):
         from proto_rewrite.onnx.fcn_proof import RUN_LIMIT_BYTES
 
         limit = RUN_LIMIT_BYTES if options.proof_run_limit is None else options.proof_run_limit
-        plan = plan_onnx_rewrite(model, selection=options.selection(), mode=options.mode,
-                                 classifier_before_pool=options.classifier_before_pool,
-                                 input_shapes=options.input_shapes or None, pool_scores=options.pool_scores,
-                                 proof_run_limit=limit)
+        plan = plan_onnx_rewrite(
+            model,
+            selection=options.selection(),
+            mode=options.mode,
+            classifier_before_pool=options.classifier_before_pool,
+            input_shapes=options.input_shapes or None,
+            pool_scores=options.pool_scores,
+            proof_run_limit=limit,
+        )
     result = ConvertResult(plan, diagnostics=list(model.diagnostics))
 
     def write(result: ConvertResult) -> None:
@@ -175,8 +185,9 @@ def _caffe(model_path: str, output: str | None, options: ConvertOptions):
     if options.classifier_before_pool:
         raise UsageError("classifier_before_pool applies to ONNX models only", options=("classifier_before_pool",))
     weights = CAFFE_AUTO if options.weights == AUTO else options.weights
-    model = load_caffe(model_path, weights, phase=options.phase, strict=options.strict,
-                       input_shapes=options.input_shapes)
+    model = load_caffe(
+        model_path, weights, phase=options.phase, strict=options.strict, input_shapes=options.input_shapes
+    )
     if not options.allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights
 
@@ -184,16 +195,26 @@ def _caffe(model_path: str, output: str | None, options: ConvertOptions):
     if options.plan is not None:
         plan = _given_plan(options.plan, "caffe")
     else:
-        plan = plan_caffe_rewrite(model, CaffeRewriteOptions(
-            mode=options.mode, selection=options.selection(), rename_suffix=options.rename,
-            input_size=tuple(options.input_size) if options.input_size else None,
-            input_shapes=options.input_shapes, pool_scores=options.pool_scores))
+        plan = plan_caffe_rewrite(
+            model,
+            CaffeRewriteOptions(
+                mode=options.mode,
+                selection=options.selection(),
+                rename_suffix=options.rename,
+                input_size=tuple(options.input_size) if options.input_size else None,
+                input_shapes=options.input_shapes,
+                pool_scores=options.pool_scores,
+            ),
+        )
     weights_out = None
     if model.weights_path:
         weights_out = options.output_weights or (str(Path(output).with_suffix(".caffemodel")) if output else None)
     elif options.output_weights:
-        raise UsageError("output_weights given, but the model has no weights", options=("output_weights",),
-                         hint="pass its weights, or put <stem>.caffemodel beside the prototxt")
+        raise UsageError(
+            "output_weights given, but the model has no weights",
+            options=("output_weights",),
+            hint="pass its weights, or put <stem>.caffemodel beside the prototxt",
+        )
     result = ConvertResult(plan, diagnostics=list(model.diagnostics))
     if model.upgrades:
         result.notes.append(f"upgraded {model_path}: {'; '.join(model.upgrades)}")
@@ -204,8 +225,9 @@ def _caffe(model_path: str, output: str | None, options: ConvertOptions):
             from proto_rewrite.caffe.onnx_export import export_onnx
 
             if not model.weights:
-                raise UsageError("validate needs the model's weights", options=("validate",),
-                                 hint="give the caffemodel (weights)")
+                raise UsageError(
+                    "validate needs the model's weights", options=("validate",), hint="give the caffemodel (weights)"
+                )
             result.validation = _check(options, export_onnx(model), export_onnx(converted))
             if not result.validation.passed and not options.keep_on_failure:
                 return
@@ -220,11 +242,14 @@ def _caffe(model_path: str, output: str | None, options: ConvertOptions):
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def _given_plan(source, model_format: str) -> RewritePlan:
     plan = read_plan(source)
     if plan.model_format != model_format:
-        raise UsageError(f"the plan is for a {plan.model_format} model, this is a {model_format} model",
-                         hint="apply the plan to the model it was made from")
+        raise UsageError(
+            f"the plan is for a {plan.model_format} model, this is a {model_format} model",
+            hint="apply the plan to the model it was made from",
+        )
     return plan
 
 

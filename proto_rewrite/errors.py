@@ -114,8 +114,14 @@ class UsageError(ProtoRewriteError):
             return text
 
         loc = self.location
-        return type(self)(flags(self.message), path=loc.path, line=loc.line, column=loc.column, layer=loc.layer,
-                          hint=flags(self.hint) if self.hint else None)
+        return type(self)(
+            flags(self.message),
+            path=loc.path,
+            line=loc.line,
+            column=loc.column,
+            layer=loc.layer,
+            hint=flags(self.hint) if self.hint else None,
+        )
 
 
 class InputFileError(ProtoRewriteError):

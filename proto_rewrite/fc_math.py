@@ -31,8 +31,16 @@ class ConvKernel:
     transform: str  # RESHAPE, TRANSPOSE or PERMUTE
 
 
-def fc_weight_to_kernel(weight: np.ndarray, outputs: int, channels: int, height: int, width: int, *,
-                        transposed: bool = False, channels_last: bool = False) -> ConvKernel:
+def fc_weight_to_kernel(
+    weight: np.ndarray,
+    outputs: int,
+    channels: int,
+    height: int,
+    width: int,
+    *,
+    transposed: bool = False,
+    channels_last: bool = False,
+) -> ConvKernel:
     """Turn an FC weight into the kernel of the equivalent convolution.
 
     ``weight`` is ``(outputs, channels*height*width)``, or ``(channels*height*width, outputs)``

@@ -35,8 +35,7 @@ _MAX_KERNEL_COPY = 2**30  # per call: copy_file_range and sendfile take a size_t
 
 COPY_FILE_RANGE, SENDFILE, READ_WRITE = "copy_file_range", "sendfile", "read+write"
 # Failures that say "this way of copying does not work here", not "the copy failed": try the next way.
-_UNSUPPORTED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM,
-                errno.ETXTBSY}
+_UNSUPPORTED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM, errno.ETXTBSY}
 
 _READ_INTO_MEMORY: contextvars.ContextVar[str | None] = contextvars.ContextVar("read_into_memory", default=None)
 
@@ -229,8 +228,10 @@ class WriteReport:
         if not self.streaming:
             return f"{names}: written by the in-memory path (whole message serialized by protobuf): {self.reason}"
         how = f" by {' and '.join(self.stats.methods)}" if self.stats.methods else ""
-        return (f"{names}: streamed ({_mb(self.stats.copied)} copied file to file{how}, "
-                f"{_mb(self.stats.written)} written from memory)")
+        return (
+            f"{names}: streamed ({_mb(self.stats.copied)} copied file to file{how}, "
+            f"{_mb(self.stats.written)} written from memory)"
+        )
 
 
 def _mb(count: int) -> str:
@@ -317,7 +318,7 @@ class RangeWriter:
         if span is None:
             return
         if span.length < SMALL_COPY or not isinstance(span.source, MappedFile):
-            self._write_memory(memoryview(span.source)[span.offset:span.end])
+            self._write_memory(memoryview(span.source)[span.offset : span.end])
             return
         self._flush_buffer()
         self.stats.copied += span.length
@@ -349,7 +350,7 @@ class RangeWriter:
         if hasattr(os, "pread"):
             block = os.pread(source.fd, size, offset)
         else:  # no pread (Windows): through the mapping, then drop the pages again
-            block = bytes(memoryview(source)[offset:offset + size])
+            block = bytes(memoryview(source)[offset : offset + size])
             release(Span(source, offset, len(block)))
         if not block:
             raise OSError(errno.EIO, f"'{source.path}' is shorter than when it was read")

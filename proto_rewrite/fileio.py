@@ -40,8 +40,10 @@ def _escape_unencodable(err: UnicodeError):
     as the CLI prints it; anything else unencodable as ``\\uNNNN``."""
     if not isinstance(err, UnicodeEncodeError):
         raise err
-    text = "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
-                   for c in err.object[err.start:err.end])
+    text = "".join(
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
+        for c in err.object[err.start : err.end]
+    )
     return text, err.end
 
 
@@ -58,7 +60,7 @@ def temporary_name(target: Path) -> str:
     """A hidden name beside ``target`` for its temporary file, within the folder's NAME_MAX: the
     target's name (shortened when it is long), this process's pid, a random tag."""
     limit = output_guard.name_max(target.parent)
-    name = os.fsencode(target.name)[:max(1, limit - _TAG_BYTES)]
+    name = os.fsencode(target.name)[: max(1, limit - _TAG_BYTES)]
     return os.fsdecode(b"." + name) + f".prw{os.getpid()}-{secrets.token_hex(3)}{PARTIAL_SUFFIX}"
 
 
@@ -109,8 +111,10 @@ def _clean_folder_once(folder: Path) -> None:
     _cleaned.add(key)
     for path in remove_stale_partials(folder):
         pid = _PARTIAL.match(os.path.basename(path)).group(1)
-        output_guard.add_note(f"removed '{path}', a temporary file left by an earlier proto-rewrite run that "
-                              f"did not finish (its process, {pid}, is gone: killed or crashed)")
+        output_guard.add_note(
+            f"removed '{path}', a temporary file left by an earlier proto-rewrite run that "
+            f"did not finish (its process, {pid}, is gone: killed or crashed)"
+        )
 
 
 @contextlib.contextmanager
@@ -225,18 +229,27 @@ class OutputFiles:
         target = Path(path)
         folder = target.parent
         if not folder.is_dir():
-            raise OutputError(f"cannot write '{target}': folder '{folder}' does not exist", path=target,
-                              hint="create the folder first or choose another output path")
+            raise OutputError(
+                f"cannot write '{target}': folder '{folder}' does not exist",
+                path=target,
+                hint="create the folder first or choose another output path",
+            )
         output_guard.check_output(path)  # the path as given, so that an error names it so
         if any(os.path.abspath(p.target) == os.path.abspath(target) for p in self._pending):
-            raise OutputError(f"cannot write '{target}' twice in one run: two outputs have the same path",
-                              path=target, hint="give each output its own path")
+            raise OutputError(
+                f"cannot write '{target}' twice in one run: two outputs have the same path",
+                path=target,
+                hint="give each output its own path",
+            )
         _clean_folder_once(folder)
         try:
             fd, pending = self._create(target)
         except OSError as err:
-            raise OutputError(f"cannot write into '{folder}': {err.strerror or err}", path=target,
-                              hint="check the folder's permissions and free space") from err
+            raise OutputError(
+                f"cannot write into '{folder}': {err.strerror or err}",
+                path=target,
+                hint="check the folder's permissions and free space",
+            ) from err
         pending.given = os.fspath(path)
         self._pending.append(pending)
         try:
@@ -288,8 +301,11 @@ class OutputFiles:
                     output_guard.note_written(target)
             except OSError as err:
                 self.discard()
-                raise OutputError(f"cannot write '{target}': {err.strerror or err}", path=target,
-                                  hint="check the folder's permissions and free space") from err
+                raise OutputError(
+                    f"cannot write '{target}': {err.strerror or err}",
+                    path=target,
+                    hint="check the folder's permissions and free space",
+                ) from err
             except BaseException:
                 self.discard()
                 raise
@@ -300,7 +316,7 @@ class OutputFiles:
                 pending.drop()
             self._pending.clear()
 
-    def __enter__(self) -> "OutputFiles":
+    def __enter__(self) -> OutputFiles:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -310,8 +326,11 @@ class OutputFiles:
         targets = [pending.target for pending in self._pending]
         self.discard()
         if isinstance(exc, OSError) and targets:  # the disk is full, the folder went away...
-            raise OutputError(f"writing '{targets[-1]}' failed: {exc.strerror or exc}", path=targets[-1],
-                              hint="check the folder's permissions and free space; nothing was written") from exc
+            raise OutputError(
+                f"writing '{targets[-1]}' failed: {exc.strerror or exc}",
+                path=targets[-1],
+                hint="check the folder's permissions and free space; nothing was written",
+            ) from exc
 
 
 @contextlib.contextmanager

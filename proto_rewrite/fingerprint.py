@@ -45,7 +45,7 @@ def _sampled(digest, data) -> None:
     if view is None:
         view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
     for offset, length in _windows(size):
-        digest.update(view[offset:offset + length])
+        digest.update(view[offset : offset + length])
 
 
 def _bytes_view(chunks) -> memoryview:

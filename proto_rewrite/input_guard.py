@@ -15,8 +15,12 @@ import stat
 
 from proto_rewrite.errors import InputFileError
 
-_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def kind_of(mode: int) -> str:
@@ -43,8 +47,10 @@ def require_regular_file(path, what: str) -> os.stat_result | None:
     if not stat.S_ISREG(info.st_mode):
         raise InputFileError(
             f"{what} is {kind_of(info.st_mode)}, not a regular file: it is not read (a pipe may block "
-            "forever, a device may never end)", path=path,
-            hint="save the data to a file first and give that file")
+            "forever, a device may never end)",
+            path=path,
+            hint="save the data to a file first and give that file",
+        )
     return info
 
 
@@ -89,8 +95,10 @@ def _on_lease_break(signum, frame) -> None:
         if breaking:
             raise InputChangedError(
                 f"{what} was opened for writing or truncated by another process while proto-rewrite was "
-                "reading it: the results would not be the file's", path=path,
-                hint="run again once the file is complete; outputs not yet in place were discarded")
+                "reading it: the results would not be the file's",
+                path=path,
+                hint="run again once the file is complete; outputs not yet in place were discarded",
+            )
 
 
 @contextlib.contextmanager
@@ -98,8 +106,12 @@ def watch_inputs():
     """Inside this block, inputs mapped by :func:`proto_rewrite.filecopy.open_input` are leased
     (see above); on leaving, every lease is released."""
     global _watching
-    usable = (fcntl is not None and hasattr(signal, "SIGIO") and not _watching
-              and threading.current_thread() is threading.main_thread())
+    usable = (
+        fcntl is not None
+        and hasattr(signal, "SIGIO")
+        and not _watching
+        and threading.current_thread() is threading.main_thread()
+    )
     if not usable:
         yield
         return

@@ -23,8 +23,7 @@ from proto_rewrite.errors import TensorTooLargeError, UsageError
 ENV_MAX_TENSOR_BYTES = "PROTO_REWRITE_MAX_TENSOR_BYTES"
 DEFAULT_MAX_TENSOR_BYTES = 16 * 2**30
 
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _override: int | None = None
 
@@ -46,8 +45,10 @@ def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
     text = str(text)
     match = _SIZE.match(text) if len(text) <= 1000 else None
     if not match:
-        raise UsageError(f"{what} '{_excerpt(text)}' is not a size",
-                         hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
+        raise UsageError(
+            f"{what} '{_excerpt(text)}' is not a size",
+            hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB",
+        )
     number, unit = match.groups()
     whole, _, fraction = number.partition(".")
     if len(whole.lstrip("0")) > 30:
@@ -56,11 +57,15 @@ def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
         scale = _UNITS[(unit or "").lower()]
         value = int(whole) * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
     if value <= 0:
-        raise UsageError(f"{what} must be positive, not '{_excerpt(text)}'",
-                         hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
+        raise UsageError(
+            f"{what} must be positive, not '{_excerpt(text)}'",
+            hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB",
+        )
     if value > MAX_SIZE:
-        raise UsageError(f"{what} '{_excerpt(text)}' is too large (the most is 2^63 - 1 bytes)",
-                         hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB")
+        raise UsageError(
+            f"{what} '{_excerpt(text)}' is too large (the most is 2^63 - 1 bytes)",
+            hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB",
+        )
     return value
 
 
@@ -91,7 +96,9 @@ def check_tensor_size(shape: Sequence[int | None], itemsize: int, what: str, **w
             f"{what} would have shape {dims}: {format_bytes(needed)}, over the limit of {format_bytes(limit)} "
             "per tensor",
             hint=f"the declared dimensions are probably wrong; if they are right, raise the limit with "
-                 f"--max-tensor-bytes or {ENV_MAX_TENSOR_BYTES}", **where)
+            f"--max-tensor-bytes or {ENV_MAX_TENSOR_BYTES}",
+            **where,
+        )
 
 
 def format_bytes(count: int) -> str:
@@ -128,14 +135,16 @@ def _limit(env: str, default: int) -> int:
 
 def set_max_text_bytes(value: int | str | None) -> None:
     """The model text limit for this process (None: the environment variable or the default)."""
-    _overrides[ENV_MAX_TEXT_BYTES] = None if value is None else (
-        value if isinstance(value, int) else parse_size(value, "--max-text-bytes"))
+    _overrides[ENV_MAX_TEXT_BYTES] = (
+        None if value is None else (value if isinstance(value, int) else parse_size(value, "--max-text-bytes"))
+    )
 
 
 def set_max_random_bytes(value: int | str | None) -> None:
     """The total random-weight limit for this process (None: the environment variable or the default)."""
-    _overrides[ENV_MAX_RANDOM_BYTES] = None if value is None else (
-        value if isinstance(value, int) else parse_size(value, "--max-random-bytes"))
+    _overrides[ENV_MAX_RANDOM_BYTES] = (
+        None if value is None else (value if isinstance(value, int) else parse_size(value, "--max-random-bytes"))
+    )
 
 
 def max_text_bytes() -> int:
@@ -154,7 +163,9 @@ def check_text_size(size: int, what: str, **where) -> None:
             f"{what} is {format_bytes(size)}, over the limit of {format_bytes(limit)} for a text input "
             "(a prototxt, a plan: parsing one takes many times its size in memory)",
             hint=f"a deploy prototxt or a plan is rarely over a few MiB; if this one is right, raise the limit with "
-                 f"--max-text-bytes or {ENV_MAX_TEXT_BYTES}", **where)
+            f"--max-text-bytes or {ENV_MAX_TEXT_BYTES}",
+            **where,
+        )
 
 
 def check_random_total(total: int, what: str, **where) -> None:
@@ -163,9 +174,12 @@ def check_random_total(total: int, what: str, **where) -> None:
     if total > limit:
         raise TensorTooLargeError(
             f"random weights for {what} would take {format_bytes(total)}, over the limit of {format_bytes(limit)} "
-            "for random weights", hint=f"the declared shapes are probably wrong (check the input shape and "
-                                       f"num_output); if they are right, raise the limit with --max-random-bytes "
-                                       f"or {ENV_MAX_RANDOM_BYTES}", **where)
+            "for random weights",
+            hint=f"the declared shapes are probably wrong (check the input shape and "
+            f"num_output); if they are right, raise the limit with --max-random-bytes "
+            f"or {ENV_MAX_RANDOM_BYTES}",
+            **where,
+        )
 
 
 def check_environment() -> None:

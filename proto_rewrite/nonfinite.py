@@ -22,8 +22,9 @@ from proto_rewrite.errors import NonFiniteWeightsError
 from proto_rewrite.filecopy import file_span, release
 
 CHUNK_ELEMENTS = 1 << 20
-ALLOW_HINT = ("the weights are corrupt, or were saved after training diverged; pass --allow-nonfinite to "
-              "process them anyway")
+ALLOW_HINT = (
+    "the weights are corrupt, or were saved after training diverged; pass --allow-nonfinite to process them anyway"
+)
 
 
 @dataclass
@@ -45,11 +46,12 @@ def _chunks(array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     if array.flags.c_contiguous:
         flat = array.reshape(-1)
         for start in range(0, flat.size, CHUNK_ELEMENTS):
-            yield start, flat[start:start + CHUNK_ELEMENTS]
+            yield start, flat[start : start + CHUNK_ELEMENTS]
         return
     start = 0
-    iterator = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"], buffersize=CHUNK_ELEMENTS,
-                         order="C")
+    iterator = np.nditer(
+        array, flags=["external_loop", "buffered", "zerosize_ok"], buffersize=CHUNK_ELEMENTS, order="C"
+    )
     for chunk in iterator:
         yield start, chunk
         start += chunk.size
@@ -88,7 +90,9 @@ def scan(array: np.ndarray, *, bfloat16: bool = False) -> NonFinite | None:
     return found if found.first is not None else None
 
 
-def scan_chunks(chunks: Iterable, dtype: np.dtype, shape: tuple[int, ...], *, bfloat16: bool = False) -> NonFinite | None:
+def scan_chunks(
+    chunks: Iterable, dtype: np.dtype, shape: tuple[int, ...], *, bfloat16: bool = False
+) -> NonFinite | None:
     """:func:`scan` over raw little-endian bytes given a block at a time (whole values per block)."""
     found = NonFinite()
     offset = 0
@@ -104,16 +108,18 @@ def scan_chunks(chunks: Iterable, dtype: np.dtype, shape: tuple[int, ...], *, bf
     return found if found.first is not None else None
 
 
-def refuse(findings: list[tuple[str, NonFinite]], *, path, what: str, layer: str | None = None,
-           line: int | None = None) -> None:
+def refuse(
+    findings: list[tuple[str, NonFinite]], *, path, what: str, layer: str | None = None, line: int | None = None
+) -> None:
     """Raise :class:`NonFiniteWeightsError` for ``findings`` ((label, NonFinite) per bad tensor),
     naming the first and counting the others."""
     if not findings:
         return
     label, first = findings[0]
     more = f"; {len(findings) - 1} more {what}s hold NaN or Inf too" if len(findings) > 1 else ""
-    raise NonFiniteWeightsError(f"{label} holds {first.describe()}{more}", path=path, layer=layer, line=line,
-                                hint=ALLOW_HINT)
+    raise NonFiniteWeightsError(
+        f"{label} holds {first.describe()}{more}", path=path, layer=layer, line=line, hint=ALLOW_HINT
+    )
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -132,8 +138,10 @@ def beyond_float32(array: np.ndarray) -> tuple[int, float, tuple[int, ...]] | No
         hits = int(np.count_nonzero(big))
         if hits and first is None:
             flat = offset + int(np.argmax(big))
-            first = (float(chunk[flat - offset]),
-                     tuple(int(i) for i in np.unravel_index(flat, array.shape)) if array.shape else ())
+            first = (
+                float(chunk[flat - offset]),
+                tuple(int(i) for i in np.unravel_index(flat, array.shape)) if array.shape else (),
+            )
         count += hits
     return None if first is None else (count, first[0], first[1])
 
@@ -157,8 +165,11 @@ def check_caffe_weights(model) -> None:
                 raise NonFiniteWeightsError(
                     f"blob {index} of layer '{layer_name}' holds {count} double value{'s' if count > 1 else ''} "
                     f"beyond float32's range (the first, {value:g}, at index {list(where)}): read as float32, as "
-                    "Caffe does, they are Inf", path=model.weights_path or model.prototxt_path, layer=layer_name,
-                    hint=ALLOW_HINT)
+                    "Caffe does, they are Inf",
+                    path=model.weights_path or model.prototxt_path,
+                    layer=layer_name,
+                    hint=ALLOW_HINT,
+                )
 
 
 def check_onnx_weights(model) -> None:

@@ -34,8 +34,12 @@ from proto_rewrite.active_guard import ACTIVE, note_input, note_written  # noqa:
 from proto_rewrite.errors import OutputError
 from proto_rewrite.formats import is_onnx_path
 
-_SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-            (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+_SPECIAL = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 Identity = tuple[int, int]
 
@@ -99,19 +103,22 @@ class OutputGuard:
         self.inputs.setdefault((info.st_dev, info.st_ino), _Input(os.fspath(path), what))
 
     def copy(self) -> OutputGuard:
-        return OutputGuard(dict(self.inputs), set(self.replaceable), self.notes, dict(self.written),
-                           list(self.unscanned))
+        return OutputGuard(
+            dict(self.inputs), set(self.replaceable), self.notes, dict(self.written), list(self.unscanned)
+        )
 
     @contextlib.contextmanager
-    def replacing(self, paths: Iterable[str | os.PathLike | None], *, data_files_beside: bool = True
-                  ) -> Iterator[None]:
+    def replacing(self, paths: Iterable[str | os.PathLike | None], *, data_files_beside: bool = True) -> Iterator[None]:
         """Inside the block, the files ``paths`` name may be replaced by outputs (``--in-place``),
         and with ``data_files_beside`` also the external data files read beside them."""
         keys = {key for key in (identity_of(p) for p in paths if p) if key is not None}
         if data_files_beside:
             folders = {os.path.dirname(os.path.abspath(p)) for p in paths if p}
-            keys |= {key for key, item in self.inputs.items() if item.what == "external data file"
-                     and os.path.dirname(os.path.abspath(item.path)) in folders}
+            keys |= {
+                key
+                for key, item in self.inputs.items()
+                if item.what == "external data file" and os.path.dirname(os.path.abspath(item.path)) in folders
+            }
         added = keys - self.replaceable
         self.replaceable |= added
         try:
@@ -124,8 +131,9 @@ _ACTIVE = ACTIVE  # the active OutputGuard or None (in active_guard, which the f
 
 
 @contextlib.contextmanager
-def guarding(inputs: Iterable[tuple[str | os.PathLike | None, str]] = (), *, inherit: bool = True
-             ) -> Iterator[OutputGuard]:
+def guarding(
+    inputs: Iterable[tuple[str | os.PathLike | None, str]] = (), *, inherit: bool = True
+) -> Iterator[OutputGuard]:
     """Make a guard active for the block; ``inputs``: (path, what) pairs. With ``inherit`` the
     inputs of the guard active around this block are kept (a model of a batch)."""
     outer = _ACTIVE.get()
@@ -164,41 +172,58 @@ def check_output(path: str | os.PathLike) -> None:
     except FileNotFoundError:
         info = None
     except NotADirectoryError as err:
-        raise OutputError(f"cannot write '{shown}': a part of the path is not a folder", path=shown,
-                          hint="choose an output path inside an existing folder") from err
+        raise OutputError(
+            f"cannot write '{shown}': a part of the path is not a folder",
+            path=shown,
+            hint="choose an output path inside an existing folder",
+        ) from err
     except OSError:  # not allowed to look: the write itself will say why it fails
         info = None
     except ValueError as err:  # an embedded NUL byte
         raise OutputError(f"cannot write '{shown}': {err}", path=shown, hint="choose another output path") from err
     if info is not None:
         if stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"cannot write '{shown}': it is a folder", path=shown,
-                              hint="give a file name, not a folder")
+            raise OutputError(
+                f"cannot write '{shown}': it is a folder", path=shown, hint="give a file name, not a folder"
+            )
         for test, kind in _SPECIAL:
             if test(info.st_mode):
-                raise OutputError(f"cannot write '{shown}': it is {kind}, not a regular file; proto-rewrite "
-                                  "writes a new file and renames it into place, which would replace the "
-                                  f"{kind.split(' ', 1)[1]} itself", path=shown,
-                                  hint="give the path of a regular file (a pipe or a device is never an output)")
+                raise OutputError(
+                    f"cannot write '{shown}': it is {kind}, not a regular file; proto-rewrite "
+                    "writes a new file and renames it into place, which would replace the "
+                    f"{kind.split(' ', 1)[1]} itself",
+                    path=shown,
+                    hint="give the path of a regular file (a pipe or a device is never an output)",
+                )
         guard = _ACTIVE.get()
         key = (info.st_dev, info.st_ino)
         if guard is not None and key not in guard.inputs and guard.unscanned and stat.S_ISREG(info.st_mode):
             guard.scan_external_data()
         if guard is not None and key in guard.written:
-            raise OutputError(f"cannot write '{shown}': this run has already written it ('{guard.written[key]}'); "
-                              "two outputs have the same path", path=shown, hint="give each output its own path")
+            raise OutputError(
+                f"cannot write '{shown}': this run has already written it ('{guard.written[key]}'); "
+                "two outputs have the same path",
+                path=shown,
+                hint="give each output its own path",
+            )
         if guard is not None and key in guard.inputs and key not in guard.replaceable:
             source = guard.inputs[key]
             same = "" if os.path.abspath(source.path) == os.path.abspath(shown) else f" '{source.path}'"
-            raise OutputError(f"output '{shown}' is also an input ({source.what}{same}): writing it would "
-                              "destroy that input", path=shown,
-                              hint="choose another output path (convert --in-place lets the converted model "
-                                   "replace its own model file, nothing else)")
+            raise OutputError(
+                f"output '{shown}' is also an input ({source.what}{same}): writing it would destroy that input",
+                path=shown,
+                hint="choose another output path (convert --in-place lets the converted model "
+                "replace its own model file, nothing else)",
+            )
     name = os.path.basename(shown)
     limit = name_max(os.path.dirname(shown) or ".")
     if len(os.fsencode(name)) > limit:
-        raise OutputError(f"cannot write '{shown}': the file name is {len(os.fsencode(name))} bytes, over the "
-                          f"folder's limit of {limit}", path=shown, hint="choose a shorter file name")
+        raise OutputError(
+            f"cannot write '{shown}': the file name is {len(os.fsencode(name))} bytes, over the "
+            f"folder's limit of {limit}",
+            path=shown,
+            hint="choose a shorter file name",
+        )
 
 
 def may_replace(allowed: bool, *paths: str | os.PathLike | None):

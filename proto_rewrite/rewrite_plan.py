@@ -185,17 +185,25 @@ class FcnReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> FcnReport:
-        maps = [ScoreMap(m["output"], m["input"], AxisGeometry(**m["height"]), AxisGeometry(**m["width"]))
-                for m in data.get("score_maps", [])]
-        return cls(bool(data["fully_convolutional"]), data.get("proof"),
-                   [{k: tuple(v) for k, v in sizes.items()} for sizes in data.get("checked_sizes", [])],
-                   maps, [Blocker(**b) for b in data.get("blockers", [])], data.get("note", ""))
+        maps = [
+            ScoreMap(m["output"], m["input"], AxisGeometry(**m["height"]), AxisGeometry(**m["width"]))
+            for m in data.get("score_maps", [])
+        ]
+        return cls(
+            bool(data["fully_convolutional"]),
+            data.get("proof"),
+            [{k: tuple(v) for k, v in sizes.items()} for sizes in data.get("checked_sizes", [])],
+            maps,
+            [Blocker(**b) for b in data.get("blockers", [])],
+            data.get("note", ""),
+        )
 
     def render_lines(self) -> list[str]:
         lines = []
         if self.fully_convolutional:
-            sizes = "; ".join(", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in s.items())
-                              for s in self.checked_sizes)
+            sizes = "; ".join(
+                ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in s.items()) for s in self.checked_sizes
+            )
             lines.append(f"  fully convolutional: yes (proof: {self.proof}, at {sizes})")
         else:
             lines.append("  fully convolutional: no" + (f" ({self.note})" if self.note else ""))
@@ -203,9 +211,11 @@ class FcnReport:
             lines.append(f"      blocked by {blocker.name} ({blocker.op}): {blocker.why}")
         for score in self.score_maps:
             h, w = score.height, score.width
-            lines.append(f"  score map {score.output}: stride {h.stride}x{w.stride}, receptive field "
-                         f"{h.receptive_field}x{w.receptive_field}; from input {score.input} of H x W: "
-                         f"h = (H - {h.min_size}) // {h.stride} + 1, w = (W - {w.min_size}) // {w.stride} + 1")
+            lines.append(
+                f"  score map {score.output}: stride {h.stride}x{w.stride}, receptive field "
+                f"{h.receptive_field}x{w.receptive_field}; from input {score.input} of H x W: "
+                f"h = (H - {h.min_size}) // {h.stride} + 1, w = (W - {w.min_size}) // {w.stride} + 1"
+            )
         if self.note and self.fully_convolutional:
             lines.append(f"  note: {self.note}")
         return lines
@@ -250,17 +260,29 @@ class RewritePlan:
     @classmethod
     def from_dict(cls, data: dict) -> RewritePlan:
         if data.get("plan_version") != PLAN_VERSION:
-            raise UsageError(f"unsupported plan version {data.get('plan_version')!r}",
-                             hint=f"this proto-rewrite reads plan version {PLAN_VERSION}")
+            raise UsageError(
+                f"unsupported plan version {data.get('plan_version')!r}",
+                hint=f"this proto-rewrite reads plan version {PLAN_VERSION}",
+            )
         rewrites = []
         for item in [*data["rewrites"], *data["skips"]]:  # names are looked up by: they must be text
             if not all(isinstance(item.get(key, ""), str) for key in ("name", "new_name", "op", "input")):
                 raise ValueError("a rewrite or skip whose name is not text")
         for item in data["rewrites"]:
-            weights = tuple(WeightChange(w["name"], tuple(w["shape_before"]), tuple(w["shape_after"]), w["transform"])
-                            for w in item["weights"])
-            rewrites.append(FcRewrite(**{**item, "input_shape": tuple(item["input_shape"]),
-                                         "kernel": tuple(item["kernel"]), "weights": weights}))
+            weights = tuple(
+                WeightChange(w["name"], tuple(w["shape_before"]), tuple(w["shape_after"]), w["transform"])
+                for w in item["weights"]
+            )
+            rewrites.append(
+                FcRewrite(
+                    **{
+                        **item,
+                        "input_shape": tuple(item["input_shape"]),
+                        "kernel": tuple(item["kernel"]),
+                        "weights": weights,
+                    }
+                )
+            )
         return cls(
             model_format=data["model_format"],
             model_path=data["model_path"],
@@ -268,10 +290,18 @@ class RewritePlan:
             input_shapes={k: None if v is None else tuple(v) for k, v in data["input_shapes"].items()},
             rewrites=rewrites,
             skips=[Skip(s["name"], s["op"], Reason(s["reason"]), s["detail"]) for s in data["skips"]],
-            edits=[GraphEdit(**{**e, "inputs": tuple(e["inputs"]), "outputs": tuple(e["outputs"]),
-                                "layers": tuple(e["layers"]),
-                                "shape": None if e["shape"] is None else tuple(e["shape"])})
-                   for e in data["edits"]],
+            edits=[
+                GraphEdit(
+                    **{
+                        **e,
+                        "inputs": tuple(e["inputs"]),
+                        "outputs": tuple(e["outputs"]),
+                        "layers": tuple(e["layers"]),
+                        "shape": None if e["shape"] is None else tuple(e["shape"]),
+                    }
+                )
+                for e in data["edits"]
+            ],
             renames=_names_map(data["renames"]),
             fcn=None if data.get("fcn") is None else FcnReport.from_dict(data["fcn"]),
             options=dict(data.get("options") or {}),
@@ -288,13 +318,17 @@ class RewritePlan:
             lines.append(f"  input {name}: {'?' if shape is None else 'x'.join(map(str, shape))}")
         for rewrite in self.rewrites:
             rename = f" -> {rewrite.new_name}" if rewrite.new_name != rewrite.name else ""
-            lines.append(f"  rewrite {rewrite.name}{rename}: {rewrite.op_before} -> {rewrite.op_after} "
-                         f"{rewrite.kernel[0]}x{rewrite.kernel[1]} kernel, {rewrite.in_channels} -> "
-                         f"{rewrite.out_channels} channels, input {rewrite.input} "
-                         f"{'x'.join(map(str, rewrite.input_shape))}")
+            lines.append(
+                f"  rewrite {rewrite.name}{rename}: {rewrite.op_before} -> {rewrite.op_after} "
+                f"{rewrite.kernel[0]}x{rewrite.kernel[1]} kernel, {rewrite.in_channels} -> "
+                f"{rewrite.out_channels} channels, input {rewrite.input} "
+                f"{'x'.join(map(str, rewrite.input_shape))}"
+            )
             for weight in rewrite.weights:
-                lines.append(f"      {weight.name}: {_shape(weight.shape_before)} -> {_shape(weight.shape_after)} "
-                             f"({weight.transform})")
+                lines.append(
+                    f"      {weight.name}: {_shape(weight.shape_before)} -> {_shape(weight.shape_after)} "
+                    f"({weight.transform})"
+                )
         for edit in self.edits:
             lines.append(f"  {edit.action} {edit.name} ({edit.op}): {edit.why}")
         for skip in self.skips:
@@ -372,15 +406,21 @@ class Selection:
         return self.match is None or self.match.search(name) is not None
 
     def to_dict(self) -> dict:
-        return {"only": None if self.only is None else sorted(self.only),
-                "match": None if self.match is None else self.match.pattern, "exclude": sorted(self.exclude)}
+        return {
+            "only": None if self.only is None else sorted(self.only),
+            "match": None if self.match is None else self.match.pattern,
+            "exclude": sorted(self.exclude),
+        }
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Selection:
         data = data or {}
         only = data.get("only")
-        return cls(None if only is None else frozenset(only),
-                   re.compile(data["match"]) if data.get("match") else None, frozenset(data.get("exclude") or ()))
+        return cls(
+            None if only is None else frozenset(only),
+            re.compile(data["match"]) if data.get("match") else None,
+            frozenset(data.get("exclude") or ()),
+        )
 
     def is_explicit(self, name: str) -> bool:
         """Named in --only: a layer the user asked for, whose skip is an error."""
@@ -391,8 +431,10 @@ class Selection:
         for option, names in (("--only", self.only or ()), ("--exclude", self.exclude)):
             missing = sorted(set(names) - known)
             if missing:
-                raise UsageError(f"{option} names layers that are not FC layers of this model: {', '.join(missing)}",
-                                 hint=f"the FC layers are: {', '.join(fc_names) or 'none'}")
+                raise UsageError(
+                    f"{option} names layers that are not FC layers of this model: {', '.join(missing)}",
+                    hint=f"the FC layers are: {', '.join(fc_names) or 'none'}",
+                )
 
 
 def _names(text: str | None) -> frozenset[str] | None:

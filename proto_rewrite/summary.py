@@ -79,9 +79,19 @@ class ModelSummary:
 def summarize_graph(graph: Graph) -> ModelSummary:
     """The inspect summary of a model's graph view. Dimensions that are not numbers (symbolic
     ONNX dimensions) are shown as unknown."""
-    layers = [LayerInfo(node.name, node.op, list(node.inputs), list(node.outputs),
-                        [WeightInfo(_numbers(w.shape), w.dtype) for w in node.weights], parameters(node), node.line,
-                        [_numbers(shape) for shape in node.output_shapes]) for node in graph.nodes]
+    layers = [
+        LayerInfo(
+            node.name,
+            node.op,
+            list(node.inputs),
+            list(node.outputs),
+            [WeightInfo(_numbers(w.shape), w.dtype) for w in node.weights],
+            parameters(node),
+            node.line,
+            [_numbers(shape) for shape in node.output_shapes],
+        )
+        for node in graph.nodes
+    ]
     return ModelSummary(
         model_format=graph.model_format,
         path=graph.path,
@@ -117,8 +127,16 @@ def render_text(summary: ModelSummary) -> str:
         weights = ", ".join(_shape_text(w.shape) for w in layer.weights) or "-"
         params = "?" if layer.parameters is None else f"{layer.parameters:,}"
         outputs = ", ".join(_shape_text(shape) for shape in layer.output_shapes) or "-"
-        rows.append((layer.name, layer.type, f"{','.join(layer.inputs)} -> {','.join(layer.outputs)}",
-                     outputs, weights, params if layer.weights else "-"))
+        rows.append(
+            (
+                layer.name,
+                layer.type,
+                f"{','.join(layer.inputs)} -> {','.join(layer.outputs)}",
+                outputs,
+                weights,
+                params if layer.weights else "-",
+            )
+        )
     # A column is as wide as its cells, up to COLUMN_MAX: one huge cell (an Eltwise of 10 000
     # bottoms) overflows its own line instead of padding every other row to its width.
     widths = [min(max(len(row[i]) for row in rows), COLUMN_MAX) for i in range(5)]

@@ -27,17 +27,51 @@ OPSET = 13
 # name -> (seed, input shape, layers). Layers: ("conv", out, kernel, pad), ("pool",), ("flatten",),
 # ("view",) (the dynamic reshape chain), ("fc", out), ("relu",), ("dropout",), ("softmax",)
 SAMPLES = {
-    "lenet": (1, (1, 1, 28, 28), [
-        ("conv", 20, 5, 0), ("pool",), ("conv", 50, 5, 0), ("pool",), ("flatten",),
-        ("fc", 500), ("relu",), ("fc", 10), ("softmax",),
-    ]),
-    "vgg_mini": (2, (1, 3, 64, 64), [
-        ("conv", 16, 3, 1), ("relu",), ("pool",),
-        ("conv", 32, 3, 1), ("relu",), ("pool",),
-        ("conv", 64, 3, 1), ("relu",), ("conv", 64, 3, 1), ("relu",), ("pool",),
-        ("conv", 64, 3, 1), ("relu",), ("conv", 64, 3, 1), ("relu",), ("pool",),
-        ("view",), ("fc", 256), ("relu",), ("dropout",), ("fc", 256), ("relu",), ("dropout",), ("fc", 10),
-    ]),
+    "lenet": (
+        1,
+        (1, 1, 28, 28),
+        [
+            ("conv", 20, 5, 0),
+            ("pool",),
+            ("conv", 50, 5, 0),
+            ("pool",),
+            ("flatten",),
+            ("fc", 500),
+            ("relu",),
+            ("fc", 10),
+            ("softmax",),
+        ],
+    ),
+    "vgg_mini": (
+        2,
+        (1, 3, 64, 64),
+        [
+            ("conv", 16, 3, 1),
+            ("relu",),
+            ("pool",),
+            ("conv", 32, 3, 1),
+            ("relu",),
+            ("pool",),
+            ("conv", 64, 3, 1),
+            ("relu",),
+            ("conv", 64, 3, 1),
+            ("relu",),
+            ("pool",),
+            ("conv", 64, 3, 1),
+            ("relu",),
+            ("conv", 64, 3, 1),
+            ("relu",),
+            ("pool",),
+            ("view",),
+            ("fc", 256),
+            ("relu",),
+            ("dropout",),
+            ("fc", 256),
+            ("relu",),
+            ("dropout",),
+            ("fc", 10),
+        ],
+    ),
 }
 
 
@@ -71,8 +105,16 @@ def build_model(name: str):
         out = layer
         if kind == "conv":
             _, out_channels, kernel, pad = spec
-            nodes.append(helper.make_node("Conv", [x] + weights(layer, (out_channels, channels, kernel, kernel)),
-                                          [out], name=layer, kernel_shape=[kernel, kernel], pads=[pad] * 4))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [x] + weights(layer, (out_channels, channels, kernel, kernel)),
+                    [out],
+                    name=layer,
+                    kernel_shape=[kernel, kernel],
+                    pads=[pad] * 4,
+                )
+            )
             channels, height, width = out_channels, height + 2 * pad - kernel + 1, width + 2 * pad - kernel + 1
         elif kind == "pool":
             nodes.append(helper.make_node("MaxPool", [x], [out], name=layer, kernel_shape=[2, 2], strides=[2, 2]))
@@ -86,19 +128,25 @@ def build_model(name: str):
             initializers.append(numpy_helper.from_array(np.array([-1], np.int64), f"{layer}.rest"))
             nodes += [
                 helper.make_node("Shape", [x], [f"{layer}.shape"], name=f"{layer}.Shape"),
-                helper.make_node("Gather", [f"{layer}.shape", f"{layer}.index"], [f"{layer}.batch"],
-                                 name=f"{layer}.Gather", axis=0),
-                helper.make_node("Unsqueeze", [f"{layer}.batch", f"{layer}.axes"], [f"{layer}.batch1"],
-                                 name=f"{layer}.Unsqueeze"),
-                helper.make_node("Concat", [f"{layer}.batch1", f"{layer}.rest"], [f"{layer}.target"],
-                                 name=f"{layer}.Concat", axis=0),
+                helper.make_node(
+                    "Gather", [f"{layer}.shape", f"{layer}.index"], [f"{layer}.batch"], name=f"{layer}.Gather", axis=0
+                ),
+                helper.make_node(
+                    "Unsqueeze", [f"{layer}.batch", f"{layer}.axes"], [f"{layer}.batch1"], name=f"{layer}.Unsqueeze"
+                ),
+                helper.make_node(
+                    "Concat", [f"{layer}.batch1", f"{layer}.rest"], [f"{layer}.target"], name=f"{layer}.Concat", axis=0
+                ),
                 helper.make_node("Reshape", [x, f"{layer}.target"], [out], name=f"{layer}.Reshape"),
             ]
             flat_size = channels * height * width
         elif kind == "fc":
             outputs = spec[1]
-            nodes.append(helper.make_node("Gemm", [x] + weights(layer, (outputs, flat_size)), [out], name=layer,
-                                          alpha=1.0, beta=1.0, transB=1))
+            nodes.append(
+                helper.make_node(
+                    "Gemm", [x] + weights(layer, (outputs, flat_size)), [out], name=layer, alpha=1.0, beta=1.0, transB=1
+                )
+            )
             flat_size = outputs
         elif kind == "relu":
             nodes.append(helper.make_node("Relu", [x], [out], name=layer))
@@ -109,12 +157,18 @@ def build_model(name: str):
         x = out
 
     graph = helper.make_graph(
-        nodes, name,
+        nodes,
+        name,
         [helper.make_tensor_value_info("data", TensorProto.FLOAT, list(input_shape))],
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, [input_shape[0], flat_size])],
-        initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="proto-rewrite samples", producer_version="1")
+        initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="proto-rewrite samples",
+        producer_version="1",
+    )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model

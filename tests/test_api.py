@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from corpus import ROOT, SAMPLES
 
 import proto_rewrite as pr
-from corpus import ROOT, SAMPLES
 from proto_rewrite.cli import main
 from proto_rewrite.errors import OutputError, PlanMismatchError, UsageError
 
@@ -25,8 +25,10 @@ def _digest(path) -> str:
 
 
 def test_import_is_cheap_and_lists_the_api():
-    code = ("import sys, proto_rewrite as pr; assert 'numpy' not in sys.modules and 'onnx' not in sys.modules; "
-            "print(sorted(set(pr.__all__) - {'__version__'}))")
+    code = (
+        "import sys, proto_rewrite as pr; assert 'numpy' not in sys.modules and 'onnx' not in sys.modules; "
+        "print(sorted(set(pr.__all__) - {'__version__'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "convert" in out and "validate" in out
     with pytest.raises(AttributeError):

@@ -8,8 +8,8 @@ import sys
 import jsonschema
 import onnx
 import pytest
-
 from corpus import ROOT, SAMPLES
+
 from proto_rewrite.cli import main
 
 sys.path.insert(0, str(ROOT / "tests" / "onnx"))
@@ -26,20 +26,29 @@ def _report(args) -> dict:
     return report
 
 
-@pytest.mark.parametrize("args", [
-    [SAMPLES / "onnx" / "vgg_mini.onnx", "--dry-run"],
-    [SAMPLES / "onnx" / "lenet.onnx", "--dry-run", "--mode", "exact"],
-    [SAMPLES / "onnx" / "lenet.onnx", "--dry-run", "--pool-scores", "probs-avg"],
-    [SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt", "--dry-run", "--rename=-conv"],
-    [SAMPLES / "lenet" / "lenet.prototxt", "--dry-run", "--mode", "exact"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [SAMPLES / "onnx" / "vgg_mini.onnx", "--dry-run"],
+        [SAMPLES / "onnx" / "lenet.onnx", "--dry-run", "--mode", "exact"],
+        [SAMPLES / "onnx" / "lenet.onnx", "--dry-run", "--pool-scores", "probs-avg"],
+        [SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt", "--dry-run", "--rename=-conv"],
+        [SAMPLES / "lenet" / "lenet.prototxt", "--dry-run", "--mode", "exact"],
+    ],
+)
 def test_samples(args):
     report = _report(["convert", *args])
     assert report["plan"]["rewrites"] and report["written"] == []
 
 
-@pytest.mark.parametrize("build,proved", [(idioms.token_model, False), (idioms.keras_mtcnn_onet, True),
-                                          (lambda: idioms.pooled_head("gap", "hardswish", opset=14), True)])
+@pytest.mark.parametrize(
+    "build,proved",
+    [
+        (idioms.token_model, False),
+        (idioms.keras_mtcnn_onet, True),
+        (lambda: idioms.pooled_head("gap", "hardswish", opset=14), True),
+    ],
+)
 def test_idioms(tmp_path, build, proved):
     path = tmp_path / "m.onnx"
     onnx.save(build(), path)

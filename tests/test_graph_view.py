@@ -12,12 +12,12 @@ from onnx import TensorProto, helper, numpy_helper
 from proto_rewrite import graph_view
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.summary import summarize
-from proto_rewrite.formats import is_onnx_path, model_format
 from proto_rewrite.caffe.view import caffe_graph
+from proto_rewrite.formats import is_onnx_path, model_format
 from proto_rewrite.graphdiff.compare import diff_graphs
-from proto_rewrite.onnx.view import onnx_graph
 from proto_rewrite.onnx.model import OnnxModel, load_onnx
 from proto_rewrite.onnx.summary import summarize_onnx
+from proto_rewrite.onnx.view import onnx_graph
 from proto_rewrite.shape_text import shape_text, tuple_text
 from proto_rewrite.summary import render_text
 from proto_rewrite.wire import is_repeated
@@ -32,15 +32,20 @@ def _shared_weights_model() -> OnnxModel:
     weight = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4), "W")
     bias = numpy_helper.from_array(np.zeros(4, np.float32), "b")
     shape = numpy_helper.from_array(np.array([-1, 4], np.int64), "shape")
-    nodes = [helper.make_node("Reshape", ["x", "shape"], ["x2"], name="r"),
-             helper.make_node("Gemm", ["x2", "W", "b"], ["y1"], name="g1", transB=1),
-             helper.make_node("Gemm", ["y1", "W", "b"], ["y2"], name="g2", transB=1),
-             helper.make_node("Constant", [], ["c"], name="k",
-                              value=numpy_helper.from_array(np.ones((1, 4), np.float32))),
-             helper.make_node("Add", ["y2", "c"], ["y"], name="add")]
-    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-                              [weight, bias, shape])
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["x2"], name="r"),
+        helper.make_node("Gemm", ["x2", "W", "b"], ["y1"], name="g1", transB=1),
+        helper.make_node("Gemm", ["y1", "W", "b"], ["y2"], name="g2", transB=1),
+        helper.make_node("Constant", [], ["c"], name="k", value=numpy_helper.from_array(np.ones((1, 4), np.float32))),
+        helper.make_node("Add", ["y2", "c"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shared",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [weight, bias, shape],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     return OnnxModel.from_proto(proto, path="shared.onnx")
 
@@ -65,7 +70,8 @@ def _same_view(summary, graph):
     assert [layer.type for layer in summary.layers] == [node.op for node in graph.nodes]
     assert [layer.parameters for layer in summary.layers] == [graph_view.parameters(n) for n in graph.nodes]
     assert [[w.shape for w in layer.weights] for layer in summary.layers] == [
-        [None if w.shape is None else list(w.shape) for w in node.weights] for node in graph.nodes]
+        [None if w.shape is None else list(w.shape) for w in node.weights] for node in graph.nodes
+    ]
     assert summary.total_parameters == graph_view.total_parameters(graph)
 
 

@@ -118,8 +118,10 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("command", [None, "convert", "validate", "diff", "export", "inspect", "init-weights"])
 def test_help_imports_no_heavy_module(command):
     argv = ["--help"] if command is None else [command, "--help"]
-    code = ("import sys, io; from proto_rewrite.cli.main import main; "
-            f"rc = main({argv!r}, stdout=io.StringIO(), stderr=io.StringIO()); "
-            f"heavy = [n for n in {HEAVY!r} if n in sys.modules]; print(rc, heavy)")
+    code = (
+        "import sys, io; from proto_rewrite.cli.main import main; "
+        f"rc = main({argv!r}, stdout=io.StringIO(), stderr=io.StringIO()); "
+        f"heavy = [n for n in {HEAVY!r} if n in sys.modules]; print(rc, heavy)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "0 []", result.stdout + result.stderr

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from corpus import SAMPLES
+
 from proto_rewrite.caffe.fc_to_conv import apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.errors import PlanMismatchError
@@ -43,7 +43,10 @@ def test_plan_records_fingerprint_and_options(fmt):
     make, _, apply = FORMATS[fmt]
     model, plan = make()
     assert plan.fingerprint.startswith("blake2b-sampled:") and plan.options["selection"] == {
-        "only": None, "match": None, "exclude": []}
+        "only": None,
+        "match": None,
+        "exclude": [],
+    }
     again = _through_json(plan)
     assert again.fingerprint == plan.fingerprint and again.options == plan.options
     apply(model, again)  # the plan as saved applies
@@ -68,8 +71,11 @@ def test_edited_kernel_is_refused(fmt):
     first = edited.rewrites[0]
     kh, kw = first.kernel
     edited.rewrites[0] = dataclasses.replace(first, kernel=(kh * kw, 1))
-    with pytest.raises(PlanMismatchError, match=rf"rewrite '{first.name}': kernel \[{kh * kw}, 1\] in the plan, "
-                                                rf"\[{kh}, {kw}\] from the model"):
+    with pytest.raises(
+        PlanMismatchError,
+        match=rf"rewrite '{first.name}': kernel \[{kh * kw}, 1\] in the plan, "
+        rf"\[{kh}, {kw}\] from the model",
+    ):
         apply(model, edited)
 
 

@@ -5,8 +5,8 @@ import re
 import shlex
 
 import pytest
-
 from corpus import ROOT
+
 from proto_rewrite.cli import main
 
 README = (ROOT / "README.md").read_text()

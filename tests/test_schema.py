@@ -3,8 +3,8 @@
 import importlib.util
 
 import pytest
-
 from corpus import ROOT
+
 from proto_rewrite.caffe import schema
 
 
@@ -19,7 +19,8 @@ def test_descriptor_matches_the_proto():
     pytest.importorskip("grpc_tools", reason="grpcio-tools (test extra) compiles the .proto")
     build = load_build_script()
     assert build.same_descriptor(build.compile_descriptor(), build.DESCRIPTOR.read_bytes()), (
-        "run: python schemas/build_descriptor.py")
+        "run: python schemas/build_descriptor.py"
+    )
 
 
 # (message, field) -> number: facts of BVLC caffe.proto and of the forks, spot-checked.

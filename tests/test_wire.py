@@ -16,7 +16,7 @@ def test_iter_fields_reports_record_and_value_ranges():
     data = len_header(3, len(payload)) + payload + encode_varint((1 << 3) | VARINT) + encode_varint(300)
     first, second = list(iter_fields(data))
     assert (first.number, first.wire_type, first.start) == (3, LEN, 0)
-    assert data[first.value_start:first.end] == payload
+    assert data[first.value_start : first.end] == payload
     assert (second.number, second.wire_type) == (1, VARINT)
     assert read_varint(data, second.value_start, len(data))[0] == 300
 

@@ -45,21 +45,33 @@ def apply_caffe_plan(model: CaffeModel, plan: RewritePlan) -> CaffeModel:
     for edit in plan.edits:
         if edit.serves is None:
             apply_edit(net, edit)
-    return CaffeModel(net=net, weights=weights, prototxt_path=model.prototxt_path,
-                      weights_path=model.weights_path, source_format=model.source_format,
-                      upgrades=list(model.upgrades), excluded_layers=list(model.excluded_layers))
+    return CaffeModel(
+        net=net,
+        weights=weights,
+        prototxt_path=model.prototxt_path,
+        weights_path=model.weights_path,
+        source_format=model.source_format,
+        upgrades=list(model.upgrades),
+        excluded_layers=list(model.excluded_layers),
+    )
 
 
-REPLAN_HINT = ("make the plan again from this model (convert MODEL --dry-run --save-plan PLAN.json), or apply it to "
-               "the model it was made from; a plan may drop rewrites, but not change them")
+REPLAN_HINT = (
+    "make the plan again from this model (convert MODEL --dry-run --save-plan PLAN.json), or apply it to "
+    "the model it was made from; a plan may drop rewrites, but not change them"
+)
 
 
 def _checked(model: CaffeModel, plan: RewritePlan) -> RewritePlan:
     """The plan as the model gives it with the plan's options, when the two agree."""
     path = model.prototxt_path
     if plan.fingerprint and plan.fingerprint != caffe_fingerprint(model):
-        raise PlanMismatchError("the plan does not fit this model: it was made from another model (or another "
-                                "version of it), the fingerprints differ", path=path, hint=REPLAN_HINT)
+        raise PlanMismatchError(
+            "the plan does not fit this model: it was made from another model (or another "
+            "version of it), the fingerprints differ",
+            path=path,
+            hint=REPLAN_HINT,
+        )
     if not plan.options:
         return plan  # a plan written before plans recorded their options: executed as it is
 
@@ -67,8 +79,12 @@ def _checked(model: CaffeModel, plan: RewritePlan) -> RewritePlan:
         try:
             return plan_caffe_rewrite(model, CaffeRewriteOptions.from_plan(plan, selection))
         except RewriteRefused as err:
-            raise PlanMismatchError(f"the plan does not fit this model: {err.message}", path=path,
-                                    layer=err.location.layer, hint=REPLAN_HINT) from err
+            raise PlanMismatchError(
+                f"the plan does not fit this model: {err.message}",
+                path=path,
+                layer=err.location.layer,
+                hint=REPLAN_HINT,
+            ) from err
 
     derived = derive()
     problem = first_difference(plan, derived)

@@ -90,7 +90,7 @@ def _scale_shape(param, bottom_shapes):
         return (None,) * param.num_axes
     shape = bottom_shapes[0]
     axis = param.axis + len(shape) if param.axis < 0 else param.axis
-    return tuple(shape[axis:axis + param.num_axes])
+    return tuple(shape[axis : axis + param.num_axes])
 
 
 def _scale(layer, bottom_shapes):
@@ -168,7 +168,7 @@ def resolve_legacy_shape(expected: Shape | None, legacy: Sequence[int]) -> tuple
     rank = len(expected)
     if rank > 4 or any(dim != 1 for dim in legacy[: 4 - rank]):
         return None
-    candidate = tuple(legacy[4 - rank:])
+    candidate = tuple(legacy[4 - rank :])
     return candidate if shape_matches(expected, candidate) else None
 
 

@@ -94,8 +94,11 @@ def read_caffemodel(path: str | os.PathLike) -> Caffemodel:
 def _map_file(path) -> memoryview:
     buffer = open_input(path, "weights file", missing_hint="check the --weights path")
     if not buffer.nbytes:
-        raise CaffemodelError("the caffemodel is empty (0 bytes)", path=path,
-                              hint="the file was probably not written completely; copy it again")
+        raise CaffemodelError(
+            "the caffemodel is empty (0 bytes)",
+            path=path,
+            hint="the file was probably not written completely; copy it again",
+        )
     return buffer
 
 
@@ -119,18 +122,18 @@ def _parse(path, buffer: memoryview) -> Caffemodel:
             layer_bytes, blobs = _split_layer(buffer, record, {V1_BLOBS: None, V1_NESTED_V0: V0_BLOBS}, dropped)
             layer_blobs_v1.append(blobs)
         else:
-            skeleton += buffer[record.start:record.end]
+            skeleton += buffer[record.start : record.end]
             continue
         skeleton += len_header(record.number, len(layer_bytes))
         skeleton += layer_bytes
     try:
         net = schema.NetParameter.FromString(bytes(skeleton))
     except DecodeError as err:
-        raise CaffemodelError(f"not a valid caffemodel: {err}", path=path,
-                              hint=_hint_for_bad_bytes(buffer)) from err
+        raise CaffemodelError(f"not a valid caffemodel: {err}", path=path, hint=_hint_for_bad_bytes(buffer)) from err
     if not net.layer and not net.layers:
-        raise CaffemodelError("the file holds no layers: it is not a caffemodel", path=path,
-                              hint=_hint_for_bad_bytes(buffer))
+        raise CaffemodelError(
+            "the file holds no layers: it is not a caffemodel", path=path, hint=_hint_for_bad_bytes(buffer)
+        )
     layers = [StoredLayer(layer.name, layer.type, blobs) for layer, blobs in zip(net.layer, layer_blobs_v2)]
     for layer, blobs in zip(net.layers, layer_blobs_v1):
         name = layer.name or layer.layer.name
@@ -156,7 +159,7 @@ def _split_layer(buffer, record, blob_fields: Mapping[int, int | None], dropped)
             blobs.extend(inner_blobs)
             kept += len_header(part.number, len(inner)) + inner
         else:
-            kept += buffer[part.start:part.end]
+            kept += buffer[part.start : part.end]
     return bytes(kept), blobs
 
 
@@ -171,7 +174,7 @@ def _read_blob(buffer, record, dropped) -> StoredBlob:
         elif part.number in (BLOB_DIFF, BLOB_DOUBLE_DIFF):
             had_diff = True
         else:
-            rest += buffer[part.start:part.end]
+            rest += buffer[part.start : part.end]
     dropped[0] += had_diff
     try:
         meta = schema.BlobProto.FromString(bytes(rest))
@@ -185,7 +188,7 @@ def _read_blob(buffer, record, dropped) -> StoredBlob:
     legacy = any(meta.HasField(name) for name in ("num", "channels", "height", "width"))
     shape = (meta.num, meta.channels, meta.height, meta.width) if legacy else tuple(meta.shape.dim)
     if any(d < 0 for d in shape) or len(shape) > MAX_RANK:
-        raise WireFormatError(f"blob shape {list(shape)[:MAX_RANK + 1]} is not a shape", record.start)
+        raise WireFormatError(f"blob shape {list(shape)[: MAX_RANK + 1]} is not a shape", record.start)
     expected = math.prod(shape)  # Python integers: a hostile shape cannot overflow to a small count
     if values.size != expected:
         raise WireFormatError(
@@ -239,8 +242,9 @@ def _packed_values(buffer, part, dtype: str) -> np.ndarray:
     if part.wire_type == LEN:
         length = part.end - part.value_start
         if length % width:
-            raise WireFormatError(f"packed data of {length} bytes is not a whole number of {width}-byte values",
-                                  part.start)
+            raise WireFormatError(
+                f"packed data of {length} bytes is not a whole number of {width}-byte values", part.start
+            )
         return np.frombuffer(buffer, dtype=dtype, count=length // width, offset=part.value_start)
     if part.wire_type == (I32 if width == 4 else I64):
         return np.frombuffer(buffer, dtype=dtype, count=1, offset=part.value_start)
@@ -253,7 +257,8 @@ def _check_blob_counts(path, layers: list[StoredLayer]) -> None:
         if layer.name in seen and layer.blobs and layers[seen[layer.name]].blobs:
             raise CaffemodelError(
                 f"two layers with weights share the name '{layer.name}' (layers {seen[layer.name]} and {index})",
-                path=path, layer=layer.name,
+                path=path,
+                layer=layer.name,
                 hint="weights are matched to the prototxt by layer name; rename one of them",
             )
         seen.setdefault(layer.name, index)
@@ -263,8 +268,14 @@ def _check_blob_counts(path, layers: list[StoredLayer]) -> None:
 # Writing
 
 
-def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequence[np.ndarray]],
-                     outputs: OutputFiles | None = None, *, streaming: bool | None = None) -> WriteReport:
+def write_caffemodel(
+    path: str | os.PathLike,
+    net,
+    weights: Mapping[str, Sequence[np.ndarray]],
+    outputs: OutputFiles | None = None,
+    *,
+    streaming: bool | None = None,
+) -> WriteReport:
     """Write ``net`` (V2 NetParameter; any blobs in it are ignored) with ``weights`` (layer name
     -> arrays) as a binary caffemodel. Arrays must be float32 or float64. The file appears
     atomically: on its own, or when ``outputs`` is committed.
@@ -276,13 +287,19 @@ def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequenc
     layer_names = {layer.name for layer in net.layer}
     unknown = sorted(set(weights) - layer_names)
     if unknown:
-        raise CaffemodelError(f"weights given for layers the net does not have: {', '.join(unknown)}",
-                              path=path, hint="weights are matched to layers by name")
+        raise CaffemodelError(
+            f"weights given for layers the net does not have: {', '.join(unknown)}",
+            path=path,
+            hint="weights are matched to layers by name",
+        )
     if net.layers:
         raise CaffemodelError("cannot write V1 'layers'; upgrade the net first", path=path)
     lazy = getattr(weights, "lazy", False)  # drawn on access (random weights): one layer in memory at a time
-    encoded = _Encoded(path, weights) if lazy else {
-        name: [_encode_blob(path, name, array) for array in arrays] for name, arrays in weights.items()}
+    encoded = (
+        _Encoded(path, weights)
+        if lazy
+        else {name: [_encode_blob(path, name, array) for array in arrays] for name, arrays in weights.items()}
+    )
     reason = None
     if streaming is None:
         reason = None if lazy else in_memory_reason(array for arrays in weights.values() for array in arrays)
@@ -291,11 +308,14 @@ def write_caffemodel(path: str | os.PathLike, net, weights: Mapping[str, Sequenc
         reason = "the in-memory path was asked for"
     report = WriteReport([os.fspath(path)], streaming, reason)
     try:
-        with (outputs.open(path) if outputs is not None else atomic_output(path)) as out:
+        with outputs.open(path) if outputs is not None else atomic_output(path) as out:
             report.stats = (_write_streaming if streaming else _write_in_memory)(out, net, encoded)
     except OSError as err:
-        raise OutputError(f"cannot write '{path}': {err.strerror or err}", path=path,
-                          hint="check the folder's permissions and free space") from err
+        raise OutputError(
+            f"cannot write '{path}': {err.strerror or err}",
+            path=path,
+            hint="check the folder's permissions and free space",
+        ) from err
     return report
 
 
@@ -378,7 +398,9 @@ def _encode_blob(path, layer_name: str, array: np.ndarray) -> list:
     if array.dtype not in _STORABLE_DTYPES:
         raise CaffemodelError(
             f"a blob of layer '{layer_name}' has dtype {array.dtype}; Caffe stores float32 or float64",
-            path=path, layer=layer_name, hint="convert the array explicitly before saving",
+            path=path,
+            layer=layer_name,
+            hint="convert the array explicitly before saving",
         )
     number, wire_dtype = _STORABLE_DTYPES[array.dtype]
     values = np.ascontiguousarray(array, dtype=wire_dtype).reshape(-1)
@@ -395,5 +417,5 @@ def _split_at(serialized: bytes, number: int) -> tuple[bytes, bytes]:
     number is greater than ``number``."""
     for record in iter_fields(serialized):
         if record.number > number:
-            return serialized[:record.start], serialized[record.start:]
+            return serialized[: record.start], serialized[record.start :]
     return serialized, b""

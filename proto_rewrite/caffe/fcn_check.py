@@ -73,8 +73,15 @@ class _Found:
     sizes: set = field(default_factory=set)
 
 
-def check_fcn(net, input_shapes: Mapping[str, tuple[int, ...]], *, input_size: tuple[int, int] | None = None,
-              pooled: bool = False, path=None, lines: Mapping[str, int] | None = None) -> FcnReport:
+def check_fcn(
+    net,
+    input_shapes: Mapping[str, tuple[int, ...]],
+    *,
+    input_size: tuple[int, int] | None = None,
+    pooled: bool = False,
+    path=None,
+    lines: Mapping[str, int] | None = None,
+) -> FcnReport:
     """What ``net`` (a converted V2 net) does at other input sizes. ``input_shapes``: every
     input blob (top of a layer without bottoms) with a known shape, at the planning size.
     ``pooled``: the score maps were pooled back to (N, K) on purpose (``--pool-scores``).
@@ -108,9 +115,12 @@ def check_fcn(net, input_shapes: Mapping[str, tuple[int, ...]], *, input_size: t
                 raise RewriteCheckError(
                     f"the converted net cannot run at --input-size {input_size[0]} {input_size[1]}: "
                     f"{item.blocker.name} ({item.blocker.op}): {item.reason}",
-                    path=path, line=where, layer=item.blocker.name,
+                    path=path,
+                    line=where,
+                    layer=item.blocker.name,
                     hint="convert without --input-size (the plan then lists what keeps the net at its size), "
-                         "or change that layer so that it does not depend on the input size")
+                    "or change that layer so that it does not depend on the input size",
+                )
     if input_size is not None and report.score_maps:
         at = "; ".join(f"{m.output} {'x'.join(map(str, m.size_at(*input_size)))}" for m in report.score_maps)
         report.note = "; ".join(n for n in (f"score maps at --input-size {_hw(input_size)}: {at}", report.note) if n)
@@ -119,6 +129,7 @@ def check_fcn(net, input_shapes: Mapping[str, tuple[int, ...]], *, input_size: t
 
 # ---------------------------------------------------------------------------------------------
 # Geometry
+
 
 def _walk_geometry(net, planning: NetShapes, images, path, lines) -> dict[str, _Fixed | _Map]:
     geometry: dict[str, _Fixed | _Map] = {}
@@ -142,7 +153,12 @@ def _layer_geometry(layer, maps: list[_Map], bottom_shapes, path, lines) -> _Fix
     first = maps[0]
     kind = layer.type
     after = f"after {layer.name} ({kind})"
-    if kind == "Pooling" and layer.pooling_param.global_pooling or kind == "SPP" and layer.spp_param.pyramid_height == 1:
+    if (
+        kind == "Pooling"
+        and layer.pooling_param.global_pooling
+        or kind == "SPP"
+        and layer.spp_param.pyramid_height == 1
+    ):
         return _Fixed(f"{layer.name} pools the whole map{_stride_text(first)}")
     if kind in ("Convolution", "Pooling"):
         shape = bottom_shapes[0] if bottom_shapes else None
@@ -155,8 +171,12 @@ def _layer_geometry(layer, maps: list[_Map], bottom_shapes, path, lines) -> _Fix
         for axis, window in zip(first.axes, windows):
             composed = _compose(axis, window)
             if composed is None:
-                return _Map(first.input, None, f"{layer.name} ({kind}) pads more than its window needs: "
-                                                f"its output size is no (S - m) // stride + 1 of the input's")
+                return _Map(
+                    first.input,
+                    None,
+                    f"{layer.name} ({kind}) pads more than its window needs: "
+                    f"its output size is no (S - m) // stride + 1 of the input's",
+                )
             axes.append(composed)
         return _Map(first.input, tuple(axes))
     if kind in ("Softmax", "ArgMax", "Concat", "Slice"):
@@ -180,8 +200,11 @@ def _compose(axis: AxisGeometry, window) -> AxisGeometry | None:
     if c >= 0:
         return None
     t = axis.stride
-    return AxisGeometry(stride=window.stride * t, min_size=axis.min_size - (1 + c) * t,
-                        receptive_field=axis.receptive_field + (window.extent - 1) * t)
+    return AxisGeometry(
+        stride=window.stride * t,
+        min_size=axis.min_size - (1 + c) * t,
+        receptive_field=axis.receptive_field + (window.extent - 1) * t,
+    )
 
 
 def _merge(maps: list[_Map], after: str) -> _Map:
@@ -193,8 +216,10 @@ def _merge(maps: list[_Map], after: str) -> _Map:
         return _Map(first.input, None, unknown.why if unknown else after)
     if any((a.stride, a.min_size) != (b.stride, b.min_size) for m in maps for a, b in zip(m.axes, first.axes)):
         return _Map(first.input, None, after)
-    axes = tuple(AxisGeometry(axis.stride, axis.min_size, max(m.axes[i].receptive_field for m in maps))
-                 for i, axis in enumerate(first.axes))
+    axes = tuple(
+        AxisGeometry(axis.stride, axis.min_size, max(m.axes[i].receptive_field for m in maps))
+        for i, axis in enumerate(first.axes)
+    )
     return _Map(first.input, axes)
 
 
@@ -243,6 +268,7 @@ def _stride_text(value: _Map) -> str:
 # ---------------------------------------------------------------------------------------------
 # Sizes
 
+
 def _checked_sizes(net, geometry, images, input_size) -> list[SIZE]:
     """The planning size (H, W of the first image input) and the larger sizes to infer at."""
     first = next(iter(images.values()))
@@ -252,8 +278,9 @@ def _checked_sizes(net, geometry, images, input_size) -> list[SIZE]:
     step_w = max((axes[1].stride for axes in strides), default=1)
     base = planning if input_size is None else tuple(input_size)
     sizes = [planning]
-    candidates = ([base] if input_size is not None else []) + [(base[0] + k * step_h, base[1] + k * step_w)
-                                                               for k in (1, 2)]
+    candidates = ([base] if input_size is not None else []) + [
+        (base[0] + k * step_h, base[1] + k * step_w) for k in (1, 2)
+    ]
     for size in candidates:
         if size not in sizes and len(sizes) < 3:
             sizes.append(size)
@@ -273,10 +300,11 @@ def _hw(size: SIZE) -> str:
 # ---------------------------------------------------------------------------------------------
 # Blockers
 
+
 def _add(found: dict[str, _Found], name, op, why, size) -> None:
     """Blocker ``name``, seen at ``size`` (H, W; None on an axis not concerned) because ``why``."""
     name = name or "?"
-    why = why[len(op) + 2:] if why.startswith(f"{op}: ") else why  # shapes.py's messages start with the type
+    why = why[len(op) + 2 :] if why.startswith(f"{op}: ") else why  # shapes.py's messages start with the type
     if name not in found:
         where = "" if size is None or None in size else f"at input {_hw(size)}: "
         found[name] = _Found(Blocker(name, op, where + why), why)
@@ -333,8 +361,10 @@ def _blocked_why(layer, bottoms_before, bottoms_after, tops_before, tops_after, 
     expected_after = expected_blobs(layer, bottoms_after) or []
     for index, (was, now) in enumerate(zip(expected_before, expected_after)):
         if was is not None and now is not None and tuple(was) != tuple(now):
-            return (f"its weights are shaped for the planning size: blob {index} would have to be "
-                    f"{dims_text(now)}, it is {dims_text(was)}")
+            return (
+                f"its weights are shaped for the planning size: blob {index} would have to be "
+                f"{dims_text(now)}, it is {dims_text(was)}"
+            )
     bottoms_vary = any(tuple(a) != tuple(b) for a, b in zip(bottoms_before, bottoms_after))
     if not bottoms_vary:
         return None
@@ -343,8 +373,10 @@ def _blocked_why(layer, bottoms_before, bottoms_after, tops_before, tops_after, 
             continue
         if not _same_map(was, now):
             if layer.type in ("Flatten", "Reshape"):
-                return (f"it flattens (reshapes) a map whose size changes with the input: its output '{top}' is "
-                        f"{dims_text(now)} there, {dims_text(was)} at the planning size, not a map of cells")
+                return (
+                    f"it flattens (reshapes) a map whose size changes with the input: its output '{top}' is "
+                    f"{dims_text(now)} there, {dims_text(was)} at the planning size, not a map of cells"
+                )
             return f"its output '{top}' is {dims_text(now)} there, {dims_text(was)} at the planning size, not a map of cells"
         if tuple(was) == tuple(now) and len(now) != 4 and not isinstance(geometry.get(top), _Fixed):
             return f"it reduces a map whose size changes with the input to a fixed {dims_text(now)}"
@@ -404,9 +436,12 @@ def _operands_disagree(layer, maps, planning) -> tuple[str | None, SIZE | None]:
             for size in _search(a, b, planning[index]):
                 if a.cells(size) != b.cells(size):
                     axis = "height" if index == 0 else "width"
-                    return (f"its inputs follow the input size differently (stride {a.stride}, smallest "
-                            f"{a.min_size} against stride {b.stride}, smallest {b.min_size}): at input {axis} "
-                            f"{size} they are {a.cells(size)} and {b.cells(size)} long", _one_axis(index, size))
+                    return (
+                        f"its inputs follow the input size differently (stride {a.stride}, smallest "
+                        f"{a.min_size} against stride {b.stride}, smallest {b.min_size}): at input {axis} "
+                        f"{size} they are {a.cells(size)} and {b.cells(size)} long",
+                        _one_axis(index, size),
+                    )
     return None, None
 
 
@@ -426,9 +461,12 @@ def _crop_fails(layer, maps, planning) -> tuple[str | None, SIZE | None]:
         for size in _search(a, b, planning[index]):
             if a.cells(size) - offset < b.cells(size):
                 axis = "height" if index == 0 else "width"
-                return (f"at input {axis} {size} it cannot crop {b.cells(size)} from {a.cells(size)} at offset "
-                        f"{offset}: its inputs follow the input size differently (stride {a.stride}, smallest "
-                        f"{a.min_size} against stride {b.stride}, smallest {b.min_size})", _one_axis(index, size))
+                return (
+                    f"at input {axis} {size} it cannot crop {b.cells(size)} from {a.cells(size)} at offset "
+                    f"{offset}: its inputs follow the input size differently (stride {a.stride}, smallest "
+                    f"{a.min_size} against stride {b.stride}, smallest {b.min_size})",
+                    _one_axis(index, size),
+                )
     return None, None
 
 
@@ -448,6 +486,7 @@ def _fails_at(layer, maps, size: SIZE) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # The report
+
 
 def _report(net, planning, all_shapes, geometry, images, sizes, found, pooled) -> FcnReport:
     outputs = _net_outputs(net)
@@ -470,8 +509,10 @@ def _report(net, planning, all_shapes, geometry, images, sizes, found, pooled) -
             continue
         if not isinstance(value, _Map) or value.axes is None:
             why = value.why if isinstance(value, _Map) and value.why else "its layers have no size rule here"
-            notes.append(f"{blob} is a map whose size is not computed ({why}); inferred: "
-                         + ", ".join(f"{_hw(size)} -> {dims_text(shape)}" for size, shape in shapes.items()))
+            notes.append(
+                f"{blob} is a map whose size is not computed ({why}); inferred: "
+                + ", ".join(f"{_hw(size)} -> {dims_text(shape)}" for size, shape in shapes.items())
+            )
             continue
         mismatch = _confirm(value, shapes, images, sizes)
         if mismatch:
@@ -481,15 +522,21 @@ def _report(net, planning, all_shapes, geometry, images, sizes, found, pooled) -
     for blob, shape, why in fixed:
         because = f" ({why})" if why else ""
         if pooled:
-            notes.append(f"{blob} is {dims_text(shape)} at every checked size{because}: --pool-scores gives (N, K) back")
+            notes.append(
+                f"{blob} is {dims_text(shape)} at every checked size{because}: --pool-scores gives (N, K) back"
+            )
         else:
-            notes.append(f"fcn mode gains nothing for {blob}: it stays {dims_text(shape)} at every checked "
-                         f"size{because}")
+            notes.append(
+                f"fcn mode gains nothing for {blob}: it stays {dims_text(shape)} at every checked size{because}"
+            )
     proof = PROOF
     if unknown:
         proof = None
-        notes.insert(0, f"the shapes of {', '.join(dict.fromkeys(unknown))} are unknown at some checked size, "
-                        "so nothing is shown about other input sizes")
+        notes.insert(
+            0,
+            f"the shapes of {', '.join(dict.fromkeys(unknown))} are unknown at some checked size, "
+            "so nothing is shown about other input sizes",
+        )
     blockers = [item.blocker for item in found.values()]
     fully = proof is not None and not blockers
     if blockers:
@@ -504,8 +551,10 @@ def _confirm(value: _Map, shapes, images, sizes) -> str | None:
         h, w = _at(source, size, images, sizes[0])[2:]
         predicted = (value.axes[0].cells(h), value.axes[1].cells(w))
         if len(shape) != 4 or tuple(shape[2:]) != predicted:
-            return (f"the layer geometry predicts {predicted[0]} x {predicted[1]} at input {h} x {w}, "
-                    f"shape inference gives {dims_text(shape)}")
+            return (
+                f"the layer geometry predicts {predicted[0]} x {predicted[1]} at input {h} x {w}, "
+                f"shape inference gives {dims_text(shape)}"
+            )
     return None
 
 
@@ -528,4 +577,3 @@ def _net_outputs(net) -> list[str]:
             if top not in consumed and top not in outputs:
                 outputs.append(top)
     return outputs
-

@@ -48,8 +48,9 @@ HE_TYPES = frozenset({"Convolution", "Deconvolution", "InnerProduct"})
 _CHUNK = 1 << 22
 
 
-def random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None,
-                   lines: dict[str, int] | None = None) -> dict[str, list[np.ndarray]]:
+def random_weights(
+    net, shapes: NetShapes, seed: int = 0, *, path=None, lines: dict[str, int] | None = None
+) -> dict[str, list[np.ndarray]]:
     """Random float32 blobs for every layer of ``net`` with learnable blobs. Layers whose blobs
     this tool does not know (``unknown_blob_layers``) get none. Every blob's shape is checked
     against the tensor limit and their sum against the random-weight limit
@@ -57,15 +58,17 @@ def random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None,
     return dict(iter_random_weights(net, shapes, seed, path=path, lines=lines))
 
 
-def lazy_random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None,
-                        lines: dict[str, int] | None = None) -> "LazyRandomWeights":
+def lazy_random_weights(
+    net, shapes: NetShapes, seed: int = 0, *, path=None, lines: dict[str, int] | None = None
+) -> LazyRandomWeights:
     """The same weights as :func:`random_weights`, drawn when each layer's are asked for (in net
     order: one layer in memory at a time), after the same limit checks."""
     return LazyRandomWeights(net, shapes, seed, path, lines or {})
 
 
-def random_weight_shapes(net, shapes: NetShapes, *, path=None,
-                         lines: dict[str, int] | None = None) -> dict[str, list[tuple[int, ...]]]:
+def random_weight_shapes(
+    net, shapes: NetShapes, *, path=None, lines: dict[str, int] | None = None
+) -> dict[str, list[tuple[int, ...]]]:
     """Layer name -> the shapes of its random blobs, checked against the limits (nothing drawn)."""
     from proto_rewrite.limits import check_random_total, check_tensor_size
 
@@ -79,8 +82,14 @@ def random_weight_shapes(net, shapes: NetShapes, *, path=None,
         _check_known(layer, expected, path, lines)
         found[layer.name] = [tuple(int(d) for d in shape) for shape in expected]
         for index, shape in enumerate(found[layer.name]):
-            check_tensor_size(shape, 4, f"random blob {index} of layer '{layer.name}'", path=path,
-                              line=lines.get(layer.name), layer=layer.name)
+            check_tensor_size(
+                shape,
+                4,
+                f"random blob {index} of layer '{layer.name}'",
+                path=path,
+                line=lines.get(layer.name),
+                layer=layer.name,
+            )
             total += math.prod(shape) * 4
     if found:
         largest = max(found, key=lambda name: sum(math.prod(shape) for shape in found[name]))
@@ -102,7 +111,7 @@ def iter_random_weights(net, shapes: NetShapes, seed: int = 0, *, path=None, lin
         expected = expected_blobs(layer, shapes.bottoms.get(layer.name))
         if expected:
             if layer.name in logits and layer.type in HE_TYPES:
-                gain = LOGIT_RMS ** 2 / power_of_two(inputs[0].square)
+                gain = LOGIT_RMS**2 / power_of_two(inputs[0].square)
             maker = _MAKERS.get(layer.type, _small)
             arrays = maker(rng, layer, [tuple(s) for s in expected], inputs, gain)
         estimate = _moments(layer, inputs, shapes.bottoms.get(layer.name), gain)
@@ -154,8 +163,11 @@ def _check_known(layer, expected, path, lines) -> None:
             raise NetStructureError(
                 f"cannot make weights for this {layer.type} layer: the shape of its blob {index} "
                 f"{format_shape(shape)} depends on an input shape that is not known",
-                path=path, line=lines.get(layer.name), layer=layer.name,
-                hint="give the net's input shapes with --input-shape NAME:D0,D1,...")
+                path=path,
+                line=lines.get(layer.name),
+                layer=layer.name,
+                hint="give the net's input shapes with --input-shape NAME:D0,D1,...",
+            )
 
 
 def unknown_blob_layers(net) -> list[str]:
@@ -192,6 +204,7 @@ def logit_layers(net) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 # Drawing
 
+
 def _uniform(rng, shape, low: float, high: float) -> np.ndarray:
     """float32 values uniform in [low, high): 24-bit integers from the legacy stream (one 32-bit
     draw each, so drawing in chunks gives the same values as one draw), mapped exactly."""
@@ -200,7 +213,7 @@ def _uniform(rng, shape, low: float, high: float) -> np.ndarray:
     step = np.float32((high - low) / (1 << 24))
     offset = np.float32(low + (high - low) / (1 << 25))  # the middle of each step
     for start in range(0, flat.size, _CHUNK):
-        part = flat[start:start + _CHUNK]
+        part = flat[start : start + _CHUNK]
         part[:] = rng.randint(0, 1 << 24, size=part.size, dtype=np.uint32)
         part *= step
         part += offset
@@ -214,6 +227,7 @@ def _with_std(rng, shape, std: float, mean: float = 0.0) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # One maker per layer type: (rng, layer, blob shapes, input mean squares, gain) -> arrays
+
 
 def _he_layer(rng, layer, shapes, fan_in: float, gain: float):
     weight = _with_std(rng, shapes[0], math.sqrt(gain / max(fan_in, 1.0)))
@@ -246,8 +260,11 @@ def _inner_product(rng, layer, shapes, inputs, gain):
 def _batch_norm(rng, layer, shapes, inputs, gain):
     mean_shape, var_shape, factor_shape = shapes
     scale = power_of_two(inputs[0].square)
-    return [_with_std(rng, mean_shape, 0.1 * math.sqrt(scale)), _uniform(rng, var_shape, 0.5 * scale, 1.5 * scale),
-            np.ones(factor_shape, dtype=np.float32)]
+    return [
+        _with_std(rng, mean_shape, 0.1 * math.sqrt(scale)),
+        _uniform(rng, var_shape, 0.5 * scale, 1.5 * scale),
+        np.ones(factor_shape, dtype=np.float32),
+    ]
 
 
 def _scale(rng, layer, shapes, inputs, gain):
@@ -289,6 +306,7 @@ _MAKERS = {
 # How the values' mean and mean square change through a layer: an estimate for N(0, 1) inputs,
 # modelling each blob's values as one normal distribution. It only steers the scales above.
 
+
 @dataclass(frozen=True)
 class Moments:
     mean: float = 0.0
@@ -296,7 +314,7 @@ class Moments:
 
     @property
     def var(self) -> float:
-        return max(self.square - self.mean ** 2, 1e-12)
+        return max(self.square - self.mean**2, 1e-12)
 
 
 def _moments(layer, inputs: list[Moments], bottom_shapes, gain: float) -> Moments:
@@ -318,8 +336,10 @@ def _moments(layer, inputs: list[Moments], bottom_shapes, gain: float) -> Moment
     if kind == "Concat" and bottom_shapes and all(s is not None for s in bottom_shapes):
         sizes = [math.prod(s) for s in bottom_shapes]
         total = max(sum(sizes), 1)
-        return Moments(sum(m.mean * n for m, n in zip(inputs, sizes)) / total,
-                       sum(m.square * n for m, n in zip(inputs, sizes)) / total)
+        return Moments(
+            sum(m.mean * n for m, n in zip(inputs, sizes)) / total,
+            sum(m.square * n for m, n in zip(inputs, sizes)) / total,
+        )
     if kind == "Normalize" and bottom_shapes and bottom_shapes[0] is not None:
         shape = bottom_shapes[0]
         count = math.prod(shape[1:]) if layer.norm_param.across_spatial else (shape[1] if len(shape) > 1 else 1)

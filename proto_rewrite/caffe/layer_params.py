@@ -47,6 +47,7 @@ def enum_name(message, field_name: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Convolution and Deconvolution
 
+
 @dataclass(frozen=True)
 class ConvParams:
     """A ``convolution_param``: ``channel_axis`` is canonical (>= 0) when the input's rank was
@@ -75,8 +76,15 @@ def spatial_axes(param, rank: int | None) -> int:
     return max(rank - axis - 1, 0)
 
 
-def per_axis(param, name: str, h_name: str | None, w_name: str | None, default: int | None, count: int,
-             error: ErrorFactory | None = None) -> tuple[int, ...]:
+def per_axis(
+    param,
+    name: str,
+    h_name: str | None,
+    w_name: str | None,
+    default: int | None,
+    count: int,
+    error: ErrorFactory | None = None,
+) -> tuple[int, ...]:
     """A repeated convolution setting (kernel_size, stride, pad, dilation) or its _h/_w form, one
     value per spatial axis, as base_conv_layer.cpp reads it."""
     if h_name and (param.HasField(h_name) or param.HasField(w_name)):
@@ -120,6 +128,7 @@ def conv_params(param, rank: int | None = None, *, error: ErrorFactory | None = 
 # ---------------------------------------------------------------------------------------------
 # Pooling
 
+
 @dataclass(frozen=True)
 class PoolParams:
     """A ``pooling_param``: ``method`` is the enum name (MAX, AVE, STOCHASTIC); ``kernel`` is None
@@ -162,13 +171,15 @@ def pool_params(param, *, error: ErrorFactory | None = None) -> PoolParams:
     """The geometry of a ``pooling_param``. Checked: a global pooling sets no kernel; every
     setting is given in one form; round_mode and ceil_mode agree."""
     if param.global_pooling:
-        if error is not None and (param.HasField("kernel_size") or param.HasField("kernel_h")
-                                  or param.HasField("kernel_w")):
+        if error is not None and (
+            param.HasField("kernel_size") or param.HasField("kernel_h") or param.HasField("kernel_w")
+        ):
             raise error("global_pooling takes the kernel size from the input; do not set kernel_size")
         kernel = None
     else:
         kernel = pool_setting(param, "kernel", None, error)
     stride = pool_setting(param, "stride", 1, error)
     pad = pool_setting(param, "pad", 0, error)
-    return PoolParams(enum_name(param, "pool"), bool(param.global_pooling), kernel, stride, pad,
-                      pool_rounds_up(param, error))
+    return PoolParams(
+        enum_name(param, "pool"), bool(param.global_pooling), kernel, stride, pad, pool_rounds_up(param, error)
+    )

@@ -62,8 +62,14 @@ def default_weights_path(prototxt: str | os.PathLike) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = AUTO, *,
-               phase: str = "TEST", strict: bool = False, input_shapes=None) -> CaffeModel:
+def load_caffe(
+    prototxt: str | os.PathLike,
+    weights: str | os.PathLike | None = AUTO,
+    *,
+    phase: str = "TEST",
+    strict: bool = False,
+    input_shapes=None,
+) -> CaffeModel:
     """Load a prototxt of any generation (upgraded to V2 in memory) and, optionally, weights.
 
     ``weights``: a caffemodel path, None for none, or ``AUTO`` for the same-stem rule.
@@ -75,8 +81,11 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
         raise UsageError(f"unknown phase '{phase}'", hint=f"use one of {', '.join(PHASES)}")
     path = os.fspath(prototxt)
     if str(path).endswith(".caffemodel"):
-        raise InputFileError("a .caffemodel was given as the model", path=path,
-                             hint="pass the .prototxt as the model and the .caffemodel with --weights")
+        raise InputFileError(
+            "a .caffemodel was given as the model",
+            path=path,
+            hint="pass the .prototxt as the model and the .caffemodel with --weights",
+        )
     text = read_prototxt(path)  # a pipe, a device or an oversized file is refused first
     raw = parse_net_text(text, path)
     lines = _layer_lines(raw, text)
@@ -89,8 +98,14 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
         raise
     excluded = filter_layers(raw, phase, path=path)
     check_structure(raw, path, lines)
-    model = CaffeModel(raw, prototxt_path=path, source_format=source_format, upgrades=upgrades,
-                       excluded_layers=excluded, layer_lines=lines)
+    model = CaffeModel(
+        raw,
+        prototxt_path=path,
+        source_format=source_format,
+        upgrades=upgrades,
+        excluded_layers=excluded,
+        layer_lines=lines,
+    )
     type_notes = _check_layer_types(model, strict)
     model.shapes = infer_shapes(raw, input_shapes, path=path, lines=lines)
     warned = {note.location.layer for note in type_notes}
@@ -98,8 +113,9 @@ def load_caffe(prototxt: str | os.PathLike, weights: str | os.PathLike | None = 
     weights_path = default_weights_path(path) if weights == AUTO else weights
     if weights_path is not None:
         stored = read_caffemodel(weights_path)
-        model.weights, notes = attach_weights(raw, stored, prototxt_path=path, lines=lines,
-                                              bottom_shapes=model.shapes.bottoms)
+        model.weights, notes = attach_weights(
+            raw, stored, prototxt_path=path, lines=lines, bottom_shapes=model.shapes.bottoms
+        )
         model.weights_path = os.fspath(weights_path)
         model.diagnostics.extend(notes)
     return model
@@ -116,16 +132,32 @@ def _check_layer_types(model: CaffeModel, strict: bool) -> list[Diagnostic]:
     for layer in model.net.layer:
         line = model.layer_lines.get(layer.name)
         if layer.type == "Python":
-            notes.append(Diagnostic(
-                "warning", "Python layer: proto-rewrite never imports its module; its output shapes, and the ones computed from them, are unknown",
-                _loc(model, layer.name, line)))
+            notes.append(
+                Diagnostic(
+                    "warning",
+                    "Python layer: proto-rewrite never imports its module; its output shapes, and the ones computed from them, are unknown",
+                    _loc(model, layer.name, line),
+                )
+            )
         elif layer.type not in KNOWN_LAYER_TYPES:
             hint = _type_hint(layer.type)
             if strict:
-                raise UnknownLayerTypeError(f"unknown layer type '{layer.type}'", path=model.prototxt_path,
-                                            line=line, layer=layer.name, hint=hint)
-            notes.append(Diagnostic("warning", f"unknown layer type '{layer.type}': its output shapes, and the ones "
-                                    "computed from them, are unknown", _loc(model, layer.name, line), hint))
+                raise UnknownLayerTypeError(
+                    f"unknown layer type '{layer.type}'",
+                    path=model.prototxt_path,
+                    line=line,
+                    layer=layer.name,
+                    hint=hint,
+                )
+            notes.append(
+                Diagnostic(
+                    "warning",
+                    f"unknown layer type '{layer.type}': its output shapes, and the ones "
+                    "computed from them, are unknown",
+                    _loc(model, layer.name, line),
+                    hint,
+                )
+            )
     return notes
 
 
@@ -138,12 +170,19 @@ def _type_hint(type_name: str) -> str:
     by_case = [known for known in KNOWN_LAYER_TYPES if known.lower() == type_name.lower()]
     if by_case or close:
         return f"did you mean '{(by_case or close)[0]}'? Layer types are case-sensitive"
-    return ("neither BVLC Caffe nor the forks proto-rewrite knows define it (see schemas/README.md); "
-            "proto-rewrite keeps it as it is, but cannot compute what it does")
+    return (
+        "neither BVLC Caffe nor the forks proto-rewrite knows define it (see schemas/README.md); "
+        "proto-rewrite keeps it as it is, but cannot compute what it does"
+    )
 
 
-def save_caffe(model: CaffeModel, prototxt_out: str | os.PathLike,
-               weights_out: str | os.PathLike | None = None, *, streaming: bool | None = None) -> WriteReport | None:
+def save_caffe(
+    model: CaffeModel,
+    prototxt_out: str | os.PathLike,
+    weights_out: str | os.PathLike | None = None,
+    *,
+    streaming: bool | None = None,
+) -> WriteReport | None:
     """Write the V2 prototxt and, when ``weights_out`` is given, the caffemodel; both or neither.
 
     The caffemodel is written streaming (weights that are views of the input caffemodel are

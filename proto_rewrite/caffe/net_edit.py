@@ -72,7 +72,7 @@ def net_up_to(net, name: str):
     """A copy of ``net`` with the layers up to and including ``name``."""
     index, _ = find(net, name)
     head = schema.NetParameter()
-    head.layer.extend(net.layer[:index + 1])
+    head.layer.extend(net.layer[: index + 1])
     return head
 
 

@@ -51,9 +51,12 @@ def filter_layers(net, phase: str = "TEST", stages: tuple[str, ...] = (), *, pat
         other = next(p for p in PHASES if p != phase)
         raise NetStructureError(
             f"every layer of the net ({len(dropped)}) is excluded in phase {phase} by its include/exclude rules: "
-            "nothing would be left", path=path, layer=dropped[0],
+            "nothing would be left",
+            path=path,
+            layer=dropped[0],
             hint=f"read it in the other phase with --phase {other}, or check the layers' include {{ phase: ... }} "
-                 "rules")
+            "rules",
+        )
     if dropped:
         copies = []
         for layer in kept:

@@ -56,9 +56,7 @@ from proto_rewrite.rewrite_plan import (
 
 # Layers that compute element by element, whatever the blob's shape: they may sit between a
 # Flatten and an FC (in place) and keep working on the 4-D map once the Flatten is gone.
-ELEMENTWISE = frozenset(
-    "ReLU Dropout Sigmoid TanH AbsVal Power Exp Log BNLL ELU Threshold Clip Swish ReLU6".split()
-)
+ELEMENTWISE = frozenset("ReLU Dropout Sigmoid TanH AbsVal Power Exp Log BNLL ELU Threshold Clip Swish ReLU6".split())
 FLATTENING = frozenset(("Flatten", "Reshape"))
 
 
@@ -72,21 +70,28 @@ class CaffeRewriteOptions:
     pool_scores: str | None = None  # plan.POOL_SCORES: pool each score map back to (N, K)
 
     def to_dict(self) -> dict:
-        return {"selection": self.selection.to_dict(), "rename_suffix": self.rename_suffix,
-                "input_size": None if self.input_size is None else list(self.input_size),
-                "input_shapes": None if self.input_shapes is None else
-                {name: list(shape) for name, shape in self.input_shapes.items()},
-                "pool_scores": self.pool_scores}
+        return {
+            "selection": self.selection.to_dict(),
+            "rename_suffix": self.rename_suffix,
+            "input_size": None if self.input_size is None else list(self.input_size),
+            "input_shapes": None
+            if self.input_shapes is None
+            else {name: list(shape) for name, shape in self.input_shapes.items()},
+            "pool_scores": self.pool_scores,
+        }
 
     @classmethod
     def from_plan(cls, plan: RewritePlan, selection: Selection | None = None) -> CaffeRewriteOptions:
         data = plan.options
         shapes = data.get("input_shapes")
-        return cls(mode=plan.mode, selection=selection or Selection.from_dict(data.get("selection")),
-                   rename_suffix=data.get("rename_suffix"),
-                   input_size=None if data.get("input_size") is None else tuple(data["input_size"]),
-                   input_shapes=None if shapes is None else {k: tuple(v) for k, v in shapes.items()},
-                   pool_scores=data.get("pool_scores"))
+        return cls(
+            mode=plan.mode,
+            selection=selection or Selection.from_dict(data.get("selection")),
+            rename_suffix=data.get("rename_suffix"),
+            input_size=None if data.get("input_size") is None else tuple(data["input_size"]),
+            input_shapes=None if shapes is None else {k: tuple(v) for k, v in shapes.items()},
+            pool_scores=data.get("pool_scores"),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,21 +109,30 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
     where = {"path": model.prototxt_path, "lines": model.layer_lines}
     shapes = infer_shapes(work, options.input_shapes, **where)
     original_outputs = {blob: shapes.blobs[blob] for blob in net_outputs(work)}
-    plan = RewritePlan("caffe", model.prototxt_path or "", options.mode,
-                       input_shapes={top: shape for top, shape in source_shapes(work, shapes).items()
-                                     if top in input_blobs(work)})
+    plan = RewritePlan(
+        "caffe",
+        model.prototxt_path or "",
+        options.mode,
+        input_shapes={top: shape for top, shape in source_shapes(work, shapes).items() if top in input_blobs(work)},
+    )
     fc_names = [layer.name for layer in work.layer if layer.type == "InnerProduct"]
     options.selection.check_names(fc_names)
     for name in fc_names:
         # Shapes up to this FC only: what follows it may not fit until all rewrites are done.
-        decision = _decide(work, name, infer_shapes(net_up_to(work, name), options.input_shapes, **where),
-                           model, options)
+        decision = _decide(
+            work, name, infer_shapes(net_up_to(work, name), options.input_shapes, **where), model, options
+        )
         if isinstance(decision, Skip):
             if options.selection.is_explicit(name):
                 raise RewriteRefused(
-                    f"cannot rewrite: {REASON_TEXT[decision.reason]}" + (f" ({decision.detail})" if decision.detail else ""),
-                    reason=decision.reason.value, path=model.prototxt_path, line=model.layer_lines.get(name), layer=name,
-                    hint="leave it out of --only, or fix what the reason names")
+                    f"cannot rewrite: {REASON_TEXT[decision.reason]}"
+                    + (f" ({decision.detail})" if decision.detail else ""),
+                    reason=decision.reason.value,
+                    path=model.prototxt_path,
+                    line=model.layer_lines.get(name),
+                    layer=name,
+                    hint="leave it out of --only, or fix what the reason names",
+                )
             plan.skips.append(decision)
             continue
         rewrite, edits = decision
@@ -145,8 +159,14 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
     planning = {top: tuple(shape) for top, shape in source_shapes(work, shapes).items() if shape is not None}
     _check_result(work, model, options, original_outputs, plan, planning)
     if options.mode == FCN and (plan.rewrites or options.input_size):
-        plan.fcn = check_fcn(work, planning, input_size=options.input_size, pooled=bool(options.pool_scores),
-                             path=model.prototxt_path, lines=model.layer_lines)
+        plan.fcn = check_fcn(
+            work,
+            planning,
+            input_size=options.input_size,
+            pooled=bool(options.pool_scores),
+            path=model.prototxt_path,
+            lines=model.layer_lines,
+        )
     plan.options = options.to_dict()
     plan.fingerprint = caffe_fingerprint(model)
     return plan
@@ -174,11 +194,17 @@ def _decide(net, name, shapes, model, options) -> tuple[FcRewrite, list[GraphEdi
             edits.append(folded)
             source, bottom_shape = folded.inputs[0], shapes.bottoms[folded.name][0]
         else:
-            reshape = GraphEdit("insert", f"{name}_reshape", "Reshape",
-                                "makes the (N, K) input (N, K, 1, 1) for a 1 x 1 convolution",
-                                inputs=(source,), outputs=(f"{name}_input_4d",),
-                                after=net.layer[index - 1].name if index else None,
-                                shape=(0, -1, 1, 1), serves=name)
+            reshape = GraphEdit(
+                "insert",
+                f"{name}_reshape",
+                "Reshape",
+                "makes the (N, K) input (N, K, 1, 1) for a 1 x 1 convolution",
+                inputs=(source,),
+                outputs=(f"{name}_input_4d",),
+                after=net.layer[index - 1].name if index else None,
+                shape=(0, -1, 1, 1),
+                serves=name,
+            )
             edits.append(reshape)
             source, bottom_shape = reshape.outputs[0], (*bottom_shape, 1, 1)
     if len(bottom_shape) != 4:
@@ -188,17 +214,31 @@ def _decide(net, name, shapes, model, options) -> tuple[FcRewrite, list[GraphEdi
     arrays = model.weights.get(name)
     if arrays:
         try:
-            kernel = fc_weight_to_kernel(arrays[0], param.num_output, channels, height, width,
-                                         transposed=param.transpose)
+            kernel = fc_weight_to_kernel(
+                arrays[0], param.num_output, channels, height, width, transposed=param.transpose
+            )
         except WeightShapeError as err:
             return Skip(name, "InnerProduct", Reason.ELEMENT_COUNT_MISMATCH, err.message)
-        weight_changes.append(WeightChange(f"{name} blob 0", tuple(arrays[0].shape), tuple(kernel.weight.shape),
-                                           kernel.transform))
-        weight_changes += [WeightChange(f"{name} blob {i}", tuple(a.shape), tuple(a.shape), "unchanged")
-                           for i, a in enumerate(arrays[1:], start=1)]
+        weight_changes.append(
+            WeightChange(f"{name} blob 0", tuple(arrays[0].shape), tuple(kernel.weight.shape), kernel.transform)
+        )
+        weight_changes += [
+            WeightChange(f"{name} blob {i}", tuple(a.shape), tuple(a.shape), "unchanged")
+            for i, a in enumerate(arrays[1:], start=1)
+        ]
     new_name = name + (options.rename_suffix or "")
-    rewrite = FcRewrite(name, new_name, "InnerProduct", "Convolution", source, tuple(bottom_shape),
-                        (height, width), channels, param.num_output, tuple(weight_changes))
+    rewrite = FcRewrite(
+        name,
+        new_name,
+        "InnerProduct",
+        "Convolution",
+        source,
+        tuple(bottom_shape),
+        (height, width),
+        channels,
+        param.num_output,
+        tuple(weight_changes),
+    )
     return rewrite, edits
 
 
@@ -224,24 +264,39 @@ def _fold_flatten(net, fc_index, blob, shapes, options) -> GraphEdit | None:
         return None
     source = flatten.bottom[0]
     source_shape, flat_shape = shapes.bottoms[flatten.name][0], shapes.tops[flatten.name][0]
-    if (source_shape is None or flat_shape is None or len(source_shape) != 4
-            or tuple(flat_shape) != (source_shape[0], math.prod(source_shape[1:]))):
+    if (
+        source_shape is None
+        or flat_shape is None
+        or len(source_shape) != 4
+        or tuple(flat_shape) != (source_shape[0], math.prod(source_shape[1:]))
+    ):
         return None
     in_place = False
-    for later in net.layer[producer_index + 1:]:
+    for later in net.layer[producer_index + 1 :]:
         if blob not in later.bottom and blob not in later.top:
             continue
-        if (later.type == "InnerProduct" and options.selection.selects(later.name)
-                and later.inner_product_param.axis == 1 and blob not in later.top):
+        if (
+            later.type == "InnerProduct"
+            and options.selection.selects(later.name)
+            and later.inner_product_param.axis == 1
+            and blob not in later.top
+        ):
             continue
         if later.type in ELEMENTWISE and list(later.bottom) == [blob] and list(later.top) == [blob]:
             in_place = True
             continue
         return None
-    if in_place and any(source in later.bottom for later in net.layer[producer_index + 1:]):
+    if in_place and any(source in later.bottom for later in net.layer[producer_index + 1 :]):
         return None  # the in-place layers would then modify a blob that other layers read
-    return GraphEdit("remove", flatten.name, flatten.type, "folded into the convolution kernel",
-                     inputs=(source,), outputs=(blob,), serves=net.layer[fc_index].name)
+    return GraphEdit(
+        "remove",
+        flatten.name,
+        flatten.type,
+        "folded into the convolution kernel",
+        inputs=(source,),
+        outputs=(blob,),
+        serves=net.layer[fc_index].name,
+    )
 
 
 def _output_edits(net, rewrite: FcRewrite, options, rewritten: set[str]) -> list[GraphEdit]:
@@ -251,19 +306,36 @@ def _output_edits(net, rewrite: FcRewrite, options, rewritten: set[str]) -> list
     top = layer.top[0]
     last = last_in_place(net, index, top)
     followers = [net.layer[i].name for i in range(index + 1, last + 1) if in_place_on(net.layer[i], top)]
-    consumers = [later.name for later in net.layer[last + 1:] if top in later.bottom]
+    consumers = [later.name for later in net.layer[last + 1 :] if top in later.bottom]
     others = [name for name in consumers if name not in rewritten]
     needs_flat = options.mode == EXACT and (bool(others) or not consumers)
     new_top = top + options.rename_suffix if options.rename_suffix else (f"{top}_map" if needs_flat else None)
     edits = []
     if new_top:
         readers = [name for name in consumers if name in rewritten] if needs_flat else consumers
-        edits.append(GraphEdit("rename", top, "blob", f"output of {rewrite.new_name}",
-                               inputs=(top,), outputs=(new_top,), layers=(rewrite.new_name, *followers, *readers)))
+        edits.append(
+            GraphEdit(
+                "rename",
+                top,
+                "blob",
+                f"output of {rewrite.new_name}",
+                inputs=(top,),
+                outputs=(new_top,),
+                layers=(rewrite.new_name, *followers, *readers),
+            )
+        )
     if needs_flat:
-        edits.append(GraphEdit("insert", f"{rewrite.new_name}_flatten", "Flatten",
-                               "gives the consumers and net outputs their original (N, M) blob (exact mode)",
-                               inputs=(new_top,), outputs=(top,), after=net.layer[last].name))
+        edits.append(
+            GraphEdit(
+                "insert",
+                f"{rewrite.new_name}_flatten",
+                "Flatten",
+                "gives the consumers and net outputs their original (N, M) blob (exact mode)",
+                inputs=(new_top,),
+                outputs=(top,),
+                after=net.layer[last].name,
+            )
+        )
     return edits
 
 
@@ -271,7 +343,7 @@ def _is_chain_end(net, rewrite: FcRewrite, rewritten: set[str]) -> bool:
     """No rewritten FC reads this one's output: its score map is what the net gives out."""
     index, layer = find(net, rewrite.new_name)
     top = layer.top[0]
-    return not any(top in later.bottom and later.name in rewritten for later in net.layer[index + 1:])
+    return not any(top in later.bottom and later.name in rewritten for later in net.layer[index + 1 :])
 
 
 def _pool_edits(net, rewrite: FcRewrite, options, model) -> list[GraphEdit]:
@@ -285,8 +357,10 @@ def _pool_edits(net, rewrite: FcRewrite, options, model) -> list[GraphEdit]:
         last = last_in_place(net, index, blob)
         softmax = [(i, later) for i, later in enumerate(net.layer) if i > last and blob in later.bottom]
         if len(softmax) != 1 or softmax[0][1].type != "Softmax" or softmax[0][1].softmax_param.axis != 1:
-            raise UsageError(f"--pool-scores probs-avg needs a Softmax (axis 1) as the only reader of {rewrite.new_name}'s output",
-                             hint="use --pool-scores avg to pool the scores instead")
+            raise UsageError(
+                f"--pool-scores probs-avg needs a Softmax (axis 1) as the only reader of {rewrite.new_name}'s output",
+                hint="use --pool-scores avg to pool the scores instead",
+            )
         index, layer = softmax[0]
         blob = layer.top[0]
     last = last_in_place(net, index, blob)
@@ -294,12 +368,34 @@ def _pool_edits(net, rewrite: FcRewrite, options, model) -> list[GraphEdit]:
     method = "max" if options.pool_scores == "max" else "avg"
     mapped, pooled = f"{blob}_map", f"{blob}_pooled"
     return [
-        GraphEdit("rename", blob, "blob", "the score map before pooling", inputs=(blob,), outputs=(mapped,),
-                  layers=(layer.name, *followers)),
-        GraphEdit("insert", f"{blob}_pool", "Pooling", f"global {method} pooling of the score map (--pool-scores)",
-                  inputs=(mapped,), outputs=(pooled,), after=net.layer[last].name, method=method),
-        GraphEdit("insert", f"{blob}_pool_flatten", "Flatten", "gives the pooled scores their original (N, K) shape",
-                  inputs=(pooled,), outputs=(blob,), after=f"{blob}_pool"),
+        GraphEdit(
+            "rename",
+            blob,
+            "blob",
+            "the score map before pooling",
+            inputs=(blob,),
+            outputs=(mapped,),
+            layers=(layer.name, *followers),
+        ),
+        GraphEdit(
+            "insert",
+            f"{blob}_pool",
+            "Pooling",
+            f"global {method} pooling of the score map (--pool-scores)",
+            inputs=(mapped,),
+            outputs=(pooled,),
+            after=net.layer[last].name,
+            method=method,
+        ),
+        GraphEdit(
+            "insert",
+            f"{blob}_pool_flatten",
+            "Flatten",
+            "gives the pooled scores their original (N, K) shape",
+            inputs=(pooled,),
+            outputs=(blob,),
+            after=f"{blob}_pool",
+        ),
     ]
 
 
@@ -310,8 +406,16 @@ def _resize_edits(net, size) -> list[GraphEdit]:
             continue
         for top, shape in zip(layer.top, input_layer_shapes(layer)):
             if shape is not None and len(shape) == 4:
-                edits.append(GraphEdit("resize-input", top, "Input", f"deploy input size {size[0]} x {size[1]}",
-                                       inputs=(layer.name,), shape=(shape[0], shape[1], *size)))
+                edits.append(
+                    GraphEdit(
+                        "resize-input",
+                        top,
+                        "Input",
+                        f"deploy input size {size[0]} x {size[1]}",
+                        inputs=(layer.name,),
+                        shape=(shape[0], shape[1], *size),
+                    )
+                )
     return edits
 
 
@@ -330,7 +434,8 @@ def _check_result(net, model, options, original_outputs, plan, planning) -> None
         padded = (*before, *(1,) * (len(after) - len(before)))
         if tuple(after) != tuple(before) and not (options.mode == FCN and tuple(after) == padded):
             raise RewriteCheckError(
-                f"net output '{blob}' changes shape from {list(before)} to {list(after)}", path=model.prototxt_path,
+                f"net output '{blob}' changes shape from {list(before)} to {list(after)}",
+                path=model.prototxt_path,
                 hint="a layer between the FCs and this output does not keep working on the 4-D map; try --mode exact",
             )
 
@@ -340,6 +445,8 @@ def _infer_rewritten(net, model, input_shapes):
         return infer_shapes(net, input_shapes, path=model.prototxt_path)
     except NetStructureError as err:
         raise RewriteCheckError(
-            f"the rewritten net is inconsistent: {err.message}", path=model.prototxt_path, layer=err.location.layer,
+            f"the rewritten net is inconsistent: {err.message}",
+            path=model.prototxt_path,
+            layer=err.location.layer,
             hint="a layer after the rewritten FCs needs their 2-D output: try --mode exact, or --exclude the FC",
         ) from err

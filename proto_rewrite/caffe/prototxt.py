@@ -115,19 +115,19 @@ def _without_quoted_line(detail: str, text: str, line: int | None, column: int |
         if start == 0:
             return detail
     end = text.find("\n", start)
-    whole = text[start:len(text) if end < 0 else end]
+    whole = text[start : len(text) if end < 0 else end]
     for quoted in (whole, whole.rstrip()):
         prefix = f"'{quoted}': "
         if len(quoted) > 2 * EXCERPT and detail.startswith(prefix):
             at = max(0, (column or 1) - 1)
             first, last = max(0, at - EXCERPT // 2), min(len(quoted), at + EXCERPT // 2)
             excerpt = ("..." if first else "") + quoted[first:last] + ("..." if last < len(quoted) else "")
-            return f"'{excerpt}': {_shorten_words(detail[len(prefix):])}"
+            return f"'{excerpt}': {_shorten_words(detail[len(prefix) :])}"
     return _shorten_words(detail)
 
 
 def _shorten_words(text: str) -> str:
-    return re.sub(r"\S{%d,}" % (EXCERPT + 1), lambda match: _shorten(match.group(0), EXCERPT), text)
+    return re.sub(rf"\S{{{EXCERPT + 1},}}", lambda match: _shorten(match.group(0), EXCERPT), text)
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -144,7 +144,7 @@ def _token_at(text: str, line: int | None, column: int | None) -> str | None:
     lines = text.splitlines()
     if line > len(lines):
         return None
-    rest = lines[line - 1][column - 1:column - 1 + 4 * EXCERPT]
+    rest = lines[line - 1][column - 1 : column - 1 + 4 * EXCERPT]
     match = re.match(r'"[^"]*"?|\'[^\']*\'?|[\w.+-]+|\S', rest)
     return match.group(0) if match else None
 
@@ -161,7 +161,9 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path) -> Prot
         short = message_name.split(".")[-1]
         return UnknownFieldError(
             f"unknown field '{field_name}' in {short}",
-            path=path, line=line, column=column,
+            path=path,
+            line=line,
+            column=column,
             hint=_unknown_field_hint(short, field_name),
         )
     unknown_enum = _NO_ENUM.search(detail)
@@ -169,32 +171,41 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path) -> Prot
         enum_name, value = unknown_enum.groups()
         return PrototxtSyntaxError(
             f"'{value}' is not a value of {enum_name.split('.', 1)[-1]}",
-            path=path, line=line, column=column,
+            path=path,
+            line=line,
+            column=column,
             hint=_unknown_enum_hint(enum_name, value),
         )
     near = f" (at '{token}')" if token else ""
     return PrototxtSyntaxError(
         f"invalid prototxt: {detail.rstrip('.')}{near}",
-        path=path, line=line, column=column,
+        path=path,
+        line=line,
+        column=column,
         hint="check the brackets and the field syntax ('name: value' or 'name { ... }') around this point",
     )
 
 
 def _unknown_field_hint(message_name: str, field_name: str) -> str:
     owners = sorted(
-        name for name in schema.message_names()
+        name
+        for name in schema.message_names()
         if field_name in schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{name}").fields_by_name
     )
     if owners:
-        return (f"'{field_name}' is a field of {', '.join(owners[:3])}, not of {message_name}: "
-                "is it at the wrong level, outside its *_param { } block?")
+        return (
+            f"'{field_name}' is a field of {', '.join(owners[:3])}, not of {message_name}: "
+            "is it at the wrong level, outside its *_param { } block?"
+        )
     descriptor = schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{message_name}")
     close = difflib.get_close_matches(field_name, list(descriptor.fields_by_name), n=1)
     typo = f"did you mean '{close[0]}'? Otherwise: " if close else ""
-    return (f"{typo}'{field_name}' is in neither BVLC Caffe nor the forks proto-rewrite knows "
-            "(see schemas/README.md); if your model comes from another Caffe fork, compile that "
-            "fork's caffe.proto (python -m grpc_tools.protoc -I DIR --descriptor_set_out=fork.pb "
-            "DIR/caffe.proto) and pass --caffe-schema fork.pb")
+    return (
+        f"{typo}'{field_name}' is in neither BVLC Caffe nor the forks proto-rewrite knows "
+        "(see schemas/README.md); if your model comes from another Caffe fork, compile that "
+        "fork's caffe.proto (python -m grpc_tools.protoc -I DIR --descriptor_set_out=fork.pb "
+        "DIR/caffe.proto) and pass --caffe-schema fork.pb"
+    )
 
 
 def _unknown_enum_hint(enum_name: str, value: str) -> str:

@@ -29,10 +29,21 @@ from proto_rewrite.errors import InputFileError
 DESCRIPTOR_RESOURCE = "caffe_descriptor.pb"
 PACKAGE = "caffe"
 SCHEMA_ENV = "PROTO_REWRITE_CAFFE_SCHEMA"
-REQUIRED_MESSAGES = ("NetParameter", "LayerParameter", "V1LayerParameter", "V0LayerParameter",
-                     "BlobProto", "BlobShape", "ParamSpec", "NetState", "NetStateRule")
-_COMPILE_HINT = ("compile the fork's caffe.proto with: python -m grpc_tools.protoc -I DIR "
-                 "--descriptor_set_out=fork.pb DIR/caffe.proto")
+REQUIRED_MESSAGES = (
+    "NetParameter",
+    "LayerParameter",
+    "V1LayerParameter",
+    "V0LayerParameter",
+    "BlobProto",
+    "BlobShape",
+    "ParamSpec",
+    "NetState",
+    "NetStateRule",
+)
+_COMPILE_HINT = (
+    "compile the fork's caffe.proto with: python -m grpc_tools.protoc -I DIR "
+    "--descriptor_set_out=fork.pb DIR/caffe.proto"
+)
 
 # The custom schema file in use, or None for the bundled one.
 CUSTOM_SCHEMA_PATH = os.path.abspath(os.environ[SCHEMA_ENV]) if os.environ.get(SCHEMA_ENV) else None
@@ -48,8 +59,11 @@ def _descriptor_bytes() -> bytes:
         with open(CUSTOM_SCHEMA_PATH, "rb") as handle:
             return handle.read()
     except OSError as err:
-        raise InputFileError(f"cannot read the Caffe schema: {err.strerror}", path=CUSTOM_SCHEMA_PATH,
-                             hint=f"check the --caffe-schema path (or {SCHEMA_ENV})") from err
+        raise InputFileError(
+            f"cannot read the Caffe schema: {err.strerror}",
+            path=CUSTOM_SCHEMA_PATH,
+            hint=f"check the --caffe-schema path (or {SCHEMA_ENV})",
+        ) from err
 
 
 def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
@@ -67,7 +81,9 @@ def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
     except (DecodeError, TypeError, KeyError) as err:
         raise InputFileError(
             f"not a compiled Caffe schema (a descriptor set with package 'caffe' and {', '.join(REQUIRED_MESSAGES)}): {err}",
-            path=CUSTOM_SCHEMA_PATH, hint=_COMPILE_HINT) from err
+            path=CUSTOM_SCHEMA_PATH,
+            hint=_COMPILE_HINT,
+        ) from err
     return pool, file_set
 
 
@@ -76,15 +92,21 @@ def _complete_from_bundled(file_set) -> None:
     InnerProductParameter.transpose, say), with Caffe's numbers and types, where the number is
     free: every field proto-rewrite reads then exists, at its default when the fork's files never
     set it."""
-    bundled = _messages(descriptor_pb2.FileDescriptorSet.FromString(
-        resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()))
+    bundled = _messages(
+        descriptor_pb2.FileDescriptorSet.FromString(
+            resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
+        )
+    )
     custom = _messages(file_set)
     types = {f".{PACKAGE}.{name}" for name in custom}
     for file_proto in file_set.file:
         if file_proto.package == PACKAGE:
             types |= {f".{PACKAGE}.{enum.name}" for enum in file_proto.enum_type}
-            types |= {f".{PACKAGE}.{name}.{enum.name}" for name, message in _messages(
-                descriptor_pb2.FileDescriptorSet(file=[file_proto])).items() for enum in message.enum_type}
+            types |= {
+                f".{PACKAGE}.{name}.{enum.name}"
+                for name, message in _messages(descriptor_pb2.FileDescriptorSet(file=[file_proto])).items()
+                for enum in message.enum_type
+            }
     for name, message in custom.items():
         reference = bundled.get(name)
         if reference is None:
@@ -97,10 +119,16 @@ def _complete_from_bundled(file_set) -> None:
                 raise InputFileError(
                     f"not a usable Caffe schema: field number {field.number} of caffe.{name} is "
                     f"'{numbers[field.number]}' here but '{field.name}' in Caffe's schema (Caffe's files would be "
-                    "misread)", path=CUSTOM_SCHEMA_PATH, hint="compile the fork's own caffe.proto; " + _COMPILE_HINT)
-            if (field.name in names or field.HasField("oneof_index")
-                    or any(start <= field.number < end for start, end in ranges)
-                    or (field.type_name and field.type_name not in types)):
+                    "misread)",
+                    path=CUSTOM_SCHEMA_PATH,
+                    hint="compile the fork's own caffe.proto; " + _COMPILE_HINT,
+                )
+            if (
+                field.name in names
+                or field.HasField("oneof_index")
+                or any(start <= field.number < end for start, end in ranges)
+                or (field.type_name and field.type_name not in types)
+            ):
                 continue
             message.field.add().CopyFrom(field)
 
@@ -137,8 +165,11 @@ def _check_against_bundled(file_set) -> None:
     """A fork's schema extends BVLC's: refuse one whose messages are hollow (a message of the
     bundled schema without any of its fields), that lacks a core field, or that gives a field of the
     bundled schema another number, type or label (every reader would misread the files)."""
-    bundled = _messages(descriptor_pb2.FileDescriptorSet.FromString(
-        resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()))
+    bundled = _messages(
+        descriptor_pb2.FileDescriptorSet.FromString(
+            resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
+        )
+    )
     custom = _messages(file_set)
 
     def refuse(message: str, hint: str = _COMPILE_HINT):
@@ -148,8 +179,10 @@ def _check_against_bundled(file_set) -> None:
         have = {field.name for field in custom[name].field}
         missing = [field for field in fields if field not in have]
         if missing:
-            refuse(f"message caffe.{name} lacks the field{'s' * (len(missing) > 1)} {', '.join(missing)}"
-                   + (" (it is hollow: no fields at all)" if not have else ""))
+            refuse(
+                f"message caffe.{name} lacks the field{'s' * (len(missing) > 1)} {', '.join(missing)}"
+                + (" (it is hollow: no fields at all)" if not have else "")
+            )
     for name, message in custom.items():
         reference = bundled.get(name)
         if reference is None:
@@ -162,11 +195,15 @@ def _check_against_bundled(file_set) -> None:
             if expected is None:
                 continue
             if (field.number, field.type, field.label) != (expected.number, expected.type, expected.label) or (
-                    field.type_name.lstrip(".") != expected.type_name.lstrip(".")):
-                refuse(f"field caffe.{name}.{field.name} is number {field.number} of type "
-                       f"{descriptor_pb2.FieldDescriptorProto.Type.Name(field.type)} here, but number "
-                       f"{expected.number} of type {descriptor_pb2.FieldDescriptorProto.Type.Name(expected.type)} "
-                       "in Caffe's schema", hint="compile the fork's own caffe.proto; " + _COMPILE_HINT)
+                field.type_name.lstrip(".") != expected.type_name.lstrip(".")
+            ):
+                refuse(
+                    f"field caffe.{name}.{field.name} is number {field.number} of type "
+                    f"{descriptor_pb2.FieldDescriptorProto.Type.Name(field.type)} here, but number "
+                    f"{expected.number} of type {descriptor_pb2.FieldDescriptorProto.Type.Name(expected.type)} "
+                    "in Caffe's schema",
+                    hint="compile the fork's own caffe.proto; " + _COMPILE_HINT,
+                )
 
 
 POOL, _FILE_SET = _load_pool()

@@ -71,8 +71,9 @@ class _Site:
     line: int | None = None
 
     def error(self, message: str, hint: str = PARAM_HINT) -> NetStructureError:
-        return NetStructureError(f"{self.layer.type}: {message}", path=self.path, line=self.line,
-                                 layer=self.layer.name, hint=hint)
+        return NetStructureError(
+            f"{self.layer.type}: {message}", path=self.path, line=self.line, layer=self.layer.name, hint=hint
+        )
 
     def location(self) -> Location:
         return Location(self.path, self.line, layer=self.layer.name)
@@ -81,8 +82,10 @@ class _Site:
 # ---------------------------------------------------------------------------------------------
 # The walk over the net
 
-def infer_shapes(net, input_shapes: Mapping[str, Sequence[int]] | None = None, *, path=None,
-                 lines: Mapping[str, int] | None = None) -> NetShapes:
+
+def infer_shapes(
+    net, input_shapes: Mapping[str, Sequence[int]] | None = None, *, path=None, lines: Mapping[str, int] | None = None
+) -> NetShapes:
     """Shapes of every blob of ``net`` (V2, upgraded). ``input_shapes`` (top name -> dims)
     replaces the declared shape of an input: a top of an Input layer, or of any other layer
     without bottoms (data layers)."""
@@ -93,8 +96,10 @@ def infer_shapes(net, input_shapes: Mapping[str, Sequence[int]] | None = None, *
         site = _Site(layer, path, lines.get(layer.name))
         bottoms = [shapes.blobs.get(name) for name in layer.bottom]
         if not layer.bottom and layer.type in _RULES and layer.type not in _SOURCES:
-            raise site.error("has no bottom, but this layer type computes its outputs from its inputs",
-                             "give the layer its bottom (the blob it reads)")
+            raise site.error(
+                "has no bottom, but this layer type computes its outputs from its inputs",
+                "give the layer its bottom (the blob it reads)",
+            )
         if not layer.bottom:
             tops = _source_tops(site, overrides, shapes.diagnostics)
         elif any(shape is None for shape in bottoms):
@@ -128,15 +133,18 @@ def _check_overrides(net, input_shapes: Mapping[str, Sequence[int]]) -> dict[str
     overrides = {}
     for name, dims in input_shapes.items():
         if name not in inputs:
-            raise UsageError(f"the net has no input named '{name}'",
-                             hint=f"its inputs are: {', '.join(inputs) or '(none)'}")
+            raise UsageError(
+                f"the net has no input named '{name}'", hint=f"its inputs are: {', '.join(inputs) or '(none)'}"
+            )
         try:
             shape = tuple(int(d) for d in dims)
         except (TypeError, ValueError) as err:
             raise UsageError(f"input shape for '{name}' must be a list of integers, not {dims!r}") from err
         if not shape or any(d <= 0 for d in shape):
-            raise UsageError(f"input shape for '{name}' must have positive dimensions, not {list(shape)}",
-                             hint="write it as NAME:D0,D1,... e.g. data:1,3,224,224")
+            raise UsageError(
+                f"input shape for '{name}' must have positive dimensions, not {list(shape)}",
+                hint="write it as NAME:D0,D1,... e.g. data:1,3,224,224",
+            )
         overrides[name] = shape
     return overrides
 
@@ -158,9 +166,14 @@ def _source_tops(site: _Site, overrides: dict[str, Shape], notes: list[Diagnosti
             why = "is a Python layer (proto-rewrite never runs its code); it gives no shapes for"
         else:
             why = f"is of type '{layer.type}', whose output shapes proto-rewrite does not know, for"
-        notes.append(Diagnostic(
-            "warning", f"this layer {why} {', '.join(missing)}; those shapes and the ones computed from them are unknown",
-            site.location(), hint=INPUT_SHAPE_HINT.replace("NAME", missing[0])))
+        notes.append(
+            Diagnostic(
+                "warning",
+                f"this layer {why} {', '.join(missing)}; those shapes and the ones computed from them are unknown",
+                site.location(),
+                hint=INPUT_SHAPE_HINT.replace("NAME", missing[0]),
+            )
+        )
     return tops
 
 
@@ -173,29 +186,42 @@ def _apply_rule(site: _Site, bottoms: list[Shape], notes: list[Diagnostic]) -> l
             why = "a Python layer: proto-rewrite never runs its code, so its output shapes are unknown"
         else:
             why = f"proto-rewrite does not know how a '{layer.type}' layer shapes its outputs"
-        notes.append(Diagnostic("warning", f"{why}; the shapes computed from them are unknown too",
-                                site.location(), hint="layers after this one are not shape-checked"))
+        notes.append(
+            Diagnostic(
+                "warning",
+                f"{why}; the shapes computed from them are unknown too",
+                site.location(),
+                hint="layers after this one are not shape-checked",
+            )
+        )
         return unknown
     try:
         tops = list(rule(layer, bottoms, site))
     except AttributeError as err:  # a --caffe-schema without a field this rule reads
         if not isinstance(getattr(err, "obj", None), Message):
             raise
-        notes.append(Diagnostic(
-            "warning", f"cannot compute the output shapes: the Caffe schema in use has no field '{err.name}' in "
-            f"{type(err.obj).__name__}; the shapes computed from them are unknown too", site.location()))
+        notes.append(
+            Diagnostic(
+                "warning",
+                f"cannot compute the output shapes: the Caffe schema in use has no field '{err.name}' in "
+                f"{type(err.obj).__name__}; the shapes computed from them are unknown too",
+                site.location(),
+            )
+        )
         return unknown
     if len(tops) != len(layer.top):
         raise site.error(f"this layer has {len(layer.top)} tops, but with its parameters it makes {len(tops)}")
     for name, shape in zip(layer.top, tops):
         if any(d <= 0 for d in shape):
-            raise site.error(f"output '{name}' would have shape {dims_text(shape)}, with a dimension <= 0",
-                             TOO_SMALL_HINT)
+            raise site.error(
+                f"output '{name}' would have shape {dims_text(shape)}, with a dimension <= 0", TOO_SMALL_HINT
+            )
     return tops
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared arithmetic
+
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0, dilation: int = 1) -> int:
     """Output length of a convolution along one axis (Caffe's ``compute_output_shape``).
@@ -209,8 +235,9 @@ def deconv_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0, di
     return stride * (size - 1) + extent - 2 * pad
 
 
-def pool_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0, *, ceil: bool = True,
-                     padded: bool | None = None) -> int:
+def pool_output_size(
+    size: int, kernel: int, stride: int = 1, pad: int = 0, *, ceil: bool = True, padded: bool | None = None
+) -> int:
     """Output length of a Caffe pooling along one axis: ceil (or floor) rounding, then, when the
     layer has any padding (``padded``, by default ``pad > 0``), the last window is dropped if it
     would start in the padding instead of the image."""
@@ -253,6 +280,7 @@ def _axis_names(count: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Layers without bottoms
 
+
 def _input(site: _Site) -> list[Shape | None]:
     layer = site.layer
     declared = [tuple(shape.dim) for shape in layer.input_param.shape]
@@ -262,8 +290,10 @@ def _input(site: _Site) -> list[Shape | None]:
         return [None] * len(layer.top)
     negative = next((shape for shape in declared if any(d < 0 for d in shape)), None)
     if negative is not None:  # Caffe's Blob::Reshape refuses it (CHECK_GE(shape[i], 0))
-        raise site.error(f"declares the shape {list(negative)} with a negative dimension",
-                         hint="dimensions are sizes: give positive values (input_dim / input_shape { dim: ... })")
+        raise site.error(
+            f"declares the shape {list(negative)} with a negative dimension",
+            hint="dimensions are sizes: give positive values (input_dim / input_shape { dim: ... })",
+        )
     shapes = declared * len(layer.top) if len(declared) == 1 else declared
     return [shape if shape and all(d > 0 for d in shape) else None for shape in shapes]
 
@@ -287,7 +317,7 @@ def _dummy_data(site: _Site) -> list[Shape | None]:
 def _memory_data(site: _Site) -> list[Shape | None]:
     param = site.layer.memory_data_param
     data = (param.batch_size, param.channels, param.height, param.width)
-    return [data, (param.batch_size,)][:len(site.layer.top)]
+    return [data, (param.batch_size,)][: len(site.layer.top)]
 
 
 def _parameter(site: _Site) -> list[Shape | None]:
@@ -307,6 +337,7 @@ _SOURCES: dict[str, Callable[[_Site], list[Shape | None]]] = {
 # ---------------------------------------------------------------------------------------------
 # Convolution and pooling
 
+
 def _conv_geometry(site: _Site, layer, bottoms: list[Shape]) -> ConvParams:
     param = layer.convolution_param
     shape = bottoms[0]
@@ -322,8 +353,9 @@ def _conv_geometry(site: _Site, layer, bottoms: list[Shape]) -> ConvParams:
     if param.num_output <= 0:
         raise site.error("num_output must be positive")
     if groups <= 0 or channels % groups or param.num_output % groups:
-        raise site.error(f"group {groups} must divide both the input channels ({channels}) and num_output "
-                         f"({param.num_output})")
+        raise site.error(
+            f"group {groups} must divide both the input channels ({channels}) and num_output ({param.num_output})"
+        )
     return geometry
 
 
@@ -332,27 +364,32 @@ def _conv_output(layer, bottoms, site, output_size, too_small) -> list[Shape]:
     ``too_small(name, size, k, p, d, length, shape)`` the message for a length <= 0."""
     geometry = _conv_geometry(site, layer, bottoms)
     shape = bottoms[0]
-    spatial = shape[geometry.channel_axis + 1:]
+    spatial = shape[geometry.channel_axis + 1 :]
     out = []
-    for name, size, k, s, p, d in zip(_axis_names(len(spatial)), spatial, geometry.kernel, geometry.stride,
-                                      geometry.pad, geometry.dilation):
+    for name, size, k, s, p, d in zip(
+        _axis_names(len(spatial)), spatial, geometry.kernel, geometry.stride, geometry.pad, geometry.dilation
+    ):
         length = output_size(size, k, s, p, d)
         if length <= 0:
             raise site.error(too_small(name, size, k, p, d, length, shape), TOO_SMALL_HINT)
         out.append(length)
-    top = (*shape[:geometry.channel_axis], layer.convolution_param.num_output, *out)
+    top = (*shape[: geometry.channel_axis], layer.convolution_param.num_output, *out)
     return [top] * len(layer.top)
 
 
 def _kernel_too_large(name, size, k, p, d, length, shape) -> str:
     extent = d * (k - 1) + 1
-    return (f"the kernel ({k}{f', dilation {d}, so {extent} wide' if d > 1 else ''}) does not fit in the "
-            f"input {name} {size} + 2x{p} padding (input {dims_text(shape)})")
+    return (
+        f"the kernel ({k}{f', dilation {d}, so {extent} wide' if d > 1 else ''}) does not fit in the "
+        f"input {name} {size} + 2x{p} padding (input {dims_text(shape)})"
+    )
 
 
 def _cropped_away(name, size, k, p, d, length, shape) -> str:
-    return (f"output {name} would be {length}: the padding {p} crops more than the "
-            f"{size}-long input yields (input {dims_text(shape)})")
+    return (
+        f"output {name} would be {length}: the padding {p} crops more than the "
+        f"{size}-long input yields (input {dims_text(shape)})"
+    )
 
 
 def _convolution(layer, bottoms, site):
@@ -388,8 +425,11 @@ def _pooling(layer, bottoms, site):
     for name, size, k, s, p in zip(("height", "width"), shape[2:], kernel, stride, pad):
         length = pool_output_size(size, k, s, p, ceil=ceil, padded=any(pad))
         if length <= 0:
-            raise site.error(f"the {k}-wide window does not fit in the input {name} {size} + 2x{p} padding "
-                             f"(input {dims_text(shape)})", TOO_SMALL_HINT)
+            raise site.error(
+                f"the {k}-wide window does not fit in the input {name} {size} + 2x{p} padding "
+                f"(input {dims_text(shape)})",
+                TOO_SMALL_HINT,
+            )
         if any(pad) and (length - 1) * s >= size + p:
             raise site.error(f"the last window along {name} starts in the padding", PARAM_HINT)
         out.append(length)
@@ -421,8 +461,10 @@ def window_axes(layer, shape: Shape, *, path=None, line: int | None = None) -> l
         geometry = _conv_geometry(site, layer, [shape])
         if geometry.channel_axis != 1:
             return None
-        return [Window(d * (k - 1) + 1, s, p) for k, s, p, d in
-                zip(geometry.kernel, geometry.stride, geometry.pad, geometry.dilation)]
+        return [
+            Window(d * (k - 1) + 1, s, p)
+            for k, s, p, d in zip(geometry.kernel, geometry.stride, geometry.pad, geometry.dilation)
+        ]
     if layer.type == "Pooling" and not layer.pooling_param.global_pooling:
         pool = pool_params(layer.pooling_param, error=site.error)
         return [Window(k, s, p, pool.ceil, any(pool.pad)) for k, s, p in zip(pool.kernel, pool.stride, pool.pad)]
@@ -437,11 +479,12 @@ def _spp(layer, bottoms, site):
         raise site.error("pyramid_height must be at least 1")
     if levels == 1:
         return [(shape[0], shape[1], 1, 1)]
-    return [(shape[0], shape[1] * sum(4 ** level for level in range(levels)))]
+    return [(shape[0], shape[1] * sum(4**level for level in range(levels)))]
 
 
 # ---------------------------------------------------------------------------------------------
 # Fully connected and embedding
+
 
 def _inner_product(layer, bottoms, site):
     param, shape = layer.inner_product_param, bottoms[0]
@@ -460,6 +503,7 @@ def _embed(layer, bottoms, site):
 
 # ---------------------------------------------------------------------------------------------
 # Joining, splitting and reshaping
+
 
 def _same_shape(layer, bottoms, site):
     """Tops with the shape of the first bottom: element-wise layers, normalisations, Split..."""
@@ -482,10 +526,11 @@ def _concat(layer, bottoms, site):
     axis = _concat_or_slice_axis(site, layer.concat_param, "concat_dim", first)
     for shape in bottoms[1:]:
         if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis):
-            raise site.error(f"inputs must have equal shapes except along axis {axis}; they are "
-                             f"{', '.join(map(dims_text, bottoms))}")
+            raise site.error(
+                f"inputs must have equal shapes except along axis {axis}; they are {', '.join(map(dims_text, bottoms))}"
+            )
     total = sum(shape[axis] for shape in bottoms)
-    return [(*first[:axis], total, *first[axis + 1:])]
+    return [(*first[:axis], total, *first[axis + 1 :])]
 
 
 def _eltwise(layer, bottoms, site):
@@ -505,18 +550,24 @@ def _slice(layer, bottoms, site):
     points = list(param.slice_point)
     if points:
         if len(points) != count - 1:
-            raise site.error(f"{len(points)} slice points make {len(points) + 1} pieces, but the layer has {count} tops")
+            raise site.error(
+                f"{len(points)} slice points make {len(points) + 1} pieces, but the layer has {count} tops"
+            )
         edges = [0, *points, length]
         sizes = [b - a for a, b in pairwise(edges)]
         if any(size <= 0 for size in sizes):
-            raise site.error(f"slice points {points} must increase strictly inside the {length}-long axis {axis} "
-                             f"(input {dims_text(shape)})")
+            raise site.error(
+                f"slice points {points} must increase strictly inside the {length}-long axis {axis} "
+                f"(input {dims_text(shape)})"
+            )
     else:
         if length % count:
-            raise site.error(f"axis {axis} of the input {dims_text(shape)} ({length}) does not split evenly into "
-                             f"{count} tops; give slice_point")
+            raise site.error(
+                f"axis {axis} of the input {dims_text(shape)} ({length}) does not split evenly into "
+                f"{count} tops; give slice_point"
+            )
         sizes = [length // count] * count
-    return [(*shape[:axis], size, *shape[axis + 1:]) for size in sizes]
+    return [(*shape[:axis], size, *shape[axis + 1 :]) for size in sizes]
 
 
 def _flatten(layer, bottoms, site):
@@ -525,7 +576,7 @@ def _flatten(layer, bottoms, site):
     end = _axis(site, param.end_axis, shape, "end_axis")
     if end < start - 1:  # Caffe's count(start, end + 1) allows end = start - 1 (inserts a 1)
         raise site.error(f"end_axis {param.end_axis} comes before axis {param.axis} in the {len(shape)}-D input")
-    return [(*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])]
+    return [(*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])]
 
 
 def _reshape(layer, bottoms, site):
@@ -548,8 +599,10 @@ def _reshape(layer, bottoms, site):
     for index, dim in enumerate(wanted):
         if dim == 0:
             if start + index >= rank:
-                raise site.error(f"new shape {wanted} copies (0) axis {start + index}, which the input "
-                                 f"{dims_text(shape)} does not have")
+                raise site.error(
+                    f"new shape {wanted} copies (0) axis {start + index}, which the input "
+                    f"{dims_text(shape)} does not have"
+                )
             dim = shape[start + index]
         new.append(dim)
     top = [*shape[:start], *new, *shape[end:]]
@@ -557,12 +610,14 @@ def _reshape(layer, bottoms, site):
     if -1 in new:
         known = math.prod(d for d in top if d != -1)
         if known == 0 or total % known:
-            raise site.error(f"cannot infer the -1 in {wanted}: {total} elements of {dims_text(shape)} do not "
-                             f"divide by {known}")
+            raise site.error(
+                f"cannot infer the -1 in {wanted}: {total} elements of {dims_text(shape)} do not divide by {known}"
+            )
         top[top.index(-1)] = total // known
     if math.prod(top) != total:
-        raise site.error(f"new shape {dims_text(top)} has {math.prod(top)} elements; the input "
-                         f"{dims_text(shape)} has {total}")
+        raise site.error(
+            f"new shape {dims_text(top)} has {math.prod(top)} elements; the input {dims_text(shape)} has {total}"
+        )
     return [tuple(top)]
 
 
@@ -580,8 +635,11 @@ def _crop(layer, bottoms, site):
     for axis in range(start, len(shape)):
         offset = offsets[0] if len(offsets) == 1 else (offsets[axis - start] if offsets else 0)
         if shape[axis] - offset < like[axis]:
-            raise site.error(f"cannot crop {like[axis]} from axis {axis} of {dims_text(shape)} at offset {offset} "
-                             f"(reference {dims_text(like)})", TOO_SMALL_HINT)
+            raise site.error(
+                f"cannot crop {like[axis]} from axis {axis} of {dims_text(shape)} at offset {offset} "
+                f"(reference {dims_text(like)})",
+                TOO_SMALL_HINT,
+            )
         top[axis] = like[axis]
     return [tuple(top)]
 
@@ -601,7 +659,7 @@ def _tile(layer, bottoms, site):
     axis = _axis(site, param.axis, shape)
     if param.tiles <= 0:
         raise site.error("tiles must be positive")
-    return [(*shape[:axis], shape[axis] * param.tiles, *shape[axis + 1:])]
+    return [(*shape[:axis], shape[axis] * param.tiles, *shape[axis + 1 :])]
 
 
 def _batch_reindex(layer, bottoms, site):
@@ -611,6 +669,7 @@ def _batch_reindex(layer, bottoms, site):
 
 # ---------------------------------------------------------------------------------------------
 # Reductions and outputs
+
 
 def _softmax(layer, bottoms, site):
     _axis(site, layer.softmax_param.axis, bottoms[0])
@@ -652,7 +711,7 @@ def _loss(layer, bottoms, site):
 def _accuracy(layer, bottoms, site):
     shape = bottoms[0]
     axis = _axis(site, layer.accuracy_param.axis, shape)
-    return [(), (shape[axis],)][:len(layer.top)]
+    return [(), (shape[axis],)][: len(layer.top)]
 
 
 def _silence(layer, bottoms, site):
@@ -662,15 +721,17 @@ def _silence(layer, bottoms, site):
 # ---------------------------------------------------------------------------------------------
 # Scale, Bias, normalisation
 
+
 def _scale_or_bias(layer, bottoms, site):
     if len(bottoms) == 1:
         return [bottoms[0]]
     param = layer.scale_param if layer.type == "Scale" else layer.bias_param
     shape, factor = bottoms[0], bottoms[1]
     axis = 0 if not factor else _axis(site, param.axis, shape)
-    if tuple(shape[axis:axis + len(factor)]) != tuple(factor):
-        raise site.error(f"the second input {dims_text(factor)} must match the first {dims_text(shape)} from "
-                         f"axis {axis} on")
+    if tuple(shape[axis : axis + len(factor)]) != tuple(factor):
+        raise site.error(
+            f"the second input {dims_text(factor)} must match the first {dims_text(shape)} from axis {axis} on"
+        )
     return [shape]
 
 
@@ -689,6 +750,7 @@ def _needs_2d(layer, bottoms, site):
 
 # ---------------------------------------------------------------------------------------------
 # Detection (SSD, Faster R-CNN, R-FCN)
+
 
 def prior_count(param) -> int:
     """Priors per feature-map cell of an SSD PriorBox layer: aspect ratios (1 first, each new
@@ -726,11 +788,15 @@ def _detection_output(layer, bottoms, site):
     if loc[0] != conf[0]:
         raise site.error(f"location {dims_text(loc)} and confidence {dims_text(conf)} inputs differ in batch size")
     if num_priors * loc_classes * 4 != _legacy(loc, 1):
-        raise site.error(f"{num_priors} priors need {num_priors * loc_classes * 4} location values per image; "
-                         f"the location input {dims_text(loc)} has {_legacy(loc, 1)}")
+        raise site.error(
+            f"{num_priors} priors need {num_priors * loc_classes * 4} location values per image; "
+            f"the location input {dims_text(loc)} has {_legacy(loc, 1)}"
+        )
     if num_priors * classes != _legacy(conf, 1):
-        raise site.error(f"{num_priors} priors x {classes} classes need {num_priors * classes} confidences per "
-                         f"image; the confidence input {dims_text(conf)} has {_legacy(conf, 1)}")
+        raise site.error(
+            f"{num_priors} priors x {classes} classes need {num_priors * classes} confidences per "
+            f"image; the confidence input {dims_text(conf)} has {_legacy(conf, 1)}"
+        )
     if param.keep_top_k > 0:
         rows = param.keep_top_k
     else:  # every class but the background keeps at most nms top_k boxes
@@ -752,13 +818,16 @@ def _psroi_pooling(layer, bottoms, site):
     param = layer.psroi_pooling_param
     channels, size = _legacy(bottoms[0], 1), param.group_size
     if size <= 0 or param.output_dim <= 0 or channels != param.output_dim * size * size:
-        raise site.error(f"the input has {channels} channels; output_dim {param.output_dim} x group_size "
-                         f"{size}^2 = {param.output_dim * size * size} needed")
+        raise site.error(
+            f"the input has {channels} channels; output_dim {param.output_dim} x group_size "
+            f"{size}^2 = {param.output_dim * size * size} needed"
+        )
     return [(bottoms[1][0], param.output_dim, size, size)]
 
 
 # ---------------------------------------------------------------------------------------------
 # Resizing (PSPNet, SegNet) and recurrent layers
+
 
 def _interp(layer, bottoms, site):
     param, shape = layer.interp_param, bottoms[0]

@@ -68,14 +68,10 @@ V0_PADDING_TYPE = "padding"
 # V0 field that only some layer types understand -> {V0 type: where it lands in the V1 layer}.
 # A path "a.b" is field b of sub-message a; a path without a dot is a whole sub-message.
 V0_FIELD_TARGETS = {
-    "num_output": {"conv": "convolution_param.num_output",
-                   "innerproduct": "inner_product_param.num_output"},
-    "biasterm": {"conv": "convolution_param.bias_term",
-                 "innerproduct": "inner_product_param.bias_term"},
-    "weight_filler": {"conv": "convolution_param.weight_filler",
-                      "innerproduct": "inner_product_param.weight_filler"},
-    "bias_filler": {"conv": "convolution_param.bias_filler",
-                    "innerproduct": "inner_product_param.bias_filler"},
+    "num_output": {"conv": "convolution_param.num_output", "innerproduct": "inner_product_param.num_output"},
+    "biasterm": {"conv": "convolution_param.bias_term", "innerproduct": "inner_product_param.bias_term"},
+    "weight_filler": {"conv": "convolution_param.weight_filler", "innerproduct": "inner_product_param.weight_filler"},
+    "bias_filler": {"conv": "convolution_param.bias_filler", "innerproduct": "inner_product_param.bias_filler"},
     "pad": {"conv": "convolution_param.pad", "pool": "pooling_param.pad"},
     "kernelsize": {"conv": "convolution_param.kernel_size", "pool": "pooling_param.kernel_size"},
     "group": {"conv": "convolution_param.group"},
@@ -86,15 +82,19 @@ V0_FIELD_TARGETS = {
     "alpha": {"lrn": "lrn_param.alpha"},
     "beta": {"lrn": "lrn_param.beta"},
     "k": {"lrn": "lrn_param.k"},
-    "source": {"data": "data_param.source",
-               "hdf5_data": "hdf5_data_param.source",
-               "images": "image_data_param.source",
-               "window_data": "window_data_param.source",
-               "infogain_loss": "infogain_loss_param.source"},
-    "batchsize": {"data": "data_param.batch_size",
-                  "hdf5_data": "hdf5_data_param.batch_size",
-                  "images": "image_data_param.batch_size",
-                  "window_data": "window_data_param.batch_size"},
+    "source": {
+        "data": "data_param.source",
+        "hdf5_data": "hdf5_data_param.source",
+        "images": "image_data_param.source",
+        "window_data": "window_data_param.source",
+        "infogain_loss": "infogain_loss_param.source",
+    },
+    "batchsize": {
+        "data": "data_param.batch_size",
+        "hdf5_data": "hdf5_data_param.batch_size",
+        "images": "image_data_param.batch_size",
+        "window_data": "window_data_param.batch_size",
+    },
     "rand_skip": {"data": "data_param.rand_skip", "images": "image_data_param.rand_skip"},
     "shuffle_images": {"images": "image_data_param.shuffle"},
     "new_height": {"images": "image_data_param.new_height"},
@@ -109,15 +109,13 @@ V0_FIELD_TARGETS = {
 }
 
 # V0 data transformation field -> field of the V1 transform_param (for every layer type).
-V0_TRANSFORM_FIELDS = {"scale": "scale", "meanfile": "mean_file", "cropsize": "crop_size",
-                       "mirror": "mirror"}
+V0_TRANSFORM_FIELDS = {"scale": "scale", "meanfile": "mean_file", "cropsize": "crop_size", "mirror": "mirror"}
 
 # V0 fields copied to the V1 field of the same name.
 V0_SAME_NAME_FIELDS = ("name", "blobs", "blobs_lr", "weight_decay")
 
 # V1 data layer type -> its parameter message that once held the transformation fields.
-V1_DATA_LAYER_PARAMS = {"DATA": "data_param", "IMAGE_DATA": "image_data_param",
-                        "WINDOW_DATA": "window_data_param"}
+V1_DATA_LAYER_PARAMS = {"DATA": "data_param", "IMAGE_DATA": "image_data_param", "WINDOW_DATA": "window_data_param"}
 V1_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
 
 # V1 LayerType enum name -> V2 type string.
@@ -165,8 +163,12 @@ V1_TYPE_TO_V2_TYPE = {
 }
 
 # V1 per-blob lists -> the ParamSpec field each entry becomes (entry i goes to param i).
-V1_PARAM_SPEC_FIELDS = {"param": "name", "blob_share_mode": "share_mode",
-                        "blobs_lr": "lr_mult", "weight_decay": "decay_mult"}
+V1_PARAM_SPEC_FIELDS = {
+    "param": "name",
+    "blob_share_mode": "share_mode",
+    "blobs_lr": "lr_mult",
+    "weight_decay": "decay_mult",
+}
 
 # V1 fields copied to the V2 field of the same name. Every other set V1 field must be an
 # ``*_param`` message that LayerParameter also has.
@@ -180,6 +182,7 @@ BATCH_NORM_PARAM_COUNT = 3  # mean, variance, moving-average factor
 
 # --- the chain --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class UpgradeStep:
     """One upgrade: ``apply`` changes the net in place, and is run only when ``is_needed``."""
@@ -190,7 +193,7 @@ class UpgradeStep:
 
 
 def detect_format(net: Message) -> str:
-    """"V0" (a ``layers`` entry holds a nested V0 ``layer``), "V1" (``layers``) or "V2"."""
+    """ "V0" (a ``layers`` entry holds a nested V0 ``layer``), "V1" (``layers``) or "V2"."""
     if any(entry.HasField("layer") for entry in net.layers):
         return "V0"
     return "V1" if len(net.layers) else "V2"
@@ -207,6 +210,7 @@ def upgrade_net(net: Message) -> list[str]:
 
 
 # --- shared helpers ---------------------------------------------------------------------------
+
 
 def _copy(message: Message) -> Message:
     duplicate = type(message)()
@@ -239,6 +243,7 @@ def _reject_mixed_layer_fields(net: Message) -> None:
 
 
 # --- step 1: V0 layers -> V1 layers -----------------------------------------------------------
+
 
 def _is_padding(entry: Message) -> bool:
     return entry.HasField("layer") and entry.layer.type == V0_PADDING_TYPE
@@ -390,6 +395,7 @@ def upgrade_v0_layers(net: Message) -> None:
 
 # --- step 2: V1 data transformation fields -> transform_param ---------------------------------
 
+
 def _legacy_transform_holder(v1_layer: Message) -> Message | None:
     """The data_param / image_data_param / window_data_param of a V1 data layer, else None."""
     param_name = V1_DATA_LAYER_PARAMS.get(_v1_type_name(v1_layer))
@@ -432,13 +438,14 @@ def upgrade_data_transform(net: Message) -> None:
 
 # --- step 3: V1 layers -> V2 layer ------------------------------------------------------------
 
+
 def _v2_type(v1_layer: Message) -> str:
     enum_name = _v1_type_name(v1_layer)
     if enum_name not in V1_TYPE_TO_V2_TYPE:
         raise UpgradeError(
             f"V1 layer type {enum_name} has no known current type string",
             layer=v1_layer.name,
-            hint="write this layer in the current format: layer { type: \"...\" }",
+            hint='write this layer in the current format: layer { type: "..." }',
         )
     return V1_TYPE_TO_V2_TYPE[enum_name]
 
@@ -458,8 +465,12 @@ def _add_param_specs(v1_layer: Message, layer: Message) -> None:
 def _copy_layer_param_message(v1_layer: Message, field, value, layer: Message) -> None:
     """Copy a V1 ``*_param`` message to the LayerParameter field of the same name and type."""
     target = layer.DESCRIPTOR.fields_by_name.get(field.name)
-    same_type = (target is not None and target.message_type is not None and field.message_type is not None
-                 and target.message_type.full_name == field.message_type.full_name)
+    same_type = (
+        target is not None
+        and target.message_type is not None
+        and field.message_type is not None
+        and target.message_type.full_name == field.message_type.full_name
+    )
     if not same_type:
         raise UpgradeError(
             f"V1 field '{field.name}' has no equivalent in the current layer format",
@@ -502,6 +513,7 @@ def upgrade_v1_layers(net: Message) -> None:
 
 # --- step 4: net input fields -> Input layer --------------------------------------------------
 
+
 def _input_shapes(net: Message) -> list[Message]:
     """One BlobShape per net input, from input_shape or from 4 input_dim values each."""
     names, count = list(net.input), len(net.input)
@@ -509,7 +521,7 @@ def _input_shapes(net: Message) -> list[Message]:
         raise UpgradeError(
             f"net input(s) {names} have no shape",
             hint="give each input a shape (input_shape { dim: ... } or four input_dim values), "
-                 "or declare an Input layer",
+            "or declare an Input layer",
         )
     if len(net.input_shape) and len(net.input_dim):
         raise UpgradeError(
@@ -527,10 +539,10 @@ def _input_shapes(net: Message) -> list[Message]:
         raise UpgradeError(
             f"{count} net input(s) {names} need {4 * count} input_dim values, found {len(net.input_dim)}",
             hint="give four input_dim values (num, channels, height, width) per input, "
-                 "or use input_shape { dim: ... } per input",
+            "or use input_shape { dim: ... } per input",
         )
     dims = list(net.input_dim)
-    return [schema.BlobShape(dim=dims[4 * i:4 * i + 4]) for i in range(count)]
+    return [schema.BlobShape(dim=dims[4 * i : 4 * i + 4]) for i in range(count)]
 
 
 def needs_input_upgrade(net: Message) -> bool:
@@ -555,15 +567,16 @@ def upgrade_net_input(net: Message) -> None:
 
 # --- step 5: BatchNorm param specs -> lr_mult 0, decay_mult 0 ---------------------------------
 
+
 def _is_frozen(spec: Message) -> bool:
-    return (spec.HasField("lr_mult") and spec.lr_mult == 0
-            and spec.HasField("decay_mult") and spec.decay_mult == 0)
+    return spec.HasField("lr_mult") and spec.lr_mult == 0 and spec.HasField("decay_mult") and spec.decay_mult == 0
 
 
 def _legacy_batch_norms(net: Message) -> list[Message]:
     """BatchNorm layers that declare their three param specs, as the old definition required."""
-    return [layer for layer in net.layer
-            if layer.type == BATCH_NORM_TYPE and len(layer.param) == BATCH_NORM_PARAM_COUNT]
+    return [
+        layer for layer in net.layer if layer.type == BATCH_NORM_TYPE and len(layer.param) == BATCH_NORM_PARAM_COUNT
+    ]
 
 
 def needs_batch_norm_upgrade(net: Message) -> bool:
@@ -581,10 +594,10 @@ def upgrade_batch_norm(net: Message) -> None:
 
 UPGRADE_STEPS: tuple[UpgradeStep, ...] = (
     UpgradeStep("V0 layers -> V1 layers", needs_v0_upgrade, upgrade_v0_layers),
-    UpgradeStep("V1 data transformation fields -> transform_param", needs_data_transform_upgrade,
-                upgrade_data_transform),
+    UpgradeStep(
+        "V1 data transformation fields -> transform_param", needs_data_transform_upgrade, upgrade_data_transform
+    ),
     UpgradeStep("V1 layers -> V2 layer", needs_v1_upgrade, upgrade_v1_layers),
     UpgradeStep("net input fields -> Input layer", needs_input_upgrade, upgrade_net_input),
-    UpgradeStep("BatchNorm param specs -> lr_mult 0, decay_mult 0", needs_batch_norm_upgrade,
-                upgrade_batch_norm),
+    UpgradeStep("BatchNorm param specs -> lr_mult 0, decay_mult 0", needs_batch_norm_upgrade, upgrade_batch_norm),
 )

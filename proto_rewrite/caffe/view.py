@@ -37,10 +37,24 @@ BLOB_ROLES = {
 CONV_TYPES = ("Convolution", "Deconvolution")
 SKIPPED_FIELDS = frozenset(("name", "type", "bottom", "top", "blobs", "include", "exclude", "phase"))
 LAYER_LEVEL = ("param", "loss_weight", "propagate_down")
-CONV_GEOMETRY = frozenset(("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w", "pad", "pad_h",
-                           "pad_w", "dilation", "group"))
-POOL_GEOMETRY = frozenset(("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w", "pad", "pad_h",
-                           "pad_w"))
+CONV_GEOMETRY = frozenset(
+    (
+        "kernel_size",
+        "kernel_h",
+        "kernel_w",
+        "stride",
+        "stride_h",
+        "stride_w",
+        "pad",
+        "pad_h",
+        "pad_w",
+        "dilation",
+        "group",
+    )
+)
+POOL_GEOMETRY = frozenset(
+    ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w", "pad", "pad_h", "pad_w")
+)
 
 
 def caffe_graph(model: CaffeModel, shapes=None) -> Graph:
@@ -51,19 +65,44 @@ def caffe_graph(model: CaffeModel, shapes=None) -> Graph:
     for layer in model.net.layer:
         bottoms = list(shapes.bottoms.get(layer.name, [])) if shapes else []
         tops = list(shapes.tops.get(layer.name, [])) if shapes else []
-        nodes.append(Node(layer.name, layer.type, attributes(layer, bottoms), list(layer.bottom), list(layer.top),
-                          _weights(model, layer, bottoms), bottoms, tops, model.layer_lines.get(layer.name)))
+        nodes.append(
+            Node(
+                layer.name,
+                layer.type,
+                attributes(layer, bottoms),
+                list(layer.bottom),
+                list(layer.top),
+                _weights(model, layer, bottoms),
+                bottoms,
+                tops,
+                model.layer_lines.get(layer.name),
+            )
+        )
         if layer.type == "Input":  # the shapes the Input layer declares
             inputs += [Tensor(top, tops[k] if k < len(tops) else None) for k, top in enumerate(layer.top)]
     consumed = {bottom for layer in model.net.layer for bottom in layer.bottom}
-    outputs = [Tensor(top, _shape(shapes, top)) for layer in model.net.layer if layer.type != "Input"
-               for top in layer.top if top not in consumed]
+    outputs = [
+        Tensor(top, _shape(shapes, top))
+        for layer in model.net.layer
+        if layer.type != "Input"
+        for top in layer.top
+        if top not in consumed
+    ]
     net = model.net
-    return Graph("caffe", model.prototxt_path or "", model.weights_path, nodes, inputs, _unique(outputs),
-                 has_weights=model.weights_path is not None or bool(model.weights),
-                 diagnostics=list(model.diagnostics), normalized_text=lambda: format_net_text(net),
-                 source_format=model.source_format, upgrades=list(model.upgrades),
-                 excluded_layers=list(model.excluded_layers))
+    return Graph(
+        "caffe",
+        model.prototxt_path or "",
+        model.weights_path,
+        nodes,
+        inputs,
+        _unique(outputs),
+        has_weights=model.weights_path is not None or bool(model.weights),
+        diagnostics=list(model.diagnostics),
+        normalized_text=lambda: format_net_text(net),
+        source_format=model.source_format,
+        upgrades=list(model.upgrades),
+        excluded_layers=list(model.excluded_layers),
+    )
 
 
 def _shape(shapes, blob):
@@ -81,6 +120,7 @@ def _unique(tensors: list[Tensor]) -> list[Tensor]:
 
 # ---------------------------------------------------------------------------------------------
 # Attributes
+
 
 def attributes(layer, bottom_shapes=()) -> dict[str, object]:
     found: dict[str, object] = {}
@@ -131,8 +171,13 @@ def _scalar(field, value):
 
 def _conv_geometry(param, bottom_shapes) -> dict[str, object]:
     conv = conv_params(param, input_rank(bottom_shapes))
-    return {"kernel": list(conv.kernel), "stride": list(conv.stride), "pad": list(conv.pad),
-            "dilation": list(conv.dilation), "group": conv.group}
+    return {
+        "kernel": list(conv.kernel),
+        "stride": list(conv.stride),
+        "pad": list(conv.pad),
+        "dilation": list(conv.dilation),
+        "group": conv.group,
+    }
 
 
 def _pool_geometry(param) -> dict[str, object]:
@@ -146,6 +191,7 @@ def _pool_geometry(param) -> dict[str, object]:
 # ---------------------------------------------------------------------------------------------
 # Weights
 
+
 def _role(layer_type: str, index: int) -> str:
     roles = BLOB_ROLES.get(layer_type, ())
     return roles[index] if index < len(roles) else f"blob {index}"
@@ -154,11 +200,17 @@ def _role(layer_type: str, index: int) -> str:
 def _weights(model: CaffeModel, layer, bottom_shapes) -> list[Weight]:
     arrays = model.weights.get(layer.name)
     if arrays is not None:
-        return [Weight(_role(layer.type, i), f"{layer.name}[{i}]", tuple(a.shape), str(a.dtype), _loader(a),
-                       own_name=False) for i, a in enumerate(arrays)]
+        return [
+            Weight(_role(layer.type, i), f"{layer.name}[{i}]", tuple(a.shape), str(a.dtype), _loader(a), own_name=False)
+            for i, a in enumerate(arrays)
+        ]
     expected = expected_blobs(layer, bottom_shapes) or []
-    return [Weight(_role(layer.type, i), f"{layer.name}[{i}]", None if shape is None else tuple(shape), None,
-                   own_name=False) for i, shape in enumerate(expected)]
+    return [
+        Weight(
+            _role(layer.type, i), f"{layer.name}[{i}]", None if shape is None else tuple(shape), None, own_name=False
+        )
+        for i, shape in enumerate(expected)
+    ]
 
 
 def _loader(array: np.ndarray):

@@ -73,19 +73,25 @@ def run_batch(args, models: list[str], console, convert) -> int:
     if args.output is None and not args.dry_run:
         raise UsageError("a batch needs -o OUTDIR")
     if args.save_plan or args.output_weights or args.weights:
-        raise UsageError("--save-plan, --weights and --output-weights name one file: they do not apply to a batch",
-                         hint="put each caffemodel beside its prototxt with the same stem")
+        raise UsageError(
+            "--save-plan, --weights and --output-weights name one file: they do not apply to a batch",
+            hint="put each caffemodel beside its prototxt with the same stem",
+        )
     if args.output is not None:
         if os.path.exists(args.output) and not os.path.isdir(args.output):
             raise UsageError(f"-o {args.output} must be a folder for a batch of {len(models)} models")
         os.makedirs(args.output, exist_ok=True)
-    jobs = [(args, model, None if args.output is None else _output_for(model, args.model, args.output), convert)
-            for model in models]
+    jobs = [
+        (args, model, None if args.output is None else _output_for(model, args.model, args.output), convert)
+        for model in models
+    ]
     targets = [output for _, _, output, _ in jobs if output is not None]
     clashes = sorted({t for t in targets if targets.count(t) > 1})
     if clashes:
-        raise UsageError(f"several models would be written to the same file: {', '.join(clashes)}",
-                         hint="convert them in separate runs, or give their folders instead of a glob")
+        raise UsageError(
+            f"several models would be written to the same file: {', '.join(clashes)}",
+            hint="convert them in separate runs, or give their folders instead of a glob",
+        )
     records = []
     progress = console.stderr.isatty() if hasattr(console.stderr, "isatty") else False
     if args.jobs > 1:
@@ -201,9 +207,12 @@ def _died(job, process) -> BatchRecord:
             how += " (the out-of-memory killer sends it when memory runs out)"
     else:
         how = f"ended with exit status {code} and no result"
-    error = WorkerDied(f"the process converting this model {how}; nothing was written for it", path=model,
-                       hint="convert it alone (--jobs 1) or on a machine with more memory; --max-tensor-bytes "
-                            "bounds what a model may ask for")
+    error = WorkerDied(
+        f"the process converting this model {how}; nothing was written for it",
+        path=model,
+        hint="convert it alone (--jobs 1) or on a machine with more memory; --max-tensor-bytes "
+        "bounds what a model may ask for",
+    )
     return BatchRecord(model, "error", error.exit_code, error={**error.to_dict(), "text": str(error)})
 
 
@@ -235,8 +244,14 @@ def _convert_job(job) -> BatchRecord:
     report = json.loads(stdout.getvalue())
     plan = report["plan"]
     status = "failed" if code else ("converted" if plan["rewrites"] or plan["edits"] else "unchanged")
-    return BatchRecord(model, status, code, report["written"], [r["name"] for r in plan["rewrites"]],
-                       [{"name": s["name"], "reason": s["reason"], "message": s["message"]} for s in plan["skips"]])
+    return BatchRecord(
+        model,
+        status,
+        code,
+        report["written"],
+        [r["name"] for r in plan["rewrites"]],
+        [{"name": s["name"], "reason": s["reason"], "message": s["message"]} for s in plan["skips"]],
+    )
 
 
 def _weights_beside(args, model: str) -> list:
@@ -253,11 +268,22 @@ def summary_table(records: list[BatchRecord]) -> str:
         skipped = ", ".join(f"{s['name']} ({s['reason']})" for s in record.skipped)
         if record.error:
             skipped = record.error.get("message") or record.error["error"]
-        rows.append(tuple(printable(cell) for cell in (
-            record.model, record.status, str(record.exit_code), ", ".join(record.rewritten) or "-", skipped or "-")))
+        rows.append(
+            tuple(
+                printable(cell)
+                for cell in (
+                    record.model,
+                    record.status,
+                    str(record.exit_code),
+                    ", ".join(record.rewritten) or "-",
+                    skipped or "-",
+                )
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
-    counts = {status: sum(r.status == status for r in records) for status in ("converted", "unchanged", "failed", "error")}
+    counts = {
+        status: sum(r.status == status for r in records) for status in ("converted", "unchanged", "failed", "error")
+    }
     lines.append(", ".join(f"{count} {status}" for status, count in counts.items() if count) + f" of {len(records)}")
     return "\n".join(lines) + "\n"
-

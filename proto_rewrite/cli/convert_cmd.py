@@ -20,47 +20,83 @@ HELP = "rewrite fully-connected layers into convolutions"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("convert", help=HELP, description=HELP)
-    parser.add_argument("model", nargs="+",
-                        help="a Caffe .prototxt or an .onnx model; several, folders or globs for a batch")
+    parser.add_argument(
+        "model", nargs="+", help="a Caffe .prototxt or an .onnx model; several, folders or globs for a batch"
+    )
     parser.add_argument("-o", "--output", help="the converted model (.prototxt or .onnx); for a batch, a folder")
     batch = parser.add_argument_group("batch")
     batch.add_argument("--jobs", type=int, default=1, metavar="N", help="convert N models at a time (processes)")
     batch.add_argument("--in-place", action="store_true", help="allow the output to replace the input")
     rewrite = parser.add_argument_group("rewrite")
-    rewrite.add_argument("--mode", choices=("fcn", "exact"), default="fcn",
-                         help="fcn (default): the net accepts any input size and its FC outputs become score maps; "
-                              "exact: every output keeps its original shape")
-    rewrite.add_argument("--only", metavar="NAMES", help="rewrite only these FC layers (comma-separated); "
-                                                         "one that cannot be rewritten is an error")
+    rewrite.add_argument(
+        "--mode",
+        choices=("fcn", "exact"),
+        default="fcn",
+        help="fcn (default): the net accepts any input size and its FC outputs become score maps; "
+        "exact: every output keeps its original shape",
+    )
+    rewrite.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="rewrite only these FC layers (comma-separated); one that cannot be rewritten is an error",
+    )
     rewrite.add_argument("--match", metavar="REGEX", help="rewrite only FC layers whose name matches")
     rewrite.add_argument("--exclude", metavar="NAMES", help="leave these FC layers as they are (comma-separated)")
-    rewrite.add_argument("--pool-scores", choices=("avg", "max", "probs-avg"),
-                         help="fcn mode: pool each score map back to (N, K) with a global pooling, so the output "
-                              "keeps its shape at any input size (avg/max of the scores before a final Softmax; "
-                              "probs-avg: mean of the per-cell probabilities)")
+    rewrite.add_argument(
+        "--pool-scores",
+        choices=("avg", "max", "probs-avg"),
+        help="fcn mode: pool each score map back to (N, K) with a global pooling, so the output "
+        "keeps its shape at any input size (avg/max of the scores before a final Softmax; "
+        "probs-avg: mean of the per-cell probabilities)",
+    )
     rewrite.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     rewrite.add_argument("--save-plan", metavar="FILE.json", help="also write the plan as JSON")
-    rewrite.add_argument("--plan", metavar="PLAN.json",
-                         help="apply this reviewed plan (from --dry-run --save-plan) instead of planning: refused "
-                              "when it does not fit the model; rewrites dropped from it stay as they are")
-    rewrite.add_argument("--validate", action="store_true",
-                         help="run the original and the converted model on the same random input with onnxruntime "
-                              "(Caffe through the exporter) and write nothing if they differ (exit 1)")
-    rewrite.add_argument("--keep-on-failure", action="store_true",
-                         help="with --validate: write the outputs even when the check fails")
+    rewrite.add_argument(
+        "--plan",
+        metavar="PLAN.json",
+        help="apply this reviewed plan (from --dry-run --save-plan) instead of planning: refused "
+        "when it does not fit the model; rewrites dropped from it stay as they are",
+    )
+    rewrite.add_argument(
+        "--validate",
+        action="store_true",
+        help="run the original and the converted model on the same random input with onnxruntime "
+        "(Caffe through the exporter) and write nothing if they differ (exit 1)",
+    )
+    rewrite.add_argument(
+        "--keep-on-failure", action="store_true", help="with --validate: write the outputs even when the check fails"
+    )
     caffe = parser.add_argument_group("Caffe output")
-    caffe.add_argument("--output-weights", metavar="CAFFEMODEL",
-                       help="converted weights (default: OUTPUT's stem + .caffemodel, when the model has weights)")
-    caffe.add_argument("--rename", metavar="SUFFIX", help="rename rewritten layers and their tops, e.g. --rename=-conv: fc6 -> fc6-conv")
-    caffe.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
-                       help="set the deploy input's height and width in the converted prototxt")
+    caffe.add_argument(
+        "--output-weights",
+        metavar="CAFFEMODEL",
+        help="converted weights (default: OUTPUT's stem + .caffemodel, when the model has weights)",
+    )
+    caffe.add_argument(
+        "--rename",
+        metavar="SUFFIX",
+        help="rename rewritten layers and their tops, e.g. --rename=-conv: fc6 -> fc6-conv",
+    )
+    caffe.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="set the deploy input's height and width in the converted prototxt",
+    )
     onnx = parser.add_argument_group("ONNX")
-    onnx.add_argument("--proof-run-limit", metavar="SIZE",
-                      help="fcn mode: above this much weight data (default 256MiB) the proof that the net runs at "
-                           "another size infers shapes there instead of running onnxruntime (which needs memory "
-                           "for a copy of the weights)")
-    onnx.add_argument("--classifier-before-pool", action="store_true",
-                      help="move a GlobalAveragePool -> FC classifier before the pool, so fcn mode gives a class score map")
+    onnx.add_argument(
+        "--proof-run-limit",
+        metavar="SIZE",
+        help="fcn mode: above this much weight data (default 256MiB) the proof that the net runs at "
+        "another size infers shapes there instead of running onnxruntime (which needs memory "
+        "for a copy of the weights)",
+    )
+    onnx.add_argument(
+        "--classifier-before-pool",
+        action="store_true",
+        help="move a GlobalAveragePool -> FC classifier before the pool, so fcn mode gives a class score map",
+    )
     add_caffe_options(parser)
     add_shape_options(parser)
     add_runtime_options(parser)
@@ -118,12 +154,28 @@ def options_from(args):
 
     weights = None if getattr(args, "no_weights", False) else (args.weights or AUTO)
     return ConvertOptions(
-        mode=args.mode, only=args.only, match=args.match, exclude=args.exclude,
-        classifier_before_pool=args.classifier_before_pool, pool_scores=args.pool_scores,
-        input_shapes=parse_input_shapes(args.input_shape) or None, rename=args.rename,
+        mode=args.mode,
+        only=args.only,
+        match=args.match,
+        exclude=args.exclude,
+        classifier_before_pool=args.classifier_before_pool,
+        pool_scores=args.pool_scores,
+        input_shapes=parse_input_shapes(args.input_shape) or None,
+        rename=args.rename,
         proof_run_limit=None if args.proof_run_limit is None else parse_size(args.proof_run_limit, "--proof-run-limit"),
-        input_size=tuple(args.input_size) if args.input_size else None, weights=weights,
-        output_weights=args.output_weights, phase=args.phase, strict=args.strict,
-        allow_nonfinite=args.allow_nonfinite, plan=args.plan, save_plan=args.save_plan, dry_run=args.dry_run,
-        validate=args.validate, keep_on_failure=args.keep_on_failure, in_place=args.in_place,
-        device=args.device, optimize=args.optimize, threads=args.threads)
+        input_size=tuple(args.input_size) if args.input_size else None,
+        weights=weights,
+        output_weights=args.output_weights,
+        phase=args.phase,
+        strict=args.strict,
+        allow_nonfinite=args.allow_nonfinite,
+        plan=args.plan,
+        save_plan=args.save_plan,
+        dry_run=args.dry_run,
+        validate=args.validate,
+        keep_on_failure=args.keep_on_failure,
+        in_place=args.in_place,
+        device=args.device,
+        optimize=args.optimize,
+        threads=args.threads,
+    )

@@ -25,30 +25,46 @@ HELP = "show what changed between two models: layers removed, added and changed,
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("diff", help=HELP, description=HELP,
-                                   epilog="exit codes: 0 equal, 1 different, 2 bad usage or bad input")
+    parser = subparsers.add_parser(
+        "diff", help=HELP, description=HELP, epilog="exit codes: 0 equal, 1 different, 2 bad usage or bad input"
+    )
     parser.add_argument("model_a", metavar="A", help="the model before (a Caffe .prototxt or an .onnx model)")
     parser.add_argument("model_b", metavar="B", help="the model after, of the same format")
     matching = parser.add_argument_group("matching")
-    matching.add_argument("--plan", metavar="PLAN.json",
-                          help="the conversion plan (convert --save-plan): its renames match layers across A and B")
+    matching.add_argument(
+        "--plan",
+        metavar="PLAN.json",
+        help="the conversion plan (convert --save-plan): its renames match layers across A and B",
+    )
     weights = parser.add_argument_group("weights")
     weights.add_argument("--weights-a", metavar="CAFFEMODEL", help="A's weights (default: <stem>.caffemodel beside A)")
     weights.add_argument("--weights-b", metavar="CAFFEMODEL", help="B's weights (default: <stem>.caffemodel beside B)")
-    weights.add_argument("--no-weights", action="store_true",
-                         help="compare structure and weight shapes only; read no weight values")
+    weights.add_argument(
+        "--no-weights", action="store_true", help="compare structure and weight shapes only; read no weight values"
+    )
     add_caffe_net_options(parser)
     add_shape_options(parser)
     output = parser.add_argument_group("output")
-    output.add_argument("--format", choices=("text", "json", "html"), default="text",
-                        help="text (default): a git-diff-like listing; json: schemas/diff.schema.json; "
-                             "html: one self-contained page with both graphs side by side")
+    output.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        default="text",
+        help="text (default): a git-diff-like listing; json: schemas/diff.schema.json; "
+        "html: one self-contained page with both graphs side by side",
+    )
     output.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     output.add_argument("--all", action="store_true", help="text: list unchanged layers too, one per line")
-    output.add_argument("--text", action="store_true",
-                        help="add a unified diff of the two models as normalised text (Caffe: V2 prototxt)")
-    output.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                        help="colour the text report: auto (default) when stdout is a terminal")
+    output.add_argument(
+        "--text",
+        action="store_true",
+        help="add a unified diff of the two models as normalised text (Caffe: V2 prototxt)",
+    )
+    output.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text report: auto (default) when stdout is a terminal",
+    )
     add_verbosity_options(output)
     add_safety_options(parser)
     parser.set_defaults(run=run)
@@ -60,23 +76,40 @@ def run(args, console) -> int:
 
     use_caffe_schema(args)
     apply_safety_options(args)
-    refuse_output_over_input([args.output], [args.model_a, args.model_b, args.weights_a, args.weights_b, args.plan,
-                                             *caffe_default_weights(args.model_a, args.model_b)])
+    refuse_output_over_input(
+        [args.output],
+        [
+            args.model_a,
+            args.model_b,
+            args.weights_a,
+            args.weights_b,
+            args.plan,
+            *caffe_default_weights(args.model_a, args.model_b),
+        ],
+    )
     if args.no_weights and (args.weights_a or args.weights_b):
         raise UsageError("--no-weights cannot be combined with --weights-a / --weights-b")
     try:
         plan = read_plan(args.plan) if args.plan else None
     except RecursionError as err:  # JSON nested deeper than Python's stack
-        raise InputFileError("the plan is not a proto-rewrite plan: it is nested too deeply to read", path=args.plan,
-                             hint="pass the file written by proto-rewrite convert --save-plan") from err
+        raise InputFileError(
+            "the plan is not a proto-rewrite plan: it is nested too deeply to read",
+            path=args.plan,
+            hint="pass the file written by proto-rewrite convert --save-plan",
+        ) from err
     options = LoadOptions(
         weights_a=None if args.no_weights else (args.weights_a or AUTO),
         weights_b=None if args.no_weights else (args.weights_b or AUTO),
-        phase=args.phase, strict=args.strict, input_shapes=parse_input_shapes(args.input_shape))
+        phase=args.phase,
+        strict=args.strict,
+        input_shapes=parse_input_shapes(args.input_shape),
+    )
     graph_a, graph_b = load_pair(args.model_a, args.model_b, options)
     if plan is not None and plan.model_format != graph_a.model_format:
-        raise UsageError(f"--plan is a plan for {plan.model_format} models; A and B are {graph_a.model_format} models",
-                         hint="pass the plan saved when B was converted from A")
+        raise UsageError(
+            f"--plan is a plan for {plan.model_format} models; A and B are {graph_a.model_format} models",
+            hint="pass the plan saved when B was converted from A",
+        )
     for graph in (graph_a, graph_b):
         console.diagnostics(graph.diagnostics)
     diff = diff_graphs(graph_a, graph_b, plan.renames if plan else None, compare_values=not args.no_weights)
@@ -85,7 +118,6 @@ def run(args, console) -> int:
     report = _render(diff, args, console)
     if args.output:
         from proto_rewrite.fileio import atomic_output
-
         from proto_rewrite.terminal import escape_controls
 
         coloured = args.format == "text" and _colour(args, console)  # its names are escaped already
@@ -94,8 +126,10 @@ def run(args, console) -> int:
         console.info(f"wrote {args.output}")
     else:
         console.out(report, escaped=args.format == "text" and _colour(args, console))
-    console.error(f"{'EQUAL' if diff.equal else 'DIFFERENT'}: {diff.count('changed')} changed, "
-                  f"{diff.count('removed')} removed, {diff.count('added')} added, {diff.count('unchanged')} unchanged")
+    console.error(
+        f"{'EQUAL' if diff.equal else 'DIFFERENT'}: {diff.count('changed')} changed, "
+        f"{diff.count('removed')} removed, {diff.count('added')} added, {diff.count('unchanged')} unchanged"
+    )
     return EXIT_OK if diff.equal else EXIT_CHECK_FAILED
 
 

@@ -18,24 +18,36 @@ from proto_rewrite.cli.options import (
 )
 
 HELP = "export a Caffe net to ONNX with Caffe's exact semantics"
-DESCRIPTION = (HELP + ". Tensor names are the Caffe blob names; a value rewritten by an in-place layer is "
-               "BLOB@LAYER before its last write. Without weights the model gets random weights (said loudly).")
+DESCRIPTION = (
+    HELP + ". Tensor names are the Caffe blob names; a value rewritten by an in-place layer is "
+    "BLOB@LAYER before its last write. Without weights the model gets random weights (said loudly)."
+)
 RANDOM_WEIGHTS_NOTE = "random (init-weights, seed {seed}): NOT a trained model"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help=HELP, description=DESCRIPTION)
     parser.add_argument("model", help="a Caffe .prototxt")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
-                        help="the ONNX file to write (over 2 GB: with OUT.onnx.data beside it)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.onnx",
+        help="the ONNX file to write (over 2 GB: with OUT.onnx.data beside it)",
+    )
     group = parser.add_argument_group("export")
-    group.add_argument("--opset", type=int, default=None,
-                       help="ONNX opset (default: 17; 11 to the newest the installed onnx knows)")
+    group.add_argument(
+        "--opset", type=int, default=None, help="ONNX opset (default: 17; 11 to the newest the installed onnx knows)"
+    )
     group.add_argument("--dynamic-batch", action="store_true", help="leave the batch size of the inputs free")
-    group.add_argument("--dynamic-size", action="store_true",
-                       help="leave the spatial size of the inputs free (nets without size-bound layers)")
-    group.add_argument("--seed", type=int, default=0,
-                       help="seed of the random weights used when the model has none (default: 0)")
+    group.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="leave the spatial size of the inputs free (nets without size-bound layers)",
+    )
+    group.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights used when the model has none (default: 0)"
+    )
     add_caffe_options(parser)
     add_shape_options(parser)
     add_safety_options(parser, nonfinite=True)
@@ -51,17 +63,22 @@ def run(args, console) -> int:
 
     apply_safety_options(args)
     if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
-        raise UsageError("the output is the model itself", path=args.output,
-                         hint="write the ONNX model to a .onnx file")
-    if args.seed < 0 or args.seed >= 2 ** 32:
+        raise UsageError(
+            "the output is the model itself", path=args.output, hint="write the ONNX model to a .onnx file"
+        )
+    if args.seed < 0 or args.seed >= 2**32:
         raise UsageError(f"--seed {args.seed} is out of range", hint="use a seed from 0 to 4294967295")
     overrides = parse_input_shapes(args.input_shape)
-    model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
-                       input_shapes=overrides or None)
+    model = load_caffe(
+        args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict, input_shapes=overrides or None
+    )
     console.diagnostics(model.diagnostics)
     if model.weights_path and os.path.exists(args.output) and os.path.samefile(args.output, model.weights_path):
-        raise UsageError("the output is the model's weights file, an input", path=args.output,
-                         hint="write the ONNX model to a .onnx file")
+        raise UsageError(
+            "the output is the model's weights file, an input",
+            path=args.output,
+            hint="write the ONNX model to a .onnx file",
+        )
     if not args.allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights
 
@@ -69,11 +86,18 @@ def run(args, console) -> int:
     random_note = None
     if model.weights_path is None and _has_learnable_blobs(model):
         random_note = _fill_random_weights(model, overrides, args.seed)
-        console.error(f"WARNING: {model.prototxt_path}: no weights given: the exported model has RANDOM weights "
-                      f"(seed {args.seed}); it computes nothing meaningful. Give --weights FILE.caffemodel for the "
-                      f"trained model.")
-    exported = build_onnx(model, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                          dynamic_size=args.dynamic_size, input_shapes=overrides or None)
+        console.error(
+            f"WARNING: {model.prototxt_path}: no weights given: the exported model has RANDOM weights "
+            f"(seed {args.seed}); it computes nothing meaningful. Give --weights FILE.caffemodel for the "
+            f"trained model."
+        )
+    exported = build_onnx(
+        model,
+        opset=args.opset,
+        dynamic_batch=args.dynamic_batch,
+        dynamic_size=args.dynamic_size,
+        input_shapes=overrides or None,
+    )
     proto = exported.proto
     if random_note:
         entry = proto.metadata_props.add()
@@ -115,8 +139,9 @@ def _fill_random_weights(model, overrides, seed: int) -> str:
         scratch = os.path.join(folder, "random.caffemodel")
         write_caffemodel(scratch, model.net, weights)
         stored = read_caffemodel(scratch)  # mapped: the mapping outlives the file
-    model.weights, _ = attach_weights(model.net, stored, prototxt_path=model.prototxt_path, lines=model.layer_lines,
-                                      bottom_shapes=shapes.bottoms)
+    model.weights, _ = attach_weights(
+        model.net, stored, prototxt_path=model.prototxt_path, lines=model.layer_lines, bottom_shapes=shapes.bottoms
+    )
     return RANDOM_WEIGHTS_NOTE.format(seed=seed)
 
 
@@ -151,9 +176,12 @@ def _render(summary: dict) -> str:
     def shape(dims):
         return "x".join("?" if d is None else str(d) for d in dims)
 
-    lines = [f"wrote {summary['output']}" + (f" (+ {summary['external_data']})" if summary["external_data"] else "")
-             + f": ONNX opset {summary['opset']}, {summary['nodes']} nodes, {summary['parameters']:,} parameters",
-             f"weights: {summary['weights']}"]
+    lines = [
+        f"wrote {summary['output']}"
+        + (f" (+ {summary['external_data']})" if summary["external_data"] else "")
+        + f": ONNX opset {summary['opset']}, {summary['nodes']} nodes, {summary['parameters']:,} parameters",
+        f"weights: {summary['weights']}",
+    ]
     lines += [f"input  {v['name']}: {shape(v['shape'])}" for v in summary["inputs"]]
     lines += [f"output {v['name']}: {shape(v['shape'])}" for v in summary["outputs"]]
     return "\n".join(lines) + "\n"

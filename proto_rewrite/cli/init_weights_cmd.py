@@ -8,15 +8,17 @@ from proto_rewrite.cli.options import (
     add_caffe_net_options,
     add_safety_options,
     add_shape_options,
-    apply_safety_options,
     add_verbosity_options,
+    apply_safety_options,
     parse_input_shapes,
     use_caffe_schema,
 )
 
 HELP = "write a caffemodel with random weights for a prototxt (deterministic per --seed)"
-DESCRIPTION = (HELP + ". Every learnable blob gets the shape Caffe expects for the input shapes; the values "
-               "keep activations in range for unit-scale inputs and keep a final softmax from saturating.")
+DESCRIPTION = (
+    HELP + ". Every learnable blob gets the shape Caffe expects for the input shapes; the values "
+    "keep activations in range for unit-scale inputs and keep a final softmax from saturating."
+)
 
 
 def register(subparsers) -> None:
@@ -41,27 +43,33 @@ def run(args, console) -> int:
     from proto_rewrite.diagnostics import Diagnostic
     from proto_rewrite.errors import Location, UsageError
 
-    if args.seed < 0 or args.seed >= 2 ** 32:
+    if args.seed < 0 or args.seed >= 2**32:
         raise UsageError(f"--seed {args.seed} is out of range", hint="use a seed from 0 to 4294967295")
     if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
-        raise UsageError("the output is the model itself", path=args.output,
-                         hint="write the weights to a .caffemodel file")
+        raise UsageError(
+            "the output is the model itself", path=args.output, hint="write the weights to a .caffemodel file"
+        )
     overrides = parse_input_shapes(args.input_shape)
     model = load_caffe(args.model, weights=None, phase=args.phase, strict=args.strict)
     console.diagnostics(model.diagnostics)
     shapes = infer_shapes(model.net, overrides, path=model.prototxt_path, lines=model.layer_lines)
     console.diagnostics(shapes.diagnostics)
     # Checked against the limits before any is drawn; drawn and written one layer at a time.
-    weights = lazy_random_weights(model.net, shapes, seed=args.seed, path=model.prototxt_path,
-                                  lines=model.layer_lines)
-    console.diagnostics([
-        Diagnostic("warning", "proto-rewrite does not know this layer's learnable blobs; it gets none",
-                   Location(model.prototxt_path, model.layer_lines.get(name), layer=name),
-                   hint="Caffe fills them from the layer's fillers when it loads the net")
-        for name in unknown_blob_layers(model.net)
-    ])
+    weights = lazy_random_weights(model.net, shapes, seed=args.seed, path=model.prototxt_path, lines=model.layer_lines)
+    console.diagnostics(
+        [
+            Diagnostic(
+                "warning",
+                "proto-rewrite does not know this layer's learnable blobs; it gets none",
+                Location(model.prototxt_path, model.layer_lines.get(name), layer=name),
+                hint="Caffe fills them from the layer's fillers when it loads the net",
+            )
+            for name in unknown_blob_layers(model.net)
+        ]
+    )
     write_caffemodel(args.output, model.net, weights)
     parameters = weights.parameter_count()
-    console.out(f"wrote {args.output}: random weights for {len(weights)} layers, {parameters:,} parameters "
-                f"(seed {args.seed})\n")
+    console.out(
+        f"wrote {args.output}: random weights for {len(weights)} layers, {parameters:,} parameters (seed {args.seed})\n"
+    )
     return 0

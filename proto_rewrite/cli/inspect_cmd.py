@@ -47,8 +47,13 @@ def _caffe_summary(args):
     from proto_rewrite.caffe.model import load_caffe
     from proto_rewrite.caffe.summary import summarize
 
-    model = load_caffe(args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict,
-                       input_shapes=parse_input_shapes(args.input_shape))
+    model = load_caffe(
+        args.model,
+        caffe_weights_arg(args),
+        phase=args.phase,
+        strict=args.strict,
+        input_shapes=parse_input_shapes(args.input_shape),
+    )
     return summarize(model, model.shapes)
 
 

@@ -79,9 +79,17 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
 
 
 # Arguments naming files a command reads, and what they are.
-_INPUT_ARGS = (("model", "the model"), ("model_a", "model A"), ("model_b", "model B"), ("weights", "the weights"),
-               ("weights_a", "A's weights"), ("weights_b", "B's weights"), ("plan", "the plan"),
-               ("inputs", "the inputs file"), ("caffe_schema", "the Caffe schema"))
+_INPUT_ARGS = (
+    ("model", "the model"),
+    ("model_a", "model A"),
+    ("model_b", "model B"),
+    ("weights", "the weights"),
+    ("weights_a", "A's weights"),
+    ("weights_b", "B's weights"),
+    ("plan", "the plan"),
+    ("inputs", "the inputs file"),
+    ("caffe_schema", "the Caffe schema"),
+)
 
 
 def command_inputs(args) -> list[tuple[str, str]]:
@@ -121,8 +129,11 @@ def refuse_shared_outputs(args) -> None:
         option = "--" + name.replace("_", "-")
         for key in keys:
             if key in seen:
-                raise UsageError(f"{option} '{value}' is the same file as {seen[key]}", path=value,
-                                 hint="give each output its own path")
+                raise UsageError(
+                    f"{option} '{value}' is the same file as {seen[key]}",
+                    path=value,
+                    hint="give each output its own path",
+                )
         for key in keys:
             seen[key] = f"{option} '{value}'"
 

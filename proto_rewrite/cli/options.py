@@ -9,8 +9,9 @@ from proto_rewrite.formats import is_onnx_path  # noqa: F401 - the commands impo
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
-    group.add_argument("--format", choices=("text", "json"), default="text",
-                       help="report format on stdout (default: text)")
+    group.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format on stdout (default: text)"
+    )
     add_verbosity_options(group)
 
 
@@ -22,9 +23,14 @@ def add_verbosity_options(group) -> None:
 def add_caffe_options(parser: argparse.ArgumentParser) -> None:
     """The Caffe options of a command that reads a prototxt and its weights."""
     group = add_caffe_net_options(parser)
-    group.add_argument("--weights", metavar="CAFFEMODEL",
-                       help="weights of the model (default: <stem>.caffemodel beside the prototxt, if present)")
-    group.add_argument("--no-weights", action="store_true", help="do not read weights even if a caffemodel is beside the prototxt")
+    group.add_argument(
+        "--weights",
+        metavar="CAFFEMODEL",
+        help="weights of the model (default: <stem>.caffemodel beside the prototxt, if present)",
+    )
+    group.add_argument(
+        "--no-weights", action="store_true", help="do not read weights even if a caffemodel is beside the prototxt"
+    )
 
 
 def use_caffe_schema(args) -> None:
@@ -41,8 +47,10 @@ def use_caffe_schema(args) -> None:
     if loaded is None:
         os.environ["PROTO_REWRITE_CAFFE_SCHEMA"] = wanted
     elif loaded.CUSTOM_SCHEMA_PATH != wanted:
-        raise UsageError("a different Caffe schema is already loaded in this process",
-                         hint="run proto-rewrite in a new process to change --caffe-schema")
+        raise UsageError(
+            "a different Caffe schema is already loaded in this process",
+            hint="run proto-rewrite in a new process to change --caffe-schema",
+        )
 
 
 def caffe_weights_arg(args):
@@ -57,13 +65,19 @@ def caffe_weights_arg(args):
 def add_caffe_net_options(parser: argparse.ArgumentParser):
     """The Caffe options of a command that reads a prototxt but no weights; returns the group."""
     group = parser.add_argument_group("Caffe models")
-    group.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST",
-                       help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)")
-    group.add_argument("--strict", action="store_true",
-                       help="treat unknown layer types as errors instead of warnings")
-    group.add_argument("--caffe-schema", metavar="DESCRIPTOR_SET",
-                       help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
-                            "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)")
+    group.add_argument(
+        "--phase",
+        choices=("TEST", "TRAIN"),
+        default="TEST",
+        help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)",
+    )
+    group.add_argument("--strict", action="store_true", help="treat unknown layer types as errors instead of warnings")
+    group.add_argument(
+        "--caffe-schema",
+        metavar="DESCRIPTOR_SET",
+        help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
+        "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)",
+    )
     return group
 
 
@@ -72,9 +86,13 @@ INPUT_SHAPE_FORM = "NAME:D0,D1,... (e.g. data:1,3,224,224)"
 
 def add_shape_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("shapes")
-    group.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
-                       help="the shape of an input (repeat for several inputs), replacing the declared one: "
-                            "e.g. data:1,3,224,224")
+    group.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME:D0,D1,...",
+        help="the shape of an input (repeat for several inputs), replacing the declared one: e.g. data:1,3,224,224",
+    )
 
 
 def parse_input_shapes(values) -> dict[str, list[int]]:
@@ -85,13 +103,17 @@ def parse_input_shapes(values) -> dict[str, list[int]]:
     for value in values or []:
         name, colon, dims = value.rpartition(":")
         if not colon or not name or not dims:
-            raise UsageError(f"--input-shape '{value}': expected {INPUT_SHAPE_FORM}",
-                             hint="name the input, then a colon, then its dimensions separated by commas")
+            raise UsageError(
+                f"--input-shape '{value}': expected {INPUT_SHAPE_FORM}",
+                hint="name the input, then a colon, then its dimensions separated by commas",
+            )
         try:
             shape = [int(d) for d in dims.split(",")]
         except ValueError as err:
-            raise UsageError(f"--input-shape '{value}': the dimensions must be integers; expected {INPUT_SHAPE_FORM}",
-                             hint="separate the dimensions with commas, without spaces or brackets") from err
+            raise UsageError(
+                f"--input-shape '{value}': the dimensions must be integers; expected {INPUT_SHAPE_FORM}",
+                hint="separate the dimensions with commas, without spaces or brackets",
+            ) from err
         if any(d <= 0 for d in shape):
             raise UsageError(f"--input-shape '{value}': every dimension must be positive")
         if name in shapes:
@@ -102,29 +124,58 @@ def parse_input_shapes(values) -> dict[str, list[int]]:
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("onnxruntime")
-    group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                       help="execution provider: cpu (default) or cuda (needs onnxruntime-gpu; TF32 is off)")
-    group.add_argument("--optimize", action="store_true",
-                       help="enable onnxruntime's graph optimisations (off by default, for both models alike)")
+    group.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="execution provider: cpu (default) or cuda (needs onnxruntime-gpu; TF32 is off)",
+    )
+    group.add_argument(
+        "--optimize",
+        action="store_true",
+        help="enable onnxruntime's graph optimisations (off by default, for both models alike)",
+    )
     group.add_argument("--threads", type=int, metavar="N", help="intra-op threads of each session")
 
 
 def add_validation_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("comparison")
     group.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    group.add_argument("--trials", type=int, default=1, metavar="K", help="compare on K random inputs (seeds seed..seed+K-1)")
+    group.add_argument(
+        "--trials", type=int, default=1, metavar="K", help="compare on K random inputs (seeds seed..seed+K-1)"
+    )
     group.add_argument("--batch", type=int, metavar="N", help="batch size of the random inputs")
-    group.add_argument("--input-range", action="append", default=[], metavar="NAME:LO,HI",
-                       help="draw this input uniformly in [LO, HI] instead of N(0, 1), e.g. data:0,255")
-    group.add_argument("--inputs", metavar="FILE.npz", help="feed these inputs (keyed by input name) instead of random ones")
+    group.add_argument(
+        "--input-range",
+        action="append",
+        default=[],
+        metavar="NAME:LO,HI",
+        help="draw this input uniformly in [LO, HI] instead of N(0, 1), e.g. data:0,255",
+    )
+    group.add_argument(
+        "--inputs", metavar="FILE.npz", help="feed these inputs (keyed by input name) instead of random ones"
+    )
     group.add_argument("--save-inputs", metavar="FILE.npz", help="write the inputs used")
     group.add_argument("--save-outputs", metavar="FILE.npz", help="write both models' outputs (keys a/NAME, b/NAME)")
-    group.add_argument("--atol", action="append", default=[], metavar="[NAME:]VALUE",
-                       help="absolute tolerance, for every output or one (repeatable); default by dtype")
-    group.add_argument("--rtol", action="append", default=[], metavar="[NAME:]VALUE",
-                       help="relative tolerance, for every output or one (repeatable); default by dtype")
-    group.add_argument("--localize", action="store_true",
-                       help="also compare every intermediate tensor both models compute, and name the first that diverges")
+    group.add_argument(
+        "--atol",
+        action="append",
+        default=[],
+        metavar="[NAME:]VALUE",
+        help="absolute tolerance, for every output or one (repeatable); default by dtype",
+    )
+    group.add_argument(
+        "--rtol",
+        action="append",
+        default=[],
+        metavar="[NAME:]VALUE",
+        help="relative tolerance, for every output or one (repeatable); default by dtype",
+    )
+    group.add_argument(
+        "--localize",
+        action="store_true",
+        help="also compare every intermediate tensor both models compute, and name the first that diverges",
+    )
 
 
 def validate_options_from(args, input_shapes):
@@ -141,10 +192,14 @@ def validate_options_from(args, input_shapes):
         raise UsageError("--inputs feeds fixed inputs: it cannot be combined with --trials or --input-range")
     return ValidateOptions(
         runtime=RuntimeOptions(args.device, args.optimize, args.threads),
-        seed=args.seed, trials=args.trials, batch=args.batch,
+        seed=args.seed,
+        trials=args.trials,
+        batch=args.batch,
         input_shapes={name: tuple(shape) for name, shape in input_shapes.items()},
-        input_ranges=parse_ranges(args.input_range), inputs_file=args.inputs,
-        tolerances=Tolerances.parse(args.atol, args.rtol), localize=args.localize,
+        input_ranges=parse_ranges(args.input_range),
+        inputs_file=args.inputs,
+        tolerances=Tolerances.parse(args.atol, args.rtol),
+        localize=args.localize,
     )
 
 
@@ -152,18 +207,28 @@ def add_safety_options(parser: argparse.ArgumentParser, *, nonfinite: bool = Fal
     """--max-tensor-bytes (every command that reads a model) and --allow-nonfinite (the commands
     that compute with the weights)."""
     group = parser.add_argument_group("safety")
-    group.add_argument("--max-tensor-bytes", metavar="SIZE",
-                       help="refuse a model whose declared shapes would need a tensor larger than SIZE bytes "
-                            "(e.g. 4GiB, 500M; default: $PROTO_REWRITE_MAX_TENSOR_BYTES, else 16GiB)")
-    group.add_argument("--max-text-bytes", metavar="SIZE",
-                       help="refuse a prototxt larger than SIZE bytes before reading it "
-                            "(default: $PROTO_REWRITE_MAX_TEXT_BYTES, else 16MiB)")
-    group.add_argument("--max-random-bytes", metavar="SIZE",
-                       help="refuse random weights larger than SIZE bytes in all before drawing any "
-                            "(default: $PROTO_REWRITE_MAX_RANDOM_BYTES, else 4GiB)")
+    group.add_argument(
+        "--max-tensor-bytes",
+        metavar="SIZE",
+        help="refuse a model whose declared shapes would need a tensor larger than SIZE bytes "
+        "(e.g. 4GiB, 500M; default: $PROTO_REWRITE_MAX_TENSOR_BYTES, else 16GiB)",
+    )
+    group.add_argument(
+        "--max-text-bytes",
+        metavar="SIZE",
+        help="refuse a prototxt larger than SIZE bytes before reading it "
+        "(default: $PROTO_REWRITE_MAX_TEXT_BYTES, else 16MiB)",
+    )
+    group.add_argument(
+        "--max-random-bytes",
+        metavar="SIZE",
+        help="refuse random weights larger than SIZE bytes in all before drawing any "
+        "(default: $PROTO_REWRITE_MAX_RANDOM_BYTES, else 4GiB)",
+    )
     if nonfinite:
-        group.add_argument("--allow-nonfinite", action="store_true",
-                           help="accept weights that hold NaN or Inf (refused by default)")
+        group.add_argument(
+            "--allow-nonfinite", action="store_true", help="accept weights that hold NaN or Inf (refused by default)"
+        )
 
 
 def apply_safety_options(args) -> None:
@@ -184,8 +249,10 @@ def refuse_output_over_input(outputs, inputs) -> None:
     existing = [path for path in inputs if path and os.path.isfile(path)]
     for output in outputs:
         if output and os.path.exists(output) and any(os.path.samefile(output, path) for path in existing):
-            raise UsageError(f"output '{output}' is also an input",
-                             hint="choose another output path: proto-rewrite never replaces its inputs here")
+            raise UsageError(
+                f"output '{output}' is also an input",
+                hint="choose another output path: proto-rewrite never replaces its inputs here",
+            )
 
 
 def caffe_default_weights(*models) -> list:

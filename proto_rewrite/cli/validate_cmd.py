@@ -28,18 +28,33 @@ def register(subparsers) -> None:
     caffe = parser.add_argument_group("Caffe models (exported to ONNX for onnxruntime)")
     caffe.add_argument("--weights-a", metavar="CAFFEMODEL", help="weights of A (default: <stem>.caffemodel beside it)")
     caffe.add_argument("--weights-b", metavar="CAFFEMODEL", help="weights of B (default: <stem>.caffemodel beside it)")
-    parser.add_argument("--plan", metavar="PLAN.json",
-                        help="with --localize: the conversion plan (convert --save-plan), to pair renamed tensors")
-    parser.add_argument("--dense", nargs=2, type=int, metavar=("H", "W"),
-                        help="dense check of an fcn conversion: B once on an H x W image against A on every crop "
-                             "its score map covers")
+    parser.add_argument(
+        "--plan",
+        metavar="PLAN.json",
+        help="with --localize: the conversion plan (convert --save-plan), to pair renamed tensors",
+    )
+    parser.add_argument(
+        "--dense",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="dense check of an fcn conversion: B once on an H x W image against A on every crop its score map covers",
+    )
     add_validation_options(parser)
-    parser.add_argument("--compare", choices=("scale", "elementwise"),
-                        help="pass/fail rule: scale (default): max|A-B| <= tol x max|A| per output; elementwise: every "
-                             "element within atol + rtol x |A| (the default when --atol or --rtol is given)")
-    parser.add_argument("--scale-tol", action="append", default=[], metavar="[NAME:]VALUE",
-                        help="tolerance of the scale rule, for every output or one (repeatable); default by dtype "
-                             "(fp32 1e-5, fp16 1e-2, fp64 1e-10)")
+    parser.add_argument(
+        "--compare",
+        choices=("scale", "elementwise"),
+        help="pass/fail rule: scale (default): max|A-B| <= tol x max|A| per output; elementwise: every "
+        "element within atol + rtol x |A| (the default when --atol or --rtol is given)",
+    )
+    parser.add_argument(
+        "--scale-tol",
+        action="append",
+        default=[],
+        metavar="[NAME:]VALUE",
+        help="tolerance of the scale rule, for every output or one (repeatable); default by dtype "
+        "(fp32 1e-5, fp16 1e-2, fp64 1e-10)",
+    )
     add_runtime_options(parser)
     add_shape_options(parser)
     add_safety_options(parser, nonfinite=True)
@@ -55,17 +70,27 @@ def run(args, console) -> int:
     from proto_rewrite.validation.tolerances import Tolerances
 
     apply_safety_options(args)
-    refuse_output_over_input([args.save_inputs, args.save_outputs],
-                             [args.model_a, args.model_b, args.weights_a, args.weights_b, args.inputs,
-                              *caffe_default_weights(args.model_a, args.model_b)])
+    refuse_output_over_input(
+        [args.save_inputs, args.save_outputs],
+        [
+            args.model_a,
+            args.model_b,
+            args.weights_a,
+            args.weights_b,
+            args.inputs,
+            *caffe_default_weights(args.model_a, args.model_b),
+        ],
+    )
     options = validate_options_from(args, parse_input_shapes(args.input_shape))
     options.tolerances = Tolerances.parse(args.atol, args.rtol, args.scale_tol, args.compare)
     if args.plan:
         options.renames = plan_renames(args.plan)
-    model_a = load_for_validation(args.model_a, args.weights_a, console, any_size=bool(args.dense),
-                                  allow_nonfinite=args.allow_nonfinite)
-    model_b = load_for_validation(args.model_b, args.weights_b, console, any_size=bool(args.dense),
-                                  allow_nonfinite=args.allow_nonfinite)
+    model_a = load_for_validation(
+        args.model_a, args.weights_a, console, any_size=bool(args.dense), allow_nonfinite=args.allow_nonfinite
+    )
+    model_b = load_for_validation(
+        args.model_b, args.weights_b, console, any_size=bool(args.dense), allow_nonfinite=args.allow_nonfinite
+    )
     if args.dense:
         return run_dense(args, console, model_a, model_b, options)
     result = validate_models(model_a, model_b, options, names=(args.model_a, args.model_b))
@@ -89,8 +114,11 @@ def plan_renames(path) -> dict[str, str]:
     try:
         return RewritePlan.from_dict(json.loads(read_text(path, "plan"))).renames
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # a list; nested 10^5 deep
-        raise InputFileError(f"not a proto-rewrite plan: {err}", path=path,
-                             hint="write one with proto-rewrite convert ... --save-plan PLAN.json") from err
+        raise InputFileError(
+            f"not a proto-rewrite plan: {err}",
+            path=path,
+            hint="write one with proto-rewrite convert ... --save-plan PLAN.json",
+        ) from err
 
 
 def run_dense(args, console, model_a, model_b, options) -> int:
@@ -100,8 +128,10 @@ def run_dense(args, console, model_a, model_b, options) -> int:
     console.out(json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else result.render_text())
     worst = max((o.comparison.absolute.max for o in result.outputs), default=0.0)
     verdict = "PASSED" if result.passed else "FAILED"
-    console.error(f"{verdict}: dense check, {result.cells} cells, max abs error {worst:.3g}"
-                  + (" (padded net: reported, not judged)" if result.padded else ""))
+    console.error(
+        f"{verdict}: dense check, {result.cells} cells, max abs error {worst:.3g}"
+        + (" (padded net: reported, not judged)" if result.padded else "")
+    )
     return 0 if result.passed else EXIT_CHECK_FAILED
 
 

@@ -50,9 +50,14 @@ class WeightDiff:
         return self.relation.kind != IDENTICAL or renamed or self.from_node is not None
 
     def to_dict(self) -> dict:
-        return {"role": self.role, "a": None if self.a is None else self.a.to_dict(),
-                "b": None if self.b is None else self.b.to_dict(), "relation": self.relation.to_dict(),
-                "changed": self.changed, "from_node": self.from_node}
+        return {
+            "role": self.role,
+            "a": None if self.a is None else self.a.to_dict(),
+            "b": None if self.b is None else self.b.to_dict(),
+            "relation": self.relation.to_dict(),
+            "changed": self.changed,
+            "from_node": self.from_node,
+        }
 
 
 @dataclass
@@ -178,6 +183,7 @@ def _sum(values) -> int | None:
 # ---------------------------------------------------------------------------------------------
 # Comparing
 
+
 def diff_graphs(a: Graph, b: Graph, renames: dict[str, str] | None = None, *, compare_values: bool = True) -> GraphDiff:
     """Compare ``b`` (after) with ``a`` (before). ``renames``: a plan's old -> new names.
     ``compare_values`` False: weights are compared by shape and dtype only."""
@@ -192,19 +198,32 @@ def diff_graphs(a: Graph, b: Graph, renames: dict[str, str] | None = None, *, co
     return GraphDiff(a, b, nodes, io, compare_values and a.has_weights and b.has_weights)
 
 
-def diff_nodes(a: Node | None, b: Node | None, matched_by: str | None, compare_values: bool = True,
-               batches: tuple[int | None, int | None] = (None, None)) -> NodeDiff:
-    costs = [(None, None) if n is None else (graph_view.parameters(n), cost.macs(n, batch))
-             for n, batch in zip((a, b), batches)]
+def diff_nodes(
+    a: Node | None,
+    b: Node | None,
+    matched_by: str | None,
+    compare_values: bool = True,
+    batches: tuple[int | None, int | None] = (None, None),
+) -> NodeDiff:
+    costs = [
+        (None, None) if n is None else (graph_view.parameters(n), cost.macs(n, batch))
+        for n, batch in zip((a, b), batches)
+    ]
     parameters, macs = (costs[0][0], costs[1][0]), (costs[0][1], costs[1][1])
     if a is None or b is None:
         only = a or b
-        weights = [WeightDiff(w.role, w if a else None, None if a else w, Relation(REMOVED if a else ADDED))
-                   for w in only.weights]
-        return NodeDiff(REMOVED_NODE if a else ADDED_NODE, None, a, b, weights=weights, parameters=parameters,
-                        macs=macs)
-    fields = [ValueChange(name, getattr(a, name), getattr(b, name))
-              for name in ("name", "op", "inputs", "outputs") if getattr(a, name) != getattr(b, name)]
+        weights = [
+            WeightDiff(w.role, w if a else None, None if a else w, Relation(REMOVED if a else ADDED))
+            for w in only.weights
+        ]
+        return NodeDiff(
+            REMOVED_NODE if a else ADDED_NODE, None, a, b, weights=weights, parameters=parameters, macs=macs
+        )
+    fields = [
+        ValueChange(name, getattr(a, name), getattr(b, name))
+        for name in ("name", "op", "inputs", "outputs")
+        if getattr(a, name) != getattr(b, name)
+    ]
     attributes = _attribute_changes(a.attributes, b.attributes)
     weights = [_weight_diff(role, wa, wb, compare_values) for role, wa, wb in _weight_pairs(a.weights, b.weights)]
     changed = bool(fields or attributes or any(w.changed for w in weights))

@@ -23,8 +23,12 @@ def render_html(diff) -> str:
     data = json.dumps(diff.to_dict(), separators=(",", ":"))
     # Inside <script>, "</" would end the element early; \u003c reads back as "<" in JSON.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    parts = {"TITLE": html.escape(f"proto-rewrite diff: {diff.a.path} -> {diff.b.path}"), "STYLE": STYLE,
-             "SCRIPT": SCRIPT, "DATA": data}
+    parts = {
+        "TITLE": html.escape(f"proto-rewrite diff: {diff.a.path} -> {diff.b.path}"),
+        "STYLE": STYLE,
+        "SCRIPT": SCRIPT,
+        "DATA": data,
+    }
     return re.sub(r"\{\{(\w+)\}\}", lambda match: parts[match.group(1)], TEMPLATE)  # one pass: no part is re-read
 
 

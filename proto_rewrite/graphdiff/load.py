@@ -12,10 +12,10 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
-from proto_rewrite.graph_view import Graph
-from proto_rewrite.graphdiff.text import side_label
 from proto_rewrite.errors import InputFileError, UsageError
 from proto_rewrite.formats import model_format
+from proto_rewrite.graph_view import Graph
+from proto_rewrite.graphdiff.text import side_label
 from proto_rewrite.rewrite_plan import RewritePlan
 
 AUTO = "auto"
@@ -34,8 +34,10 @@ def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph
     options = options or LoadOptions()
     kinds = model_format(path_a), model_format(path_b)
     if kinds[0] != kinds[1]:
-        raise UsageError(f"cannot diff a {kinds[0]} model ({path_a}) with a {kinds[1]} model ({path_b})",
-                         hint="diff compares two Caffe prototxts or two .onnx models")
+        raise UsageError(
+            f"cannot diff a {kinds[0]} model ({path_a}) with a {kinds[1]} model ({path_b})",
+            hint="diff compares two Caffe prototxts or two .onnx models",
+        )
     if kinds[0] == "onnx":
         for option, value in (("--weights-a", options.weights_a), ("--weights-b", options.weights_b)):
             if value not in (None, AUTO):
@@ -49,14 +51,19 @@ def _load_caffe(path, weights, options: LoadOptions) -> Graph:
     from proto_rewrite.caffe.model import load_caffe
     from proto_rewrite.caffe.view import caffe_graph
 
-    model = load_caffe(path, CAFFE_AUTO if weights == AUTO else weights, phase=options.phase, strict=options.strict,
-                       input_shapes=options.input_shapes or None)
+    model = load_caffe(
+        path,
+        CAFFE_AUTO if weights == AUTO else weights,
+        phase=options.phase,
+        strict=options.strict,
+        input_shapes=options.input_shapes or None,
+    )
     return caffe_graph(model)
 
 
 def _load_onnx_pair(path_a, path_b, options: LoadOptions) -> tuple[Graph, Graph]:
-    from proto_rewrite.onnx.view import declared_inputs
     from proto_rewrite.onnx.model import load_onnx
+    from proto_rewrite.onnx.view import declared_inputs
 
     model_a, model_b = load_onnx(path_a), load_onnx(path_b)
     given = {name: list(shape) for name, shape in options.input_shapes.items()}
@@ -86,8 +93,9 @@ def _onnx_graph(model, input_shapes) -> Graph:
 
     graph = onnx_graph(model, input_shapes)
     if graph.inference_note:
-        graph.diagnostics.append(Diagnostic("warning", f"{graph.inference_note}; MACs may be unknown",
-                                            Location(model.path)))
+        graph.diagnostics.append(
+            Diagnostic("warning", f"{graph.inference_note}; MACs may be unknown", Location(model.path))
+        )
     return graph
 
 
@@ -102,7 +110,6 @@ def _known(given: dict, model) -> dict:
 def read_plan(path) -> RewritePlan:
     """A plan saved by ``convert --save-plan``."""
     from proto_rewrite.input_guard import require_regular_file
-
     from proto_rewrite.limits import check_text_size
 
     info = require_regular_file(path, "the plan")
@@ -114,13 +121,17 @@ def read_plan(path) -> RewritePlan:
     except OSError as err:
         raise InputFileError(f"cannot read the plan: {err.strerror}", path=path) from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(f"the plan is not JSON: {err}", path=path,
-                             hint="pass the file written by proto-rewrite convert --save-plan") from err
+        raise InputFileError(
+            f"the plan is not JSON: {err}", path=path, hint="pass the file written by proto-rewrite convert --save-plan"
+        ) from err
     try:
         return RewritePlan.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise InputFileError(f"the plan is not a proto-rewrite plan (bad or missing field: {err})", path=path,
-                             hint="pass the file written by proto-rewrite convert --save-plan") from err
+        raise InputFileError(
+            f"the plan is not a proto-rewrite plan (bad or missing field: {err})",
+            path=path,
+            hint="pass the file written by proto-rewrite convert --save-plan",
+        ) from err
 
 
 def text_diff(a: Graph, b: Graph) -> str:

@@ -64,7 +64,7 @@ def match_nodes(a: list[Node], b: list[Node], renames: dict[str, str] | None = N
 
 
 def _derived(short: str, long: str) -> bool:
-    return long.startswith(short) and _SUFFIX.fullmatch(long[len(short):]) is not None
+    return long.startswith(short) and _SUFFIX.fullmatch(long[len(short) :]) is not None
 
 
 def _match_derived(a, b, partner, taken, pair) -> None:
@@ -73,7 +73,9 @@ def _match_derived(a, b, partner, taken, pair) -> None:
     candidates = defaultdict(list)
     for i in free_a:
         for j in free_b:
-            if family(a[i].op) == family(b[j].op) and (_derived(a[i].name, b[j].name) or _derived(b[j].name, a[i].name)):
+            if family(a[i].op) == family(b[j].op) and (
+                _derived(a[i].name, b[j].name) or _derived(b[j].name, a[i].name)
+            ):
                 candidates[i].append(j)
     wanted = defaultdict(int)
     for js in candidates.values():
@@ -103,8 +105,9 @@ def _match_positions(a, b, partner, taken, pair) -> None:
         free_b = [j for j in gaps_b.get(key, []) if j not in taken]
         if not free_b:
             continue
-        matcher = difflib.SequenceMatcher(None, [family(a[i].op) for i in free_a], [family(b[j].op) for j in free_b],
-                                          autojunk=False)
+        matcher = difflib.SequenceMatcher(
+            None, [family(a[i].op) for i in free_a], [family(b[j].op) for j in free_b], autojunk=False
+        )
         for block in matcher.get_matching_blocks():
             for k in range(block.size):
                 pair(free_a[block.a + k], free_b[block.b + k], POSITION)

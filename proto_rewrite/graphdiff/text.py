@@ -45,12 +45,16 @@ def render_text(diff, *, show_all: bool = False, colour: bool = False) -> str:
             continue
         _node_lines(out, node)
     if unchanged and not show_all:
-        names = ", ".join(n.name for n in unchanged[:UNCHANGED_NAMES]) + (", ..." if len(unchanged) > UNCHANGED_NAMES else "")
+        names = ", ".join(n.name for n in unchanged[:UNCHANGED_NAMES]) + (
+            ", ..." if len(unchanged) > UNCHANGED_NAMES else ""
+        )
         out.add(" ", f"{len(unchanged)} unchanged: {names}")
     out.blank()
     out.add("", _summary(diff))
-    for label, (before, after) in (("parameters", (diff.totals("a")[0], diff.totals("b")[0])),
-                                   ("MACs", (diff.totals("a")[1], diff.totals("b")[1]))):
+    for label, (before, after) in (
+        ("parameters", (diff.totals("a")[0], diff.totals("b")[0])),
+        ("MACs", (diff.totals("a")[1], diff.totals("b")[1])),
+    ):
         out.add("", f"{label}: {_count(before)} -> {_count(after)}{_delta(before, after)}")
     if not diff.compared_values:
         out.add("", "weight values not compared (no weights read): shapes only")
@@ -119,8 +123,11 @@ def _node_lines(out: _Lines, node) -> None:
             side = weight.b or weight.a
             out.add(marker, f"    {weight.role} {shape_text(side.shape)}")
             continue
-        shapes = shape_text(weight.a.shape) if weight.a.shape == weight.b.shape else \
-            f"{shape_text(weight.a.shape)} -> {shape_text(weight.b.shape)}"
+        shapes = (
+            shape_text(weight.a.shape)
+            if weight.a.shape == weight.b.shape
+            else f"{shape_text(weight.a.shape)} -> {shape_text(weight.b.shape)}"
+        )
         names = f" ({weight.a.name} -> {weight.b.name})" if weight.a.name != weight.b.name and weight.b.own_name else ""
         if weight.from_node:
             names += f" (from {weight.from_node})"

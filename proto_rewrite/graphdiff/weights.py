@@ -62,7 +62,9 @@ class Relation:
         if self.kind == CAST:
             return "same values, new dtype"
         if self.kind == SCALED:
-            layout = {"same": "", "transpose": ", transposed", "permute": ", permuted"}.get(self.layout, f", {self.layout}")
+            layout = {"same": "", "transpose": ", transposed", "permute": ", permuted"}.get(
+                self.layout, f", {self.layout}"
+            )
             return f"scaled x{_number(self.factor)}{layout}"
         if self.kind == BROADCAST:
             return "broadcast" + ("" if self.factor in (None, 1.0) else f", scaled x{_number(self.factor)}")
@@ -75,8 +77,13 @@ class Relation:
         return "only in B" if self.kind == ADDED else "only in A"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "layout": self.layout, "factor": _finite(self.factor),
-                "max_abs_diff": _finite(self.max_abs_diff), "text": self.text()}
+        return {
+            "kind": self.kind,
+            "layout": self.layout,
+            "factor": _finite(self.factor),
+            "max_abs_diff": _finite(self.max_abs_diff),
+            "text": self.text(),
+        }
 
 
 def _finite(value: float | None) -> float | None:
@@ -126,12 +133,15 @@ def _reverse(a: np.ndarray, b: np.ndarray) -> Relation | None:
         return back
     if back.kind == SCALED and back.layout != "same" and back.factor:
         factor = 1.0 / back.factor
-        return Relation(SCALED, back.layout, float(np.asarray(factor, dtype=b.dtype)) if b.dtype.kind == "f" else factor)
+        return Relation(
+            SCALED, back.layout, float(np.asarray(factor, dtype=b.dtype)) if b.dtype.kind == "f" else factor
+        )
     return None
 
 
 # ---------------------------------------------------------------------------------------------
 # Layouts: each gives ``a`` in ``b``'s element order, as blocks of rows of ``b`` viewed as 2-D.
+
 
 def _rows(b: np.ndarray) -> int:
     return b.shape[0] if b.ndim else 1
@@ -153,7 +163,7 @@ def _same(a, b):
     def blocks() -> Iterator[tuple[int, int, np.ndarray]]:
         step = _block_size(b)
         for first in range(0, rows, step):
-            yield first, min(rows, first + step), matrix[first:first + step]
+            yield first, min(rows, first + step), matrix[first : first + step]
 
     return blocks
 
@@ -166,7 +176,7 @@ def _transposed(a, b):
     def blocks():
         step = _block_size(b)
         for first in range(0, rows, step):
-            yield first, min(rows, first + step), matrix[first:first + step]
+            yield first, min(rows, first + step), matrix[first : first + step]
 
     return blocks
 
@@ -180,7 +190,7 @@ def _permuted(a, b, transposed: bool):
     def blocks():
         step = _block_size(b)
         for first in range(0, rows, step):
-            part = matrix[first:first + step]
+            part = matrix[first : first + step]
             kernel = part.reshape(len(part), height, width, channels).transpose(0, 3, 1, 2)
             yield first, min(rows, first + step), kernel.reshape(len(part), -1)
 
@@ -200,6 +210,7 @@ def _layouts(a, b):
 
 # ---------------------------------------------------------------------------------------------
 # Block-wise checks
+
 
 def _equal(blocks, b: np.ndarray, exact_dtype: bool = True) -> bool:
     target = _as_matrix(b, _rows(b))
@@ -272,4 +283,6 @@ def _broadcast(a: np.ndarray, b: np.ndarray) -> Relation | None:
         return Relation(BROADCAST, factor=1.0)
     if value == 0.0:
         return None
-    return Relation(BROADCAST, factor=float(np.asarray(target / value, dtype=b.dtype)) if b.dtype.kind == "f" else target / value)
+    return Relation(
+        BROADCAST, factor=float(np.asarray(target / value, dtype=b.dtype)) if b.dtype.kind == "f" else target / value
+    )

@@ -134,8 +134,11 @@ def _topological(nodes: list[tuple[float, onnx.NodeProto]], available: set[str])
     readers: dict[int, list[int]] = {i: [] for i in order}
     for i in order:
         node = nodes[i][1]
-        needs = {producer[name] for name in list(node.input) + sorted(subgraph_reads(node))
-                 if name not in available and name in producer}
+        needs = {
+            producer[name]
+            for name in list(node.input) + sorted(subgraph_reads(node))
+            if name not in available and name in producer
+        }
         needs.discard(i)
         waiting[i] = len(needs)
         for j in needs:

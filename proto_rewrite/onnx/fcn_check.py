@@ -44,10 +44,14 @@ def size_warnings(new_model, program) -> list[Diagnostic]:
         elif node.op_type in ("Gemm", "MatMul"):
             text = _fc_text(view, index)
         if text:
-            warnings.append(Diagnostic("warning", text, Location(path=program.plan.model_path or None,
-                                                                  layer=view.key(index)),
-                                       "the rewritten model runs at the planning input size; at other sizes "
-                                       "this node fails"))
+            warnings.append(
+                Diagnostic(
+                    "warning",
+                    text,
+                    Location(path=program.plan.model_path or None, layer=view.key(index)),
+                    "the rewritten model runs at the planning input size; at other sizes this node fails",
+                )
+            )
     return warnings
 
 
@@ -97,8 +101,10 @@ def _reshape_text(view: GraphView, index: int) -> str | None:
     fits = count % fixed == 0 if -1 in target else count == fixed
     if fits:
         return None
-    return (f"Reshape '{view.key(index)}' has the fixed target {target}, which a "
-            f"{'x'.join(map(str, shape))} input (at {SCALE}x the input size) does not fill")
+    return (
+        f"Reshape '{view.key(index)}' has the fixed target {target}, which a "
+        f"{'x'.join(map(str, shape))} input (at {SCALE}x the input size) does not fill"
+    )
 
 
 def _fc_text(view: GraphView, index: int) -> str | None:
@@ -111,5 +117,7 @@ def _fc_text(view: GraphView, index: int) -> str | None:
     inputs = weight.dims[0] if transposed else weight.dims[1]
     if shape[1] == inputs:
         return None
-    return (f"{node.op_type} '{view.key(index)}' (not rewritten) takes {inputs} inputs; at {SCALE}x the input size "
-            f"it gets {shape[1]}")
+    return (
+        f"{node.op_type} '{view.key(index)}' (not rewritten) takes {inputs} inputs; at {SCALE}x the input size "
+        f"it gets {shape[1]}"
+    )

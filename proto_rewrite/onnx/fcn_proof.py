@@ -16,7 +16,6 @@ from the nodes that bake the planning size, or from where the score maps had to 
 from __future__ import annotations
 
 import math
-
 import re
 
 import numpy as np
@@ -40,13 +39,15 @@ def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnRepo
     """Check the rewritten ``new_model`` (an OnnxModel of ``program``) at a second input size."""
     plan, view = program.plan, program.view
     if not program.resized_inputs:
-        return FcnReport(False, note="no input of the model feeds the rewritten FCs as a 4-D image, so its size "
-                                     "stays as it is")
+        return FcnReport(
+            False, note="no input of the model feeds the rewritten FCs as a 4-D image, so its size stays as it is"
+        )
     skeleton = checkable_model(new_model)
     maps = _score_maps(skeleton, program)
     if isinstance(maps, Blocker):
-        return FcnReport(False, blockers=[maps] + _region_blockers(program),
-                         note="the score-map size cannot be read from the graph")
+        return FcnReport(
+            False, blockers=[maps] + _region_blockers(program), note="the score-map size cannot be read from the graph"
+        )
     sizes = _second_sizes(plan.input_shapes, program.resized_inputs, maps)
     if sizes is None:
         return FcnReport(False, note="the planning input size is not known; give input_shapes (--input-shape)")
@@ -75,11 +76,16 @@ def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnRepo
     elif weight_bytes is None:
         note = "onnxruntime's CPU build has no kernel for an operator of this model: shapes inferred, not run"
     else:
-        note = (f"the weights ({weight_bytes / 2**20:.0f} MiB) pass the run limit ({run_limit_bytes / 2**20:.0f} MiB): "
-                "shapes inferred, not run")
+        note = (
+            f"the weights ({weight_bytes / 2**20:.0f} MiB) pass the run limit ({run_limit_bytes / 2**20:.0f} MiB): "
+            "shapes inferred, not run"
+        )
     if not maps:
-        why = ("the score maps are pooled back (--pool-scores)" if plan.options.get("pool_scores")
-               else "the FCs read pooled vectors, so there is no score map")
+        why = (
+            "the score maps are pooled back (--pool-scores)"
+            if plan.options.get("pool_scores")
+            else "the FCs read pooled vectors, so there is no score map"
+        )
         note = "; ".join(filter(None, [note, f"the outputs keep their (N, K) shape at the sizes checked ({why})"]))
     return FcnReport(True, proof, [_plain(sizes)], list(maps.values()), [], note)
 
@@ -101,6 +107,7 @@ def is_global_pool(found) -> bool:
 
 
 # -- the second size and what it should give ---------------------------------------------------
+
 
 def _score_maps(skeleton: onnx.ModelProto, program) -> dict[str, ScoreMap] | Blocker:
     maps = {}
@@ -158,6 +165,7 @@ def _expected_shapes(view, sizes: dict, maps: dict, program) -> dict[str, tuple 
 
 # -- the checks -----------------------------------------------------------------------------
 
+
 def _infer_at(skeleton: onnx.ModelProto, sizes: dict) -> str | None:
     model = _with_inputs(skeleton, sizes)
     try:
@@ -202,8 +210,9 @@ def _run_at(new_model, sizes: dict, expected: dict) -> str | None:
 
         if math.prod(sizes[item.name]) * 8 > max_tensor_bytes():  # drawn as float64: not drawn at all
             return TOO_LARGE
-        feeds[item.name] = (rng.standard_normal(sizes[item.name]) if dtype.kind == "f"
-                            else rng.integers(0, 2, sizes[item.name])).astype(dtype)
+        feeds[item.name] = (
+            rng.standard_normal(sizes[item.name]) if dtype.kind == "f" else rng.integers(0, 2, sizes[item.name])
+        ).astype(dtype)
     try:
         results = session.run(None, feeds)
     except Exception as err:  # noqa: BLE001
@@ -218,8 +227,9 @@ def _run_at(new_model, sizes: dict, expected: dict) -> str | None:
 def _mismatch(name: str, got: tuple, wanted: tuple | None, unknown_ok: bool = False) -> str | None:
     if wanted is None:
         return None
-    if len(got) != len(wanted) or any(w is not None and g != w and not (unknown_ok and g is None)
-                                      for g, w in zip(got, wanted)):
+    if len(got) != len(wanted) or any(
+        w is not None and g != w and not (unknown_ok and g is None) for g, w in zip(got, wanted)
+    ):
         text = "x".join("?" if w is None else str(w) for w in wanted)
         return f"output '{name}' is {'x'.join('?' if g is None else str(g) for g in got)}, predicted {text}"
     return None
@@ -248,18 +258,30 @@ def _failed(new_model, program, sizes: dict, problem: str, proof: str) -> FcnRep
     if not blockers:
         blockers.append(Blocker("?", "", problem))
     size_text = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in sizes.items())
-    return FcnReport(False, None, [_plain(sizes)], [], blockers,
-                     f"at {size_text} the converted model fails ({proof}): {problem}; the input keeps its size")
+    return FcnReport(
+        False,
+        None,
+        [_plain(sizes)],
+        [],
+        blockers,
+        f"at {size_text} the converted model fails ({proof}): {problem}; the input keeps its size",
+    )
 
 
 def _region_blockers(program) -> list[Blocker]:
     view = program.view
-    return [Blocker(view.key(i), view.nodes[i].op_type, f"the score map is flattened in front of it: "
-                                                         f"{STOP_TEXT[stop.reason]} [{stop.reason}]")
-            for i, stop in sorted(program.region_stops.items())]
+    return [
+        Blocker(
+            view.key(i),
+            view.nodes[i].op_type,
+            f"the score map is flattened in front of it: {STOP_TEXT[stop.reason]} [{stop.reason}]",
+        )
+        for i, stop in sorted(program.region_stops.items())
+    ]
 
 
 # -- small helpers ------------------------------------------------------------------------------
+
 
 def _with_inputs(skeleton: onnx.ModelProto, sizes: dict) -> onnx.ModelProto:
     model = onnx.ModelProto()
@@ -274,10 +296,15 @@ def _with_inputs(skeleton: onnx.ModelProto, sizes: dict) -> onnx.ModelProto:
 
 
 def _numpy_type(text: str):
-    names = {"tensor(float)": onnx.TensorProto.FLOAT, "tensor(float16)": onnx.TensorProto.FLOAT16,
-             "tensor(double)": onnx.TensorProto.DOUBLE, "tensor(int64)": onnx.TensorProto.INT64,
-             "tensor(int32)": onnx.TensorProto.INT32, "tensor(uint8)": onnx.TensorProto.UINT8,
-             "tensor(bool)": onnx.TensorProto.BOOL}
+    names = {
+        "tensor(float)": onnx.TensorProto.FLOAT,
+        "tensor(float16)": onnx.TensorProto.FLOAT16,
+        "tensor(double)": onnx.TensorProto.DOUBLE,
+        "tensor(int64)": onnx.TensorProto.INT64,
+        "tensor(int32)": onnx.TensorProto.INT32,
+        "tensor(uint8)": onnx.TensorProto.UINT8,
+        "tensor(bool)": onnx.TensorProto.BOOL,
+    }
     data_type = names.get(text)
     return None if data_type is None else np.dtype(raw_dtype(data_type))
 

@@ -30,8 +30,16 @@ from proto_rewrite.onnx.tensors import DerivedTensor, StoredTensor, raw_dtype
 MAX_DEPTH = 16  # ops between the operand and a leaf
 # Data types folded: those numpy holds exactly (bfloat16 and the float8s are raw bits here).
 FOLDABLE_TYPES = {
-    TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.UINT8,
-    TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64,
+    TensorProto.FLOAT,
+    TensorProto.DOUBLE,
+    TensorProto.FLOAT16,
+    TensorProto.INT8,
+    TensorProto.UINT8,
+    TensorProto.INT16,
+    TensorProto.UINT16,
+    TensorProto.INT32,
+    TensorProto.UINT32,
+    TensorProto.INT64,
     TensorProto.UINT64,
 }
 FLOATS = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16}
@@ -80,8 +88,9 @@ def _fold_top(view: GraphView, name: str) -> Folded | None:
     found = view.type(name)
     if found is not None and found.elem_type and found.elem_type != value.data_type:
         return None
-    return Folded(name, _tensor(name, value, view, leaves), frozenset(nodes), tuple(sorted(leaves)),
-                  view.producer[name])
+    return Folded(
+        name, _tensor(name, value, view, leaves), frozenset(nodes), tuple(sorted(leaves)), view.producer[name]
+    )
 
 
 def shared_with(view: GraphView, folded: Folded) -> str:
@@ -141,8 +150,9 @@ def why_not_constant(view: GraphView, name: str) -> str:
 def _tensor(name: str, value: _Value, view: GraphView, leaves: set[str]) -> DerivedTensor:
     if value.same_bytes is not None:
         source = value.same_bytes
-        return DerivedTensor(name, value.dims, value.data_type, source.data_chunks, external=source.is_external,
-                             source=source)
+        return DerivedTensor(
+            name, value.dims, value.data_type, source.data_chunks, external=source.is_external, source=source
+        )
     dtype = raw_dtype(value.data_type)
 
     def blocks():
@@ -161,8 +171,12 @@ def _fold(view: GraphView, name: str, nodes: set[int], leaves: set[str], depth: 
         if producer is not None:
             nodes.add(producer)
         leaves.add(name)
-        return _Value(tuple(leaf.dims), leaf.data_type, lambda: np.asarray(leaf.array()).reshape(leaf.dims),
-                      leaf if isinstance(leaf, StoredTensor) else None)
+        return _Value(
+            tuple(leaf.dims),
+            leaf.data_type,
+            lambda: np.asarray(leaf.array()).reshape(leaf.dims),
+            leaf if isinstance(leaf, StoredTensor) else None,
+        )
     found = view.producer_of(name)
     if found is None or depth >= MAX_DEPTH:
         return None
@@ -319,7 +333,12 @@ def _arithmetic(view, node, nodes, leaves, depth):
 
 
 _RULES = {
-    "Identity": _identity, "Reshape": _reshape, "Flatten": _flatten, "Squeeze": _squeeze,
-    "Unsqueeze": _unsqueeze, "Transpose": _transpose, "Cast": _cast,
+    "Identity": _identity,
+    "Reshape": _reshape,
+    "Flatten": _flatten,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Transpose": _transpose,
+    "Cast": _cast,
     **{op: _arithmetic for op in _ARITHMETIC},
 }

@@ -33,7 +33,8 @@ from proto_rewrite.rewrite_plan import AxisGeometry
 
 # Ops whose output has the shape of their (first) input, or the broadcast of their inputs, along
 # every axis: the spatial grid passes through unchanged.
-GRID_KEEPING = frozenset("""
+GRID_KEEPING = frozenset(
+    """
     Abs Acos Acosh Asin Asinh Atan Atanh Ceil Cos Cosh Elu Erf Exp Floor Gelu HardSigmoid HardSwish
     Identity IsInf IsNaN LeakyRelu Log Mish Neg Not Reciprocal Relu Round Selu Shrink Sigmoid Sign Sin
     Sinh Softplus Softsign Sqrt Tan Tanh ThresholdedRelu Celu Cast CastLike Clip Dropout
@@ -41,14 +42,34 @@ GRID_KEEPING = frozenset("""
     Softmax LogSoftmax Hardmax QuantizeLinear DequantizeLinear
     Add Sub Mul Div Pow Max Min Mean Sum PRelu Where And Or Xor Equal Greater Less GreaterOrEqual
     LessOrEqual BitShift Mod
-""".split())
+""".split()
+)
 SLIDING = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})
 GLOBAL_POOLS = frozenset({"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
-REDUCTIONS = frozenset("""ReduceMean ReduceMax ReduceMin ReduceSum ReduceProd ReduceL1 ReduceL2
-    ReduceLogSum ReduceLogSumExp ReduceSumSquare ArgMax ArgMin""".split())
-NOT_SPATIAL = frozenset({"Flatten", "Reshape", "Gemm", "MatMul", "Squeeze", "Unsqueeze", "Expand", "Tile",
-                         "Resize", "Upsample", "ConvTranspose", "Gather", "SpaceToDepth",
-                         "DepthToSpace", "Einsum", "Col2Im"})
+REDUCTIONS = frozenset(
+    """ReduceMean ReduceMax ReduceMin ReduceSum ReduceProd ReduceL1 ReduceL2
+    ReduceLogSum ReduceLogSumExp ReduceSumSquare ArgMax ArgMin""".split()
+)
+NOT_SPATIAL = frozenset(
+    {
+        "Flatten",
+        "Reshape",
+        "Gemm",
+        "MatMul",
+        "Squeeze",
+        "Unsqueeze",
+        "Expand",
+        "Tile",
+        "Resize",
+        "Upsample",
+        "ConvTranspose",
+        "Gather",
+        "SpaceToDepth",
+        "DepthToSpace",
+        "Einsum",
+        "Col2Im",
+    }
+)
 NO_GRID = frozenset({"Shape", "Size"})  # outputs that describe a tensor but carry no pixels
 
 
@@ -85,15 +106,15 @@ class _Axis:
     def then(self, kernel: int, pad_total: int, step: int) -> _Axis:
         """After a layer ``out = floor((x + pad_total - kernel) / step) + 1`` (kernel effective)."""
         offset = self.offset + self.stride * (kernel - pad_total - 1)
-        return _Axis(self.stride * step, offset, self.receptive_field + (kernel - 1) * self.stride,
-                     max(self.valid_min, offset))
+        return _Axis(
+            self.stride * step, offset, self.receptive_field + (kernel - 1) * self.stride, max(self.valid_min, offset)
+        )
 
     def same_grid(self, other: _Axis) -> bool:
         return (self.stride, self.offset, self.valid_min) == (other.stride, other.offset, other.valid_min)
 
     def union(self, other: _Axis) -> _Axis:
-        return _Axis(self.stride, self.offset, max(self.receptive_field, other.receptive_field),
-                     self.valid_min)
+        return _Axis(self.stride, self.offset, max(self.receptive_field, other.receptive_field), self.valid_min)
 
 
 @dataclass(frozen=True)
@@ -112,13 +133,15 @@ class _Grid:
             return GeometryUnknown(node_name, "its inputs slide over different axes of the net input")
         for mine, theirs in zip(self.geo, other.geo):
             if not mine.same_grid(theirs):
-                return GeometryUnknown(node_name, "its branches have different strides or offsets, so "
-                                                  "their grids do not line up")
+                return GeometryUnknown(
+                    node_name, "its branches have different strides or offsets, so their grids do not line up"
+                )
         return _Grid(self.axes, tuple(a.union(b) for a, b in zip(self.geo, other.geo)), self.spatial or other.spatial)
 
 
-def output_geometry(model: onnx.ModelProto, input_name: str,
-                    output_name: str) -> tuple[AxisGeometry, AxisGeometry] | GeometryUnknown:
+def output_geometry(
+    model: onnx.ModelProto, input_name: str, output_name: str
+) -> tuple[AxisGeometry, AxisGeometry] | GeometryUnknown:
     """The (height, width) geometry of ``output_name`` as a function of the 4-D input ``input_name``,
     or a :class:`GeometryUnknown` naming the node that hides it. The height axis is the input axis
     the first window slides over as H (axis 2 of NCHW; axis 1 of an NHWC input, through its
@@ -128,8 +151,9 @@ def output_geometry(model: onnx.ModelProto, input_name: str,
     return tensor_geometry(model, input_name, output_name)
 
 
-def tensor_geometry(model: onnx.ModelProto, input_name: str,
-                    tensor_name: str) -> tuple[AxisGeometry, AxisGeometry] | GeometryUnknown:
+def tensor_geometry(
+    model: onnx.ModelProto, input_name: str, tensor_name: str
+) -> tuple[AxisGeometry, AxisGeometry] | GeometryUnknown:
     """:func:`output_geometry` for any tensor of the graph (a score map that a pool then reduces)."""
     graph = model.graph
     inputs = {vi.name: vi for vi in graph.input}
@@ -137,8 +161,9 @@ def tensor_geometry(model: onnx.ModelProto, input_name: str,
         return GeometryUnknown(input_name, "the graph has no input of that name")
     rank = _rank(inputs[input_name])
     if rank != 4:
-        return GeometryUnknown(input_name, f"the input is {rank if rank is not None else 'of unknown'}-D, "
-                                           "not a 4-D image")
+        return GeometryUnknown(
+            input_name, f"the input is {rank if rank is not None else 'of unknown'}-D, not a 4-D image"
+        )
     output_name = tensor_name
     init_dims = {t.name: tuple(t.dims) for t in graph.initializer}
     constants = _Constants(graph)
@@ -192,8 +217,11 @@ def tensor_geometry(model: onnx.ModelProto, input_name: str,
     geos = [final.geo[axis] for axis in spatial]
     for geo in geos:
         if geo.valid_min > geo.offset:
-            return GeometryUnknown(output_name, f"a layer pads more than its kernel: sizes below "
-                                                f"{geo.valid_min} fail, so no single formula gives the map size")
+            return GeometryUnknown(
+                output_name,
+                f"a layer pads more than its kernel: sizes below "
+                f"{geo.valid_min} fail, so no single formula gives the map size",
+            )
     height, width = (AxisGeometry(g.stride, g.offset, g.receptive_field) for g in geos)
     return height, width
 
@@ -205,8 +233,12 @@ def _step(node, name: str, grids: list, init_dims: dict, constants) -> object:
         return GeometryUnknown(name, f"{node.domain}.{op} is an operator the geometry has no rule for")
     data = grids[0] if grids else None
     if op == "Shape" and data is not None and not any(a.name in ("start", "end") for a in node.attribute):
-        return _Shape(tuple(None if axis is None else _Size(axis, -data.geo[axis].offset, data.geo[axis].stride, 1)
-                            for axis in data.axes))
+        return _Shape(
+            tuple(
+                None if axis is None else _Size(axis, -data.geo[axis].offset, data.geo[axis].stride, 1)
+                for axis in data.axes
+            )
+        )
     if op in NO_GRID:
         return None
     if op in SLIDING:
@@ -239,8 +271,7 @@ def _step(node, name: str, grids: list, init_dims: dict, constants) -> object:
     if op in GRID_KEEPING:
         return _join(node, name, grids, along=None)
     if op in NOT_SPATIAL:
-        return GeometryUnknown(name, f"{op} is not spatial: the output must be a 4-D map reached "
-                                     "without it")
+        return GeometryUnknown(name, f"{op} is not spatial: the output must be a 4-D map reached without it")
     return GeometryUnknown(name, f"{op} is an operator the geometry has no rule for")
 
 
@@ -269,8 +300,9 @@ def _window(node, name: str, grid: _Grid, init_dims: dict) -> object:
     if None in spatial:
         return GeometryUnknown(name, f"{op} slides over an axis that is not an axis of the input image")
     if grid.spatial is not None and grid.spatial != spatial:
-        return GeometryUnknown(name, f"{op} slides over axes {spatial} of the input, an earlier window over "
-                                     f"{grid.spatial}")
+        return GeometryUnknown(
+            name, f"{op} slides over axes {spatial} of the input, an earlier window over {grid.spatial}"
+        )
     kernel = attribute(node, "kernel_shape")
     if kernel is None and op == "Conv" and len(node.input) > 1 and node.input[1] in init_dims:
         kernel = init_dims[node.input[1]][2:]
@@ -302,8 +334,11 @@ def _window(node, name: str, grid: _Grid, init_dims: dict) -> object:
         if ceil_mode and auto_pad in ("NOTSET", "VALID"):
             pad_end = 0 if auto_pad == "VALID" else int(pads[i + 2])
             if k_eff < pad_end + step:
-                return GeometryUnknown(name, f"{op} in ceil mode with a kernel smaller than its end padding "
-                                             "plus stride: whether the last window is kept depends on the size")
+                return GeometryUnknown(
+                    name,
+                    f"{op} in ceil mode with a kernel smaller than its end padding "
+                    "plus stride: whether the last window is kept depends on the size",
+                )
             pad_total += step - 1
         geo[axis] = geo[axis].then(k_eff, pad_total, step)
     return _Grid(grid.axes, tuple(geo), spatial)
@@ -462,6 +497,7 @@ def _slice(node, name: str, states: list, constants) -> object:
         axes = list(attribute(node, "axes") or range(len(starts)))
         steps = [1] * len(starts)
     else:
+
         def values(index, default=None):
             if index >= len(node.input) or not node.input[index]:
                 return default

@@ -16,10 +16,12 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 SMALL_CONSTANT = 4096  # elements: larger constants are never decoded for shape questions
 # The operators whose inputs and attributes the matchers, the planner and the pooling read: a node
 # of these must have the arity and attribute types of its ONNX definition (check_node_schema).
-INTERPRETED_OPS = frozenset("""Gemm MatMul Add Sub Mul Div Flatten Reshape Transpose Shape Gather Unsqueeze
+INTERPRETED_OPS = frozenset(
+    """Gemm MatMul Add Sub Mul Div Flatten Reshape Transpose Shape Gather Unsqueeze
     Squeeze Concat Slice Cast Constant Identity Dropout GlobalAveragePool GlobalMaxPool Softmax LogSoftmax
     ReduceMean ReduceSum ReduceProd AveragePool ConstantOfShape
-    Relu LeakyRelu Elu Sigmoid Tanh Clip BatchNormalization Conv QuantizeLinear DequantizeLinear""".split())
+    Relu LeakyRelu Elu Sigmoid Tanh Clip BatchNormalization Conv QuantizeLinear DequantizeLinear""".split()
+)
 
 
 def attribute(node, name: str, default=None):
@@ -37,8 +39,10 @@ def check_node_schema(node, opset: int) -> str | None:
         schema = defs.get_schema(node.op_type, min(max(opset, 1), 2**31 - 1), "")
     except defs.SchemaError:
         return None
-    for what, count, low, high in (("inputs", len(node.input), schema.min_input, schema.max_input),
-                                   ("outputs", len(node.output), schema.min_output, schema.max_output)):
+    for what, count, low, high in (
+        ("inputs", len(node.input), schema.min_input, schema.max_input),
+        ("outputs", len(node.output), schema.min_output, schema.max_output),
+    ):
         if not low <= count <= high:
             wanted = str(low) if low == high else f"{low} to {high}"
             return f"it has {count} {what}; {node.op_type} (opset {opset}) takes {wanted}"
@@ -49,8 +53,10 @@ def check_node_schema(node, opset: int) -> str | None:
             if spec.required:
                 return f"it lacks the required attribute '{name}'"
         elif attr.type != int(spec.type):
-            return (f"its attribute '{name}' is of type {_attribute_type(attr.type)}, "
-                    f"{node.op_type} expects {_attribute_type(int(spec.type))}")
+            return (
+                f"its attribute '{name}' is of type {_attribute_type(attr.type)}, "
+                f"{node.op_type} expects {_attribute_type(int(spec.type))}"
+            )
     return None
 
 
@@ -127,9 +133,12 @@ class GraphView:
             if node.domain in DEFAULT_DOMAINS and node.op_type in INTERPRETED_OPS:
                 problem = check_node_schema(node, self.opset)
                 if problem:
-                    raise InputFileError(f"node '{self.key(index)}' ({node.op_type}) is malformed: {problem}",
-                                         path=self.model.path, layer=self.key(index),
-                                         hint="the model is corrupt (onnx.checker says the same); export it again")
+                    raise InputFileError(
+                        f"node '{self.key(index)}' ({node.op_type}) is malformed: {problem}",
+                        path=self.model.path,
+                        layer=self.key(index),
+                        hint="the model is corrupt (onnx.checker says the same); export it again",
+                    )
 
     def _make_keys(self) -> list[str]:
         counts = defaultdict(int)

@@ -150,8 +150,9 @@ class Graph:
 
     def dims_of(self, x: str, axes: Sequence[int], name: str) -> str:
         """1-D int64 tensor of ``x``'s dims at ``axes``, read at run time."""
-        return self.op("Gather", [self.shape_of(x, name), self.ints(list(axes), f"{name}/axes")],
-                       name=f"{name}/dims", axis=0)
+        return self.op(
+            "Gather", [self.shape_of(x, name), self.ints(list(axes), f"{name}/axes")], name=f"{name}/dims", axis=0
+        )
 
     def unsqueeze(self, x: str, axes: Sequence[int], *, name: str, out: str | None = None) -> str:
         if self.opset >= 13:
@@ -163,8 +164,9 @@ class Graph:
             return self.op("Squeeze", [x, self.ints(axes, f"{name}/axes")], name=name, out=out)
         return self.op("Squeeze", [x], name=name, out=out, axes=list(axes))
 
-    def reduce(self, op: str, x: str, axes: Sequence[int], *, name: str, keepdims: bool = True,
-               out: str | None = None) -> str:
+    def reduce(
+        self, op: str, x: str, axes: Sequence[int], *, name: str, keepdims: bool = True, out: str | None = None
+    ) -> str:
         """ReduceSum / ReduceMean / ReduceMax over ``axes`` (non-empty)."""
         axes_as_input = self.opset >= (13 if op == "ReduceSum" else 18)
         if axes_as_input:
@@ -184,5 +186,10 @@ class Graph:
 
     def pad(self, x: str, pads: Sequence[int], value: float, *, name: str, out: str | None = None) -> str:
         """Constant padding; ``pads`` as ONNX orders them (all begins, then all ends)."""
-        return self.op("Pad", [x, self.ints(pads, f"{name}/pads"), self.floats(value, f"{name}/value")],
-                       name=name, out=out, mode="constant")
+        return self.op(
+            "Pad",
+            [x, self.ints(pads, f"{name}/pads"), self.floats(value, f"{name}/value")],
+            name=name,
+            out=out,
+            mode="constant",
+        )

@@ -43,15 +43,21 @@ STOP_TEXT = {
     RESHAPES: "it reshapes the features to something other than (N, K)",
 }
 
-UNARY = frozenset("""Relu LeakyRelu Sigmoid Tanh Clip Dropout Identity Elu Selu Celu HardSigmoid HardSwish
+UNARY = frozenset(
+    """Relu LeakyRelu Sigmoid Tanh Clip Dropout Identity Elu Selu Celu HardSigmoid HardSwish
     Softplus Softsign Gelu Mish Abs Neg Exp Log Sqrt Reciprocal Erf Cast CastLike Floor Ceil Round Sign
     ThresholdedRelu Shrink Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh IsNaN IsInf Not
-    Swish""".split())
-BINARY = frozenset("""Add Sub Mul Div Pow Max Min Sum Mean PRelu Mod Equal Less Greater LessOrEqual
-    GreaterOrEqual And Or Xor Where BitShift""".split())
+    Swish""".split()
+)
+BINARY = frozenset(
+    """Add Sub Mul Div Pow Max Min Sum Mean PRelu Mod Equal Less Greater LessOrEqual
+    GreaterOrEqual And Or Xor Where BitShift""".split()
+)
 SOFTMAX = frozenset({"Softmax", "LogSoftmax", "Hardmax"})
-REDUCE = frozenset("""ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum
-    ReduceLogSumExp ReduceSumSquare""".split())
+REDUCE = frozenset(
+    """ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum
+    ReduceLogSumExp ReduceSumSquare""".split()
+)
 PER_CELL_SOFTMAX_OPSET = 13  # from here on Softmax(axis=1) of a 4-D map is per cell
 
 
@@ -93,13 +99,17 @@ def carry(view: GraphView, index: int, maps) -> Carry | Stop:
 
 # -- element-wise ------------------------------------------------------------------------------
 
+
 def _unary(view: GraphView, index: int, maps) -> Carry | Stop:
     node = view.nodes[index]
     if any(name in maps for name in node.input[1:]):
         return Stop(READS_VECTOR, "a map as its parameter")
     if node.op_type == "Dropout":
-        if len(node.output) > 1 and node.output[1] and (view.uses(node.output[1])
-                                                         or view.is_graph_output(node.output[1])):
+        if (
+            len(node.output) > 1
+            and node.output[1]
+            and (view.uses(node.output[1]) or view.is_graph_output(node.output[1]))
+        ):
             return Stop(MASK_USED)
         if len(node.input) > 2 and node.input[2]:
             value = view.const_value(node.input[2])
@@ -141,6 +151,7 @@ def _batch_norm(view: GraphView, index: int, maps) -> Carry | Stop:
 
 # -- over the feature axis -------------------------------------------------------------------
 
+
 def _feature_axis(value, default) -> bool:
     axis = default if value is None else int(value)
     return axis in (1, -1)
@@ -153,8 +164,11 @@ def _softmax(view: GraphView, index: int, maps) -> Carry | Stop:
         return Stop(NOT_FEATURE_AXIS, f"axis {attribute(node, 'axis', default)}")
     if view.opset >= PER_CELL_SOFTMAX_OPSET:
         return Carry(attrs={"axis": 1}, what="axis 1: over the classes of each cell")
-    return Carry(channels_last=True, what=f"opset {view.opset} < 13 flattens from the axis on: over axis 3 of the "
-                                          "channels-last map, between two Transposes")
+    return Carry(
+        channels_last=True,
+        what=f"opset {view.opset} < 13 flattens from the axis on: over axis 3 of the "
+        "channels-last map, between two Transposes",
+    )
 
 
 def _arg_or_topk(view: GraphView, index: int, maps) -> Carry | Stop:
@@ -247,6 +261,7 @@ def _slice(view: GraphView, index: int, maps) -> Carry | Stop:
 
 # -- reshapes that only restore (N, K) ----------------------------------------------------------
 
+
 def _flatten(view: GraphView, index: int, maps) -> Carry | Stop:
     node = view.nodes[index]
     axis = int(attribute(node, "axis", 1))
@@ -267,8 +282,12 @@ def _reshape(view: GraphView, index: int, maps) -> Carry | Stop:
     first, second = (known(item) for item in target.items)
     batch, width = shape
     allowzero = bool(attribute(node, "allowzero", 0))
-    batch_ok = (first == 0 and not allowzero) or (first is not None and first == batch) \
-        or (first is None and getattr(target.items[0], "index", None) == 0) or (first == -1 and second == width)
+    batch_ok = (
+        (first == 0 and not allowzero)
+        or (first is not None and first == batch)
+        or (first is None and getattr(target.items[0], "index", None) == 0)
+        or (first == -1 and second == width)
+    )
     width_ok = second == -1 or (second is not None and second == width)
     if batch_ok and width_ok:
         return Carry(alias=True, what="restores (N, K): dropped, its readers read the map")

@@ -88,8 +88,7 @@ class OnnxModel:
         return onnx.ModelProto.FromString(self.to_bytes())
 
     @classmethod
-    def from_proto(cls, proto: onnx.ModelProto, *, path: str | None = None,
-                   base_dir: str | None = None) -> OnnxModel:
+    def from_proto(cls, proto: onnx.ModelProto, *, path: str | None = None, base_dir: str | None = None) -> OnnxModel:
         """A model built in memory (external data, if any, is looked for in ``base_dir``)."""
         data = proto.SerializeToString()
         skeleton, tensors = split_model(memoryview(data), path=path, base_dir=base_dir)
@@ -106,8 +105,11 @@ def load_onnx(path: str | os.PathLike, *, streaming: bool | None = None) -> Onnx
     """
     path = os.fspath(path)
     if path.endswith((".prototxt", ".caffemodel")):
-        raise InputFileError("a Caffe file was given where an ONNX model is expected", path=path,
-                             hint="ONNX models are .onnx files; Caffe models are read from their .prototxt")
+        raise InputFileError(
+            "a Caffe file was given where an ONNX model is expected",
+            path=path,
+            hint="ONNX models are .onnx files; Caffe models are read from their .prototxt",
+        )
     if streaming is False:
         with read_into_memory():
             return _load(path)
@@ -139,20 +141,27 @@ def _check_versions(proto: onnx.ModelProto, path) -> None:
     if not MIN_IR_VERSION <= proto.ir_version <= newest_ir:
         raise InputFileError(
             f"the model's IR version {proto.ir_version} is outside the range proto-rewrite supports "
-            f"({MIN_IR_VERSION} to {newest_ir}, what onnx {onnx.__version__} knows)", path=path,
-            hint="re-export the model with a current exporter" if proto.ir_version < MIN_IR_VERSION else
-                 "the model is newer than this onnx (or corrupt): upgrade onnx and onnxruntime, or export it "
-                 "with an older IR version")
+            f"({MIN_IR_VERSION} to {newest_ir}, what onnx {onnx.__version__} knows)",
+            path=path,
+            hint="re-export the model with a current exporter"
+            if proto.ir_version < MIN_IR_VERSION
+            else "the model is newer than this onnx (or corrupt): upgrade onnx and onnxruntime, or export it "
+            "with an older IR version",
+        )
     newest = onnx.defs.onnx_opset_version()
     for entry in proto.opset_import:
         if entry.domain in ("", "ai.onnx") and not MIN_OPSET <= entry.version <= newest:
             raise InputFileError(
                 f"the model imports ONNX opset {entry.version}, outside the range proto-rewrite supports "
-                f"({MIN_OPSET} to {newest}, the newest onnx {onnx.__version__} knows)", path=path,
-                hint=("convert it first: onnx.version_converter.convert_version(model, 13)"
-                      if entry.version < MIN_OPSET else
-                      "the model is newer than this onnx (or corrupt): upgrade onnx and onnxruntime, or export "
-                      "it at a lower opset"))
+                f"({MIN_OPSET} to {newest}, the newest onnx {onnx.__version__} knows)",
+                path=path,
+                hint=(
+                    "convert it first: onnx.version_converter.convert_version(model, 13)"
+                    if entry.version < MIN_OPSET
+                    else "the model is newer than this onnx (or corrupt): upgrade onnx and onnxruntime, or export "
+                    "it at a lower opset"
+                ),
+            )
 
 
 def _densify_sparse(proto: onnx.ModelProto, tensors: list, path, base_dir) -> list[Diagnostic]:
@@ -186,18 +195,25 @@ def _densify_sparse(proto: onnx.ModelProto, tensors: list, path, base_dir) -> li
         except InputFileError:
             raise
         except Exception as err:  # onnx and numpy raise several types for a malformed sparse tensor
-            raise InputFileError(f"{where} cannot be read: {err}", path=path, layer=name,
-                                 hint="the model is corrupt; export it again") from err
+            raise InputFileError(
+                f"{where} cannot be read: {err}", path=path, layer=name, hint="the model is corrupt; export it again"
+            ) from err
         tensor = numpy_helper.from_array(dense.reshape(dims), name)
         tensors.append(StoredTensor.from_proto(tensor, base_dir))
-        notes.append(Diagnostic("note", f"{where} ({values.size} of {dense.size} values set) is written back dense",
-                                Location(path, layer=name)))
+        notes.append(
+            Diagnostic(
+                "note",
+                f"{where} ({values.size} of {dense.size} values set) is written back dense",
+                Location(path, layer=name),
+            )
+        )
     del graph.sparse_initializer[:]
     return notes
 
 
-def save_onnx(model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None, *,
-              streaming: bool | None = None) -> WriteReport:
+def save_onnx(
+    model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None, *, streaming: bool | None = None
+) -> WriteReport:
     """Write the model atomically; external data goes to ``<name>.data`` beside it when the model
     came with external data or would not fit in one protobuf (2 GB). Byte-deterministic.
 
@@ -234,14 +250,14 @@ def _buffers(tensor) -> list:
     return [buffer for buffer in (stored._buffer, stored._external) if buffer is not None]
 
 
-def _write(model, tensors, target: Path, files: OutputFiles, external: set[str], data_name: str,
-           streaming: bool) -> CopyStats:
+def _write(
+    model, tensors, target: Path, files: OutputFiles, external: set[str], data_name: str, streaming: bool
+) -> CopyStats:
     try:
         layout = external_layout(tensors, external)
         if not streaming:
             data = serialize_data(tensors, external, layout) if external else None
-            body = serialize_model(model.proto, tensors, external=external, data_location=data_name,
-                                   layout=layout)
+            body = serialize_model(model.proto, tensors, external=external, data_location=data_name, layout=layout)
             if data is not None:
                 with files.open(target.parent / data_name) as handle:
                     handle.write(data)
@@ -251,14 +267,24 @@ def _write(model, tensors, target: Path, files: OutputFiles, external: set[str],
         data_handle = files.open(target.parent / data_name) if external else None
         try:
             with files.open(target) as handle:
-                return write_model(model.proto, tensors, handle, external=external, data_handle=data_handle,
-                                   data_location=data_name, layout=layout)
+                return write_model(
+                    model.proto,
+                    tensors,
+                    handle,
+                    external=external,
+                    data_handle=data_handle,
+                    data_location=data_name,
+                    layout=layout,
+                )
         finally:
             if data_handle is not None:
                 data_handle.close()
     except OSError as err:
-        raise OutputError(f"cannot write '{target}': {err.strerror or err}", path=target,
-                          hint="check the folder's permissions and free space") from err
+        raise OutputError(
+            f"cannot write '{target}': {err.strerror or err}",
+            path=target,
+            hint="check the folder's permissions and free space",
+        ) from err
 
 
 def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
@@ -270,8 +296,12 @@ def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
     seen = set()
     for tensor in tensors:
         if tensor.name in seen:
-            raise InputFileError(f"two initializers are named '{tensor.name}'", path=path, layer=tensor.name,
-                                 hint="the model is corrupt; export it again")
+            raise InputFileError(
+                f"two initializers are named '{tensor.name}'",
+                path=path,
+                layer=tensor.name,
+                hint="the model is corrupt; export it again",
+            )
         seen.add(tensor.name)
         check_tensor(tensor, path)
     map_external(tensors)
@@ -279,8 +309,12 @@ def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
     inputs = [vi.name for vi in graph.input]
     twice = sorted({name for name in inputs if inputs.count(name) > 1})
     if twice:
-        raise InputFileError(f"the graph lists the input '{twice[0]}' twice", path=path, layer=twice[0],
-                             hint="graph inputs are fed by name, so each must be unique; the model is corrupt")
+        raise InputFileError(
+            f"the graph lists the input '{twice[0]}' twice",
+            path=path,
+            layer=twice[0],
+            hint="graph inputs are fed by name, so each must be unique; the model is corrupt",
+        )
     defined = set(seen) | set(inputs) | {""}
     for node in graph.node:
         label = node.name or (node.output[0] if node.output else node.op_type)
@@ -288,22 +322,35 @@ def check_structure(model: OnnxModel, tensors: list[StoredTensor]) -> None:
             if name not in defined:
                 raise InputFileError(
                     f"node '{label}' ({node.op_type}) reads '{name}', which no input, initializer or earlier "
-                    "node defines", path=path, layer=label,
+                    "node defines",
+                    path=path,
+                    layer=label,
                     hint="the model is incomplete, or its nodes are not in topological order (onnx.checker "
-                         "says the same); export it again")
+                    "says the same); export it again",
+                )
         for name in node.output:
             if name and name in defined:
-                raise InputFileError(f"node '{label}' ({node.op_type}) writes '{name}', which is already defined",
-                                     path=path, layer=label,
-                                     hint="every tensor has one producer in ONNX; the model is corrupt")
+                raise InputFileError(
+                    f"node '{label}' ({node.op_type}) writes '{name}', which is already defined",
+                    path=path,
+                    layer=label,
+                    hint="every tensor has one producer in ONNX; the model is corrupt",
+                )
             defined.add(name)
     for output in graph.output:
         if output.name not in defined:
-            raise InputFileError(f"graph output '{output.name}' is not produced by any node", path=path,
-                                 layer=output.name, hint="the model is incomplete; export it again")
+            raise InputFileError(
+                f"graph output '{output.name}' is not produced by any node",
+                path=path,
+                layer=output.name,
+                hint="the model is incomplete; export it again",
+            )
     if model.opset is None and any(node.domain in ("", "ai.onnx") for node in graph.node):
-        raise InputFileError("the model does not import the default ONNX operator set", path=path,
-                             hint="the model is corrupt; export it again")
+        raise InputFileError(
+            "the model does not import the default ONNX operator set",
+            path=path,
+            hint="the model is corrupt; export it again",
+        )
     _checker_notes(model)
 
 
@@ -318,8 +365,11 @@ def _check_text(message, path) -> None:
         elif descriptor.type == descriptor.TYPE_STRING:
             for item in items:
                 if isinstance(item, bytes):
-                    raise InputFileError(f"the model's {descriptor.full_name} {item!r} is not UTF-8 text",
-                                         path=path, hint="the file is corrupt; copy or export it again")
+                    raise InputFileError(
+                        f"the model's {descriptor.full_name} {item!r} is not UTF-8 text",
+                        path=path,
+                        hint="the file is corrupt; copy or export it again",
+                    )
 
 
 def _checker_notes(model: OnnxModel) -> None:
@@ -330,6 +380,11 @@ def _checker_notes(model: OnnxModel) -> None:
         onnx.checker.check_model(checkable_model(model))
     except Exception as err:  # noqa: BLE001 - onnx raises several types; any of them is a note
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        model.diagnostics.append(Diagnostic("warning", f"onnx.checker: {first}", Location(path=model.path),
-                                            "the rewrite still runs; the output keeps whatever the checker "
-                                            "dislikes in the input"))
+        model.diagnostics.append(
+            Diagnostic(
+                "warning",
+                f"onnx.checker: {first}",
+                Location(path=model.path),
+                "the rewrite still runs; the output keeps whatever the checker dislikes in the input",
+            )
+        )

@@ -36,8 +36,12 @@ from proto_rewrite.shape_text import tuple_text as _text
 MAP, POOLED, CHAIN, VECTOR = "map", "pooled", "chain", "vector"
 
 QUANTIZED_FC_OPS = {
-    ("", "MatMulInteger"), ("", "QLinearMatMul"), ("com.microsoft", "QGemm"), ("com.microsoft", "MatMulNBits"),
-    ("com.microsoft", "DynamicQuantizeMatMul"), ("com.microsoft", "MatMulIntegerToFloat"),
+    ("", "MatMulInteger"),
+    ("", "QLinearMatMul"),
+    ("com.microsoft", "QGemm"),
+    ("com.microsoft", "MatMulNBits"),
+    ("com.microsoft", "DynamicQuantizeMatMul"),
+    ("com.microsoft", "MatMulIntegerToFloat"),
     ("com.microsoft", "QLinearMatMul"),
 }
 QUANTIZED_DTYPES = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16}
@@ -48,14 +52,73 @@ UNSUPPORTED_DTYPE = getattr(Reason, "UNSUPPORTED_DTYPE", Reason.QUANTIZED)
 
 # Nodes that compute the same thing, position by position, on (N, M, h, w) as on (N, M).
 UNARY_ELEMENTWISE = {
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity", "Elu", "Selu", "Celu",
-    "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Gelu", "Mish", "Abs", "Neg", "Exp", "Log",
-    "Sqrt", "Reciprocal", "Erf", "Cast", "Floor", "Ceil", "Round", "Sign", "ThresholdedRelu", "Shrink",
-    "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN",
-    "IsInf", "Not",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Clip",
+    "Dropout",
+    "Identity",
+    "Elu",
+    "Selu",
+    "Celu",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Softsign",
+    "Gelu",
+    "Mish",
+    "Abs",
+    "Neg",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Reciprocal",
+    "Erf",
+    "Cast",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "ThresholdedRelu",
+    "Shrink",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "IsNaN",
+    "IsInf",
+    "Not",
 }
-BINARY_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "PRelu", "Mod",
-                      "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Where"}
+BINARY_ELEMENTWISE = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "PRelu",
+    "Mod",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+    "Where",
+}
 CHANNEL_SOFTMAX = {"Softmax", "LogSoftmax", "Hardmax"}
 
 
@@ -126,7 +189,7 @@ class FcMatch:
 
 
 def fc_kind(view: GraphView, node) -> str | None:
-    """"Gemm", "MatMul", "quantized" for the nodes that are FC layers; None for the others."""
+    """ "Gemm", "MatMul", "quantized" for the nodes that are FC layers; None for the others."""
     if (node.domain if node.domain != "ai.onnx" else "", node.op_type) in QUANTIZED_FC_OPS:
         return "quantized"
     if node.domain not in DEFAULT_DOMAINS:
@@ -147,8 +210,14 @@ def op_label(view: GraphView, index: int) -> str:
     return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
 
 
-def match_fc(view: GraphView, index: int, mapped: dict[str, str], *, classifier_before_pool: bool = False,
-             taken: set[int] = frozenset()) -> FcMatch | Failure:
+def match_fc(
+    view: GraphView,
+    index: int,
+    mapped: dict[str, str],
+    *,
+    classifier_before_pool: bool = False,
+    taken: set[int] = frozenset(),
+) -> FcMatch | Failure:
     """Match the FC at ``index``. ``mapped``: tensors already 4-D after the rewrite so far."""
     node = view.nodes[index]
     is_gemm = node.op_type == "Gemm"
@@ -167,16 +236,22 @@ def match_fc(view: GraphView, index: int, mapped: dict[str, str], *, classifier_
     if not weight:
         return weight
     if len(weight.dims) != 2:
-        return fail(Reason.MATMUL_ND if not is_gemm else Reason.UNSUPPORTED_INPUT_RANK,
-                    f"weight '{weight.name}' has shape {list(weight.dims)}")
+        return fail(
+            Reason.MATMUL_ND if not is_gemm else Reason.UNSUPPORTED_INPUT_RANK,
+            f"weight '{weight.name}' has shape {list(weight.dims)}",
+        )
     dtype = weight.tensor.data_type
     if dtype not in FLOAT_TYPES:
         reason = Reason.QUANTIZED if dtype in QUANTIZED_DTYPES else UNSUPPORTED_DTYPE
         return fail(reason, f"weight '{weight.name}' is {dtype_name(dtype)}; Conv takes float16, float32, float64")
     inputs, outputs = weight.dims if transposed else weight.dims[::-1]
 
-    if not is_gemm and view.rank(node.input[0]) is not None and view.rank(node.input[0]) > 2 \
-            and node.input[0] not in mapped:
+    if (
+        not is_gemm
+        and view.rank(node.input[0]) is not None
+        and view.rank(node.input[0]) > 2
+        and node.input[0] not in mapped
+    ):
         return fail(Reason.MATMUL_ND, f"its input '{node.input[0]}' has shape {_text(view.shape(node.input[0]))}")
 
     op, output, add = node.op_type, node.output[0], None
@@ -197,11 +272,24 @@ def match_fc(view: GraphView, index: int, mapped: dict[str, str], *, classifier_
     source = _match_input(view, index, node.input[0], mapped, inputs, classifier_before_pool)
     if not source:
         return source
-    return FcMatch(index=index, key=view.key(index), op=op, output=output, weight=weight, transposed=transposed,
-                   alpha=alpha, bias=bias, beta=beta, outputs=outputs, add=add, **source)
+    return FcMatch(
+        index=index,
+        key=view.key(index),
+        op=op,
+        output=output,
+        weight=weight,
+        transposed=transposed,
+        alpha=alpha,
+        bias=bias,
+        beta=beta,
+        outputs=outputs,
+        add=add,
+        **source,
+    )
 
 
 # -- the checks ------------------------------------------------------------------------------
+
 
 def _quantized(view: GraphView, index: int) -> Failure | None:
     node = view.nodes[index]
@@ -268,8 +356,9 @@ def _bias(view: GraphView, name: str, index: int, outputs: int, dtype: int, beta
     tensor, constant_node, nodes = found
     dims = tuple(tensor.dims)
     if tensor.data_type != dtype:
-        return fail(UNSUPPORTED_DTYPE, f"bias '{name}' is {dtype_name(tensor.data_type)}, the weight "
-                                       f"{dtype_name(dtype)}")
+        return fail(
+            UNSUPPORTED_DTYPE, f"bias '{name}' is {dtype_name(tensor.data_type)}, the weight {dtype_name(dtype)}"
+        )
     numel = math.prod(dims)
     if numel != 1 and dims not in ((outputs,), (1, outputs)):
         if len(dims) == 2 and dims[0] > 1:
@@ -305,8 +394,9 @@ def _bias_add(view: GraphView, index: int, taken: set[int]) -> tuple[int, str] |
     return add, other
 
 
-def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: int,
-                 classifier_before_pool: bool) -> dict | Failure:
+def _match_input(
+    view: GraphView, index: int, name: str, mapped: dict, inputs: int, classifier_before_pool: bool
+) -> dict | Failure:
     node = view.nodes[index]
     if name in mapped:
         return _chain(view, name, inputs)
@@ -315,8 +405,7 @@ def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: i
         if pooled is not None:
             return pooled
     producer = view.producer_of(name)
-    if producer is not None and producer[1].domain in DEFAULT_DOMAINS \
-            and producer[1].op_type in ("Flatten", "Reshape"):
+    if producer is not None and producer[1].domain in DEFAULT_DOMAINS and producer[1].op_type in ("Flatten", "Reshape"):
         flat_index, flat = producer
         x = flat.input[0]
         if x in mapped:
@@ -329,8 +418,10 @@ def _match_input(view: GraphView, index: int, name: str, mapped: dict, inputs: i
         if shape is None or not all(isinstance(d, int) for d in shape[1:]):
             shape = _pool_result_shape(view, x) or shape  # a global pool shape inference did not follow
         if shape is None:
-            return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{x}', which {flat.op_type} "
-                                                    f"'{view.key(flat_index)}' flattens, is unknown")
+            return fail(
+                Reason.INPUT_SHAPE_UNKNOWN,
+                f"the shape of '{x}', which {flat.op_type} '{view.key(flat_index)}' flattens, is unknown",
+            )
         if len(shape) == 2:
             return _vector(view, name, inputs, node.op_type)
         if len(shape) != 4:
@@ -367,12 +458,16 @@ def _check_flatten(view: GraphView, flat_index: int, x: str, shape: tuple) -> se
     if target is None or target.rank != 1:
         if len(flat.input) > 1 and _inferred_flatten(view, flat, shape):
             return chain_nodes(view, flat.input[1])
-        return fail(Reason.UNSUPPORTED_FLATTEN, f"the target shape of Reshape '{key}' is computed in a way "
-                                                "proto-rewrite does not follow")
+        return fail(
+            Reason.UNSUPPORTED_FLATTEN,
+            f"the target shape of Reshape '{key}' is computed in a way proto-rewrite does not follow",
+        )
     allowzero = bool(attribute(flat, "allowzero", 0))
     if not _is_flatten_target(view, target.items, x, shape, allowzero):
-        return fail(Reason.UNSUPPORTED_FLATTEN, f"Reshape '{key}' turns {_text(shape)} into "
-                                                f"{_text([_item_text(i) for i in target.items])}")
+        return fail(
+            Reason.UNSUPPORTED_FLATTEN,
+            f"Reshape '{key}' turns {_text(shape)} into {_text([_item_text(i) for i in target.items])}",
+        )
     return nodes
 
 
@@ -388,11 +483,13 @@ def _inferred_flatten(view: GraphView, flat, shape: tuple) -> bool:
     if rest is not None and out[1] == rest:
         return True
     batch = shape[0]
-    return (isinstance(batch, int) and out[0] == batch) or (isinstance(batch, str) and bool(batch)
-                                                            and out[0] == batch and not batch.startswith("unk__"))
+    return (isinstance(batch, int) and out[0] == batch) or (
+        isinstance(batch, str) and bool(batch) and out[0] == batch and not batch.startswith("unk__")
+    )
 
 
 # -- global pools over H and W -----------------------------------------------------------------
+
 
 def global_pool_of(view: GraphView, tensor: str) -> tuple[int, str, str] | None:
     """The global pool over H and W whose result ``tensor`` is: (pool node index, the (N, C, H, W) map
@@ -528,8 +625,16 @@ def _is_flatten_target(view: GraphView, items: list, x: str, shape: tuple, allow
     return known(first) == -1 and rest is not None and known(second) == rest
 
 
-def _map(view: GraphView, x: str, shape: tuple, inputs: int, flat_index: int, shape_nodes: set[int],
-         classifier_before_pool: bool, flat_output: str) -> dict | Failure:
+def _map(
+    view: GraphView,
+    x: str,
+    shape: tuple,
+    inputs: int,
+    flat_index: int,
+    shape_nodes: set[int],
+    classifier_before_pool: bool,
+    flat_output: str,
+) -> dict | Failure:
     source, channels_last, transpose = x, False, None
     found = view.producer_of(x)
     if found is not None and found[1].op_type == "Transpose" and found[1].domain in DEFAULT_DOMAINS:
@@ -538,24 +643,40 @@ def _map(view: GraphView, x: str, shape: tuple, inputs: int, flat_index: int, sh
             source, channels_last, transpose = found[1].input[0], True, found[0]
             shape = view.shape(source)
             if shape is None or len(shape) != 4:
-                return fail(Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{source}' (before the NHWC Transpose) "
-                                                        "is unknown")
+                return fail(
+                    Reason.INPUT_SHAPE_UNKNOWN, f"the shape of '{source}' (before the NHWC Transpose) is unknown"
+                )
         elif perm[:1] != [0]:
-            return fail(Reason.UNSUPPORTED_LAYOUT, f"Transpose '{view.key(found[0])}' with perm {perm} moves the "
-                                                   "batch axis before the flatten")
+            return fail(
+                Reason.UNSUPPORTED_LAYOUT,
+                f"Transpose '{view.key(found[0])}' with perm {perm} moves the batch axis before the flatten",
+            )
         # any other perm (ConvNeXt's LayerNorm2d returns to NCHW with (0, 3, 1, 2)): the flatten reads
         # a 4-D map in its own layout, which is what a Conv over that map sees
     batch, channels, height, width = shape
     if not all(isinstance(d, int) for d in (channels, height, width)):
-        return fail(Reason.INPUT_SHAPE_UNKNOWN, f"'{source}' has shape {_text(shape)}; give input_shapes "
-                                                "to fix the symbolic dimensions")
+        return fail(
+            Reason.INPUT_SHAPE_UNKNOWN,
+            f"'{source}' has shape {_text(shape)}; give input_shapes to fix the symbolic dimensions",
+        )
     if channels * height * width != inputs:
-        return fail(Reason.ELEMENT_COUNT_MISMATCH,
-                    f"the weight has {inputs} inputs, '{source}' is {channels} x {height} x {width} = "
-                    f"{channels * height * width}")
-    match = {"kind": MAP, "source": source, "batch": batch, "channels": channels, "height": height,
-             "width": width, "channels_last": channels_last, "flatten": flat_index,
-             "shape_nodes": set(shape_nodes), "transpose": transpose}
+        return fail(
+            Reason.ELEMENT_COUNT_MISMATCH,
+            f"the weight has {inputs} inputs, '{source}' is {channels} x {height} x {width} = "
+            f"{channels * height * width}",
+        )
+    match = {
+        "kind": MAP,
+        "source": source,
+        "batch": batch,
+        "channels": channels,
+        "height": height,
+        "width": width,
+        "channels_last": channels_last,
+        "flatten": flat_index,
+        "shape_nodes": set(shape_nodes),
+        "transpose": transpose,
+    }
     return match
 
 
@@ -576,24 +697,30 @@ def _movable_pool(view: GraphView, name: str, inputs: int) -> dict | None:
         return None
     if len(view.uses(name)) != 1 or view.is_graph_output(name):
         return None
-    return {"kind": POOLED, "source": source, "batch": shape[0], "channels": inputs, "height": 1, "width": 1,
-            "pool": pool, "flatten": flatten}
+    return {
+        "kind": POOLED,
+        "source": source,
+        "batch": shape[0],
+        "channels": inputs,
+        "height": 1,
+        "width": 1,
+        "pool": pool,
+        "flatten": flatten,
+    }
 
 
 def _chain(view: GraphView, name: str, inputs: int) -> dict | Failure:
     width = _width(view, name)
     if width is not None and width != inputs:
         return fail(Reason.ELEMENT_COUNT_MISMATCH, f"the weight has {inputs} inputs, '{name}' has {width}")
-    return {"kind": CHAIN, "source": name, "batch": _batch(view, name), "channels": inputs, "height": 1,
-            "width": 1}
+    return {"kind": CHAIN, "source": name, "batch": _batch(view, name), "channels": inputs, "height": 1, "width": 1}
 
 
 def _vector(view: GraphView, name: str, inputs: int, op: str) -> dict | Failure:
     width = _width(view, name)
     if width is not None and width != inputs:
         return fail(Reason.ELEMENT_COUNT_MISMATCH, f"the weight has {inputs} inputs, '{name}' has {width}")
-    return {"kind": VECTOR, "source": name, "batch": _batch(view, name), "channels": inputs, "height": 1,
-            "width": 1}
+    return {"kind": VECTOR, "source": name, "batch": _batch(view, name), "channels": inputs, "height": 1, "width": 1}
 
 
 def _batch(view: GraphView, name: str):
@@ -616,6 +743,7 @@ def _item_text(item) -> object:
 
 # -- what happens downstream of a rewritten FC ----------------------------------------------------
 
+
 def works_on_maps(view: GraphView, index: int, mapped: dict[str, str]) -> bool:
     """The node computes, position by position, on 4-D maps what it computed on (N, M)."""
     node = view.nodes[index]
@@ -627,8 +755,12 @@ def works_on_maps(view: GraphView, index: int, mapped: dict[str, str]) -> bool:
         mask_used = op == "Dropout" and len(node.output) > 1 and bool(node.output[1])
         return first in mapped and not any(name in mapped for name in node.input[1:]) and not mask_used
     if op == "BatchNormalization":
-        return first in mapped and not any(n in mapped for n in node.input[1:]) \
-            and not any(node.output[1:]) and not attribute(node, "training_mode", 0)
+        return (
+            first in mapped
+            and not any(n in mapped for n in node.input[1:])
+            and not any(node.output[1:])
+            and not attribute(node, "training_mode", 0)
+        )
     if op in CHANNEL_SOFTMAX:
         return first in mapped and view.opset >= 13 and attribute(node, "axis", -1) == 1
     if op in BINARY_ELEMENTWISE:

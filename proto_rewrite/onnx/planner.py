@@ -71,7 +71,7 @@ HINTS = {
     Reason.ELEMENT_COUNT_MISMATCH: "the weight does not fit the input's C*H*W; check the input size",
     Reason.TRANS_A: "a Gemm with transA=1 reads its input transposed; it has no Conv equivalent",
     Reason.WEIGHT_NOT_CONSTANT: "only FCs whose weight and bias are constants are rewritten (initializers, Constant "
-                                "nodes, or Reshape / Transpose / Squeeze / Unsqueeze / Cast / Add / Mul... of them)",
+    "nodes, or Reshape / Transpose / Squeeze / Unsqueeze / Cast / Add / Mul... of them)",
     Reason.BATCHED_BIAS: "a bias that differs per batch row has no Conv equivalent",
     Reason.MATMUL_ND: "only MatMul on 2-D inputs is an FC layer",
     Reason.QUANTIZED: "rewrite the float model, then quantize it",
@@ -145,9 +145,18 @@ class _Names:
         return self._fresh(self.nodes, wanted)
 
 
-def build_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
-                  input_shapes: dict | None = None, pool_scores: str | None = None, *, resize_inputs: bool = True,
-                  map_outputs: bool = True, view: GraphView | None = None) -> Program:
+def build_program(
+    model,
+    selection: Selection | None = None,
+    mode: str = FCN,
+    classifier_before_pool: bool = False,
+    input_shapes: dict | None = None,
+    pool_scores: str | None = None,
+    *,
+    resize_inputs: bool = True,
+    map_outputs: bool = True,
+    view: GraphView | None = None,
+) -> Program:
     """The plan and its node-level edits. fcn mode: ``resize_inputs`` makes the spatial input dims
     symbolic; ``map_outputs`` lets graph outputs become score maps (False: they keep (N, K), as in
     exact mode). Both are what the fcn proof (``fcn_proof``) settles."""
@@ -160,9 +169,13 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
     kinds = {i: kind for i, node in enumerate(view.nodes) if (kind := fc_kind(view, node))}
     selection.check_names([view.key(i) for i in kinds])
     plan = RewritePlan("onnx", model.path or "", mode, input_shapes=_planned_inputs(view))
-    plan.options = {"selection": selection.to_dict(), "classifier_before_pool": classifier_before_pool,
-                    "pool_scores": pool_scores, "resize_inputs": resize_inputs and mode == FCN,
-                    "map_outputs": not keep_outputs}
+    plan.options = {
+        "selection": selection.to_dict(),
+        "classifier_before_pool": classifier_before_pool,
+        "pool_scores": pool_scores,
+        "resize_inputs": resize_inputs and mode == FCN,
+        "map_outputs": not keep_outputs,
+    }
     program = Program(plan, view)
     names = _Names(view)
 
@@ -219,9 +232,11 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
         if view.is_graph_output(name):
             needs_2d.append((name, None, None))
     if classifier_before_pool and not any(m.kind == POOLED for m in matches):
-        plan.notes.append("--classifier-before-pool changed nothing: no FC reads the global average pool of a map "
-                          "(GlobalAveragePool, ReduceMean over H and W, or an AveragePool over the whole map) that "
-                          "nothing else reads")
+        plan.notes.append(
+            "--classifier-before-pool changed nothing: no FC reads the global average pool of a map "
+            "(GlobalAveragePool, ReduceMean over H and W, or an AveragePool over the whole map) that "
+            "nothing else reads"
+        )
     if not matches:
         return program
     heads = []
@@ -231,12 +246,14 @@ def build_program(model, selection: Selection | None = None, mode: str = FCN, cl
         mapped = {name: origin for name, origin in mapped.items() if name not in pooled}
         needs_2d = [entry for entry in needs_2d if entry[0] not in pooled]
 
-    carries = {index: rule for index, rule in carries.items()
-               if any(name in mapped for name in view.nodes[index].input)}
+    carries = {
+        index: rule for index, rule in carries.items() if any(name in mapped for name in view.nodes[index].input)
+    }
     program.node_updates = {index: update for index, update in program.node_updates.items() if index in carries}
     aliases = {out: src for out, src in aliases.items() if out in mapped}
-    program.region_stops = {i: stop for i, stop in program.region_stops.items()
-                            if any(name in mapped for name in view.nodes[i].input)}
+    program.region_stops = {
+        i: stop for i, stop in program.region_stops.items() if any(name in mapped for name in view.nodes[i].input)
+    }
 
     def root(name: str) -> str:
         while name in aliases:
@@ -269,8 +286,9 @@ def _skip(plan: RewritePlan, view: GraphView, index: int, failure: Failure, sele
     key = view.key(index)
     skip = Skip(key, op_label(view, index), failure.reason, failure.detail)
     if selection.is_explicit(key):
-        raise RewriteRefused(skip.message, reason=failure.reason.value, path=path, layer=key,
-                             hint=HINTS.get(failure.reason))
+        raise RewriteRefused(
+            skip.message, reason=failure.reason.value, path=path, layer=key, hint=HINTS.get(failure.reason)
+        )
     plan.skips.append(skip)
 
 
@@ -281,12 +299,15 @@ def _planned_inputs(view: GraphView) -> dict:
         if found is None or found.shape is None:
             shapes[name] = None
         else:
-            shapes[name] = tuple(d if isinstance(d, int) and d > 0 else -1 for d in found.shape)  # a declared 0: unknown
+            shapes[name] = tuple(
+                d if isinstance(d, int) and d > 0 else -1 for d in found.shape
+            )  # a declared 0: unknown
     return shapes
 
 
-LINEAR_OPS = frozenset({"Dropout", "Identity", "Add", "Sub", "Mul", "Div", "BatchNormalization", "Flatten",
-                        "Reshape", "Unsqueeze"})
+LINEAR_OPS = frozenset(
+    {"Dropout", "Identity", "Add", "Sub", "Mul", "Div", "BatchNormalization", "Flatten", "Reshape", "Unsqueeze"}
+)
 
 
 def _pool_places(view: GraphView, matches: list[FcMatch], mapped: dict, carries: dict, mode: str) -> dict:
@@ -325,8 +346,9 @@ def _pool_places(view: GraphView, matches: list[FcMatch], mapped: dict, carries:
     return places
 
 
-def _move_pools(program: Program, view: GraphView, names: _Names, matches: list[FcMatch], places: dict,
-                renames: dict) -> None:
+def _move_pools(
+    program: Program, view: GraphView, names: _Names, matches: list[FcMatch], places: dict, renames: dict
+) -> None:
     """Put each moved pool after the end of its linear run; say what moved and what stayed."""
     steps = {step.match.output: step for step in program.convs}
     by_index = {m.index: m for m in matches}
@@ -334,8 +356,10 @@ def _move_pools(program: Program, view: GraphView, names: _Names, matches: list[
         m = by_index[index]
         pool_op = view.nodes[m.pool].op_type
         if tensor is None:
-            program.plan.notes.append(f"classifier before pool: {', '.join(moved)} moved before {pool_op} "
-                                      f"'{view.key(m.pool)}', which is removed: the output is their score map")
+            program.plan.notes.append(
+                f"classifier before pool: {', '.join(moved)} moved before {pool_op} "
+                f"'{view.key(m.pool)}', which is removed: the output is their score map"
+            )
             continue
         target = renames.get(tensor, tensor)
         before = names.tensor(f"{tensor}_before_pool")
@@ -345,14 +369,23 @@ def _move_pools(program: Program, view: GraphView, names: _Names, matches: list[
             producer = view.producer[tensor]
             program.output_renames[(producer, list(view.nodes[producer].output).index(tensor))] = before
         program.moved_pools[m.pool] = (before, target)
-        program.plan.edits.append(GraphEdit("remove", view.key(m.pool), pool_op,
-                                            f"classifier before pool: moved after '{tensor}'"))
-        program.plan.edits.append(GraphEdit("insert", view.key(m.pool), "GlobalAveragePool",
-                                            f"pools '{tensor}' of {', '.join(moved)}", inputs=(before,),
-                                            outputs=(target,)))
+        program.plan.edits.append(
+            GraphEdit("remove", view.key(m.pool), pool_op, f"classifier before pool: moved after '{tensor}'")
+        )
+        program.plan.edits.append(
+            GraphEdit(
+                "insert",
+                view.key(m.pool),
+                "GlobalAveragePool",
+                f"pools '{tensor}' of {', '.join(moved)}",
+                inputs=(before,),
+                outputs=(target,),
+            )
+        )
         rest = f"; what follows stays behind the pool ({stopped})" if stopped else ""
-        program.plan.notes.append(f"classifier before pool: {', '.join(moved)} moved before {pool_op} "
-                                  f"'{view.key(m.pool)}'{rest}")
+        program.plan.notes.append(
+            f"classifier before pool: {', '.join(moved)} moved before {pool_op} '{view.key(m.pool)}'{rest}"
+        )
 
 
 def _removal_candidates(view: GraphView, matches: list[FcMatch], mode: str, pool_after: dict) -> dict[int, str]:
@@ -398,8 +431,9 @@ def _remove_dead(program: Program, view: GraphView, why: dict[int, str], gone: s
             program.plan.edits.append(GraphEdit("remove", view.key(index), view.nodes[index].op_type, text))
 
 
-def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, needs_2d: list,
-                gone: set[int], keep_outputs: bool) -> dict[str, str]:
+def _resolve_2d(
+    program: Program, view: GraphView, names: _Names, mapped: dict, needs_2d: list, gone: set[int], keep_outputs: bool
+) -> dict[str, str]:
     """Flattens in front of the readers that need the old (N, M) tensors. Returns tensor renames."""
     dropped = program.removed | gone
     by_tensor: dict[str, list] = defaultdict(list)
@@ -419,8 +453,11 @@ def _resolve_2d(program: Program, view: GraphView, names: _Names, mapped: dict, 
             _rename_map(program, view, name, renamed, explicit, dropped)
             flatten = helper.make_node("Flatten", [renamed], [name], name=names.node(f"{origin}_flatten"), axis=1)
             program.inserted.append((_position(view, name), flatten))
-            reason = f"graph output '{name}' keeps its shape (N, {width})" if as_output else \
-                f"'{name}' is read inside a subgraph as (N, {width})"
+            reason = (
+                f"graph output '{name}' keeps its shape (N, {width})"
+                if as_output
+                else f"'{name}' is read inside a subgraph as (N, {width})"
+            )
             program.plan.edits.append(GraphEdit("insert", flatten.name, "Flatten", reason))
             continue
         if as_output:
@@ -464,8 +501,16 @@ def _width_text(view: GraphView, name: str) -> str:
     return "M"
 
 
-def _place_convs(program: Program, view: GraphView, names: _Names, matches: list[FcMatch], renames: dict,
-                 mode: str, mapped: dict[str, str], root) -> None:
+def _place_convs(
+    program: Program,
+    view: GraphView,
+    names: _Names,
+    matches: list[FcMatch],
+    renames: dict,
+    mode: str,
+    mapped: dict[str, str],
+    root,
+) -> None:
     plan = program.plan
     unsqueezed: dict[str, str] = {}
     by_key = {m.key: m for m in matches}
@@ -480,11 +525,23 @@ def _place_convs(program: Program, view: GraphView, names: _Names, matches: list
                 unsqueezed[m.source] = _unsqueeze(program, view, names, m)
             source = unsqueezed[m.source]
         weight_dims = (m.outputs, m.channels) + m.kernel
-        weight = kernel_tensor(m.weight.name, m.weight.tensor, m.outputs, m.channels, m.kernel[0], m.kernel[1],
-                               transposed=m.transposed, channels_last=m.channels_last, alpha=m.alpha)
+        weight = kernel_tensor(
+            m.weight.name,
+            m.weight.tensor,
+            m.outputs,
+            m.channels,
+            m.kernel[0],
+            m.kernel[1],
+            transposed=m.transposed,
+            channels_last=m.channels_last,
+            alpha=m.alpha,
+        )
         program.new_tensors[m.weight.name] = weight
-        changes = [WeightChange(m.weight.name, m.weight.dims, weight_dims,
-                                kernel_transform(m.transposed, m.channels_last, m.alpha))]
+        changes = [
+            WeightChange(
+                m.weight.name, m.weight.dims, weight_dims, kernel_transform(m.transposed, m.channels_last, m.alpha)
+            )
+        ]
         if m.bias is not None:
             transform = bias_transform(m.bias.dims, m.outputs, m.beta)
             changes.append(WeightChange(m.bias.name, m.bias.dims, (m.outputs,), transform))
@@ -492,12 +549,23 @@ def _place_convs(program: Program, view: GraphView, names: _Names, matches: list
                 program.new_tensors[m.bias.name] = bias_tensor(m.bias.name, m.bias.tensor, m.outputs, m.beta)
             elif m.bias.constant_node is not None:
                 program.new_tensors[m.bias.name] = copy_tensor(m.bias.name, m.bias.tensor)
-        program.convs.append(ConvStep(m, conv, source, output, m.weight.name,
-                                      m.bias.name if m.bias is not None else None))
-        plan.rewrites.append(FcRewrite(
-            name=m.key, new_name=conv, op_before=m.op, op_after="Conv", input=source,
-            input_shape=_input_shape(view, m), kernel=m.kernel, in_channels=m.channels, out_channels=m.outputs,
-            weights=tuple(changes)))
+        program.convs.append(
+            ConvStep(m, conv, source, output, m.weight.name, m.bias.name if m.bias is not None else None)
+        )
+        plan.rewrites.append(
+            FcRewrite(
+                name=m.key,
+                new_name=conv,
+                op_before=m.op,
+                op_after="Conv",
+                input=source,
+                input_shape=_input_shape(view, m),
+                kernel=m.kernel,
+                in_channels=m.channels,
+                out_channels=m.outputs,
+                weights=tuple(changes),
+            )
+        )
 
 
 def _follow_aliases(program: Program, view: GraphView, aliases: dict, root, renames: dict, gone: set[int]) -> None:
@@ -510,8 +578,9 @@ def _follow_aliases(program: Program, view: GraphView, aliases: dict, root, rena
                 program.input_renames.setdefault((reader, pos), target)
 
 
-def _apply_carries(program: Program, view: GraphView, names: _Names, carries: dict, alias_nodes: set[int],
-                   renames: dict) -> None:
+def _apply_carries(
+    program: Program, view: GraphView, names: _Names, carries: dict, alias_nodes: set[int], renames: dict
+) -> None:
     """The changes the nodes on the maps need: attributes, per-feature constants reshaped to
     (K, 1, 1), new constant inputs, the channels-last detour of an old-opset Softmax."""
     plan = program.plan
@@ -529,9 +598,15 @@ def _apply_carries(program: Program, view: GraphView, names: _Names, carries: di
             program.new_tensors[new_name] = reshaped_tensor(new_name, view.constant_tensor(name), dims)
             program.input_renames[(index, pos)] = new_name
             redirected[name].add((index, pos))
-            plan.edits.append(GraphEdit("insert", new_name, "initializer",
-                                        f"'{name}' as {list(dims)}, so {view.label(index)} applies it per feature "
-                                        "of every cell", shape=tuple(dims)))
+            plan.edits.append(
+                GraphEdit(
+                    "insert",
+                    new_name,
+                    "initializer",
+                    f"'{name}' as {list(dims)}, so {view.label(index)} applies it per feature of every cell",
+                    shape=tuple(dims),
+                )
+            )
         for pos, values in sorted(rule.new_inputs.items()):
             new_name = names.tensor(f"{view.key(index)}_axes")
             program.new_tensors[new_name] = int64_tensor(new_name, list(values))
@@ -542,11 +617,16 @@ def _apply_carries(program: Program, view: GraphView, names: _Names, carries: di
             _channels_last(program, view, names, index, renames)
         what = rule.what or "works on the map as it is"
         if update.get("op_type") == "Identity":
-            plan.edits.append(GraphEdit("replace", view.key(index), "Identity", f"{view.label(index)} restored "
-                                        "(N, K); it now passes the score map through"))
+            plan.edits.append(
+                GraphEdit(
+                    "replace",
+                    view.key(index),
+                    "Identity",
+                    f"{view.label(index)} restored (N, K); it now passes the score map through",
+                )
+            )
         elif rule.changes_node:
-            plan.edits.append(GraphEdit("update", view.key(index), node.op_type,
-                                        f"carries the score map: {what}"))
+            plan.edits.append(GraphEdit("update", view.key(index), node.op_type, f"carries the score map: {what}"))
     for name, positions in redirected.items():
         if view.is_graph_output(name):
             continue
@@ -568,18 +648,23 @@ def _channels_last(program: Program, view: GraphView, names: _Names, index: int,
     source = program.input_renames.get((index, 0), renames.get(node.input[0], node.input[0]))
     output = program.output_renames.get((index, 0), renames.get(node.output[0], node.output[0]))
     nhwc, result_nhwc = names.tensor(f"{node.input[0]}_nhwc"), names.tensor(f"{node.output[0]}_nhwc")
-    to_nhwc = helper.make_node("Transpose", [source], [nhwc], name=names.node(f"{view.key(index)}_to_nhwc"),
-                               perm=[0, 2, 3, 1])
-    to_nchw = helper.make_node("Transpose", [result_nhwc], [output], name=names.node(f"{view.key(index)}_to_nchw"),
-                               perm=[0, 3, 1, 2])
+    to_nhwc = helper.make_node(
+        "Transpose", [source], [nhwc], name=names.node(f"{view.key(index)}_to_nhwc"), perm=[0, 2, 3, 1]
+    )
+    to_nchw = helper.make_node(
+        "Transpose", [result_nhwc], [output], name=names.node(f"{view.key(index)}_to_nchw"), perm=[0, 3, 1, 2]
+    )
     program.input_renames[(index, 0)] = nhwc
     program.output_renames[(index, 0)] = result_nhwc
     program.node_updates.setdefault(index, {})["attrs"] = {"axis": 3}
     program.inserted += [(index - 0.2, to_nhwc), (index + 0.2, to_nchw)]
     why = f"opset {view.opset} < 13: {node.op_type} flattens the axes from its axis on, so the classes go last"
-    program.plan.edits += [GraphEdit("insert", to_nhwc.name, "Transpose", why, inputs=(source,), outputs=(nhwc,)),
-                           GraphEdit("insert", to_nchw.name, "Transpose", "back to (N, K, h, w)",
-                                     inputs=(result_nhwc,), outputs=(output,))]
+    program.plan.edits += [
+        GraphEdit("insert", to_nhwc.name, "Transpose", why, inputs=(source,), outputs=(nhwc,)),
+        GraphEdit(
+            "insert", to_nchw.name, "Transpose", "back to (N, K, h, w)", inputs=(result_nhwc,), outputs=(output,)
+        ),
+    ]
 
 
 def _unsqueeze(program: Program, view: GraphView, names: _Names, m: FcMatch) -> str:
@@ -592,8 +677,9 @@ def _unsqueeze(program: Program, view: GraphView, names: _Names, m: FcMatch) -> 
     else:
         node = helper.make_node("Unsqueeze", [m.source], [output], name=node_name, axes=[2, 3])
     program.inserted.append((m.index - 0.5, node))
-    program.plan.edits.append(GraphEdit("insert", node_name, "Unsqueeze",
-                                        f"Conv '{m.key}' reads '{m.source}' as (N, {m.channels}, 1, 1)"))
+    program.plan.edits.append(
+        GraphEdit("insert", node_name, "Unsqueeze", f"Conv '{m.key}' reads '{m.source}' as (N, {m.channels}, 1, 1)")
+    )
     return output
 
 
@@ -628,19 +714,25 @@ def _resize_inputs(program: Program, view: GraphView, matches: list[FcMatch]) ->
         positions = spatial_positions(view, name)
         if all(dims[p].HasField("dim_param") and dims[p].dim_param for p in positions):
             continue
-        params = tuple((p, dims[p].dim_param if dims[p].HasField("dim_param") and dims[p].dim_param
-                        else f"{name}_{what}") for p, what in zip(positions, ("height", "width")))
+        params = tuple(
+            (p, dims[p].dim_param if dims[p].HasField("dim_param") and dims[p].dim_param else f"{name}_{what}")
+            for p, what in zip(positions, ("height", "width"))
+        )
         program.resized_inputs[name] = params
         layout = "NHWC: dims 1 and 2" if positions == (1, 2) else "dims 2 and 3"
-        program.plan.edits.append(GraphEdit("resize-input", name, "input",
-                                            f"H and W ({layout}) become symbolic ({params[0][1]}, {params[1][1]})"))
+        program.plan.edits.append(
+            GraphEdit(
+                "resize-input", name, "input", f"H and W ({layout}) become symbolic ({params[0][1]}, {params[1][1]})"
+            )
+        )
 
 
 def spatial_positions(view: GraphView, name: str) -> tuple[int, int]:
     """Where H and W are in a 4-D input: (1, 2) for NHWC (read through a Transpose to NCHW), else (2, 3)."""
     readers = [view.nodes[i] for i, _ in view.uses(name)]
-    if readers and all(node.op_type == "Transpose" and list(attribute(node, "perm", []) or []) == [0, 3, 1, 2]
-                       for node in readers):
+    if readers and all(
+        node.op_type == "Transpose" and list(attribute(node, "perm", []) or []) == [0, 3, 1, 2] for node in readers
+    ):
         return (1, 2)
     return (2, 3)
 

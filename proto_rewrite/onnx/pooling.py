@@ -60,13 +60,16 @@ def check_request(pool_scores: str | None, mode: str) -> None:
     if pool_scores not in POOL_SCORES:
         raise UsageError(f"unknown --pool-scores '{pool_scores}'", hint=f"use one of {', '.join(POOL_SCORES)}")
     if mode != FCN:
-        raise UsageError(f"--pool-scores {pool_scores} needs --mode fcn (this is mode {mode})",
-                         hint="in exact mode every output keeps its shape already; convert with --mode fcn to pool "
-                              "the score maps back to (N, K)")
+        raise UsageError(
+            f"--pool-scores {pool_scores} needs --mode fcn (this is mode {mode})",
+            hint="in exact mode every output keeps its shape already; convert with --mode fcn to pool "
+            "the score maps back to (N, K)",
+        )
 
 
-def pool_heads(view: GraphView, matches: list[FcMatch], mapped: dict[str, str], pool_scores: str,
-               path=None) -> list[PoolHead]:
+def pool_heads(
+    view: GraphView, matches: list[FcMatch], mapped: dict[str, str], pool_scores: str, path=None
+) -> list[PoolHead]:
     """The chains' last FCs, in graph order; for probs-avg, with the Softmax each one needs."""
     stop = _fc_nodes(matches)
     sources = {m.source for m in matches if m.kind == CHAIN}
@@ -79,21 +82,29 @@ def pool_heads(view: GraphView, matches: list[FcMatch], mapped: dict[str, str], 
     return heads
 
 
-def pooled_tensors(view: GraphView, matches: list[FcMatch], heads: list[PoolHead], mapped: dict[str, str],
-                   path=None) -> set[str]:
+def pooled_tensors(
+    view: GraphView, matches: list[FcMatch], heads: list[PoolHead], mapped: dict[str, str], path=None
+) -> set[str]:
     """The tensors that pooling makes (N, K)-shaped again: each head's scores and what follows them
     on maps. A node that mixes one of them with a map that stays 4-D cannot work: refused."""
     stop = _fc_nodes(matches)
     pooled = _below(view, [head.scores for head in heads], mapped, stop)
     for index, node in enumerate(view.nodes):
-        if index in stop or not any(name in pooled for name in node.input) \
-                or not any(name in mapped for name in node.output):
+        if (
+            index in stop
+            or not any(name in pooled for name in node.input)
+            or not any(name in mapped for name in node.output)
+        ):
             continue  # a node that needs (N, M) inputs gets a Flatten for the maps that stay
         others = [name for name in node.input if name in mapped and name not in pooled]
         if others:
-            raise UsageError(f"--pool-scores cannot pool the scores read by {view.label(index)}: it also reads the "
-                             f"score map '{others[0]}', which stays (N, M, h, w)", path=path, layer=view.key(index),
-                             hint="convert without --pool-scores, or leave the FCs of one branch out with --exclude")
+            raise UsageError(
+                f"--pool-scores cannot pool the scores read by {view.label(index)}: it also reads the "
+                f"score map '{others[0]}', which stays (N, M, h, w)",
+                path=path,
+                layer=view.key(index),
+                hint="convert without --pool-scores, or leave the FCs of one branch out with --exclude",
+            )
     return pooled
 
 
@@ -116,10 +127,23 @@ def place_pools(program: Program, view: GraphView, names, heads: list[PoolHead],
         flatten = helper.make_node("Flatten", [pooled], [target], name=names.node(f"{m.key}_pool_flatten"), axis=1)
         program.inserted += [(position + 0.6, pool), (position + 0.7, flatten)]
         program.plan.edits += [
-            GraphEdit("insert", pool.name, pool.op_type, f"global {method} pooling of {what} (--pool-scores "
-                      f"{pool_scores})", inputs=(source,), outputs=(pooled,), method=method),
-            GraphEdit("insert", flatten.name, "Flatten", f"gives '{target}' its original (N, {m.outputs}) shape",
-                      inputs=(pooled,), outputs=(target,)),
+            GraphEdit(
+                "insert",
+                pool.name,
+                pool.op_type,
+                f"global {method} pooling of {what} (--pool-scores {pool_scores})",
+                inputs=(source,),
+                outputs=(pooled,),
+                method=method,
+            ),
+            GraphEdit(
+                "insert",
+                flatten.name,
+                "Flatten",
+                f"gives '{target}' its original (N, {m.outputs}) shape",
+                inputs=(pooled,),
+                outputs=(target,),
+            ),
         ]
 
 
@@ -130,28 +154,62 @@ def _per_cell_softmax(program: Program, view: GraphView, names, head: PoolHead, 
     probs = node.output[0]
     prob_map = names.tensor(f"{probs}_map")
     program.removed.add(index)
-    edits = [GraphEdit("remove", view.key(index), "Softmax", f"replaced by a Softmax over each cell of the score "
-                       f"map of Conv '{m.key}' (--pool-scores probs-avg)")]
+    edits = [
+        GraphEdit(
+            "remove",
+            view.key(index),
+            "Softmax",
+            f"replaced by a Softmax over each cell of the score map of Conv '{m.key}' (--pool-scores probs-avg)",
+        )
+    ]
     if view.opset >= PER_CELL_SOFTMAX_OPSET:
         softmax = helper.make_node("Softmax", [score_map], [prob_map], name=node.name, axis=1)
         program.inserted.append((float(index), softmax))
-        edits.append(GraphEdit("insert", view.key(index), "Softmax", f"the class probabilities of each cell of "
-                               f"Conv '{m.key}' (axis 1)", inputs=(score_map,), outputs=(prob_map,)))
+        edits.append(
+            GraphEdit(
+                "insert",
+                view.key(index),
+                "Softmax",
+                f"the class probabilities of each cell of Conv '{m.key}' (axis 1)",
+                inputs=(score_map,),
+                outputs=(prob_map,),
+            )
+        )
     else:
         nhwc, probs_nhwc = names.tensor(f"{head.scores}_nhwc"), names.tensor(f"{probs}_nhwc")
-        to_nhwc = helper.make_node("Transpose", [score_map], [nhwc], name=names.node(f"{m.key}_to_nhwc"),
-                                   perm=[0, 2, 3, 1])
+        to_nhwc = helper.make_node(
+            "Transpose", [score_map], [nhwc], name=names.node(f"{m.key}_to_nhwc"), perm=[0, 2, 3, 1]
+        )
         softmax = helper.make_node("Softmax", [nhwc], [probs_nhwc], name=node.name, axis=3)
-        to_nchw = helper.make_node("Transpose", [probs_nhwc], [prob_map], name=names.node(f"{m.key}_to_nchw"),
-                                   perm=[0, 3, 1, 2])
+        to_nchw = helper.make_node(
+            "Transpose", [probs_nhwc], [prob_map], name=names.node(f"{m.key}_to_nchw"), perm=[0, 3, 1, 2]
+        )
         program.inserted += [(index - 0.2, to_nhwc), (float(index), softmax), (index + 0.2, to_nchw)]
         edits += [
-            GraphEdit("insert", to_nhwc.name, "Transpose", f"opset {view.opset} < 13: Softmax flattens the axes from "
-                      "its axis on, so the classes go last", inputs=(score_map,), outputs=(nhwc,)),
-            GraphEdit("insert", view.key(index), "Softmax", f"the class probabilities of each cell of Conv "
-                      f"'{m.key}' (axis 3 of the channels-last map)", inputs=(nhwc,), outputs=(probs_nhwc,)),
-            GraphEdit("insert", to_nchw.name, "Transpose", "back to (N, K, h, w) for the pooling",
-                      inputs=(probs_nhwc,), outputs=(prob_map,)),
+            GraphEdit(
+                "insert",
+                to_nhwc.name,
+                "Transpose",
+                f"opset {view.opset} < 13: Softmax flattens the axes from its axis on, so the classes go last",
+                inputs=(score_map,),
+                outputs=(nhwc,),
+            ),
+            GraphEdit(
+                "insert",
+                view.key(index),
+                "Softmax",
+                f"the class probabilities of each cell of Conv '{m.key}' (axis 3 of the channels-last map)",
+                inputs=(nhwc,),
+                outputs=(probs_nhwc,),
+            ),
+            GraphEdit(
+                "insert",
+                to_nchw.name,
+                "Transpose",
+                "back to (N, K, h, w) for the pooling",
+                inputs=(probs_nhwc,),
+                outputs=(prob_map,),
+            ),
         ]
     program.plan.edits += edits
     return prob_map, probs, float(index)
@@ -165,16 +223,19 @@ def _softmax(view: GraphView, m: FcMatch, path) -> int:
         index = readers[0][0]
         node = view.nodes[index]
         default = -1 if view.opset >= 13 else 1
-        if node.op_type == "Softmax" and node.domain in DEFAULT_DOMAINS \
-                and attribute(node, "axis", default) in (1, -1):
+        if node.op_type == "Softmax" and node.domain in DEFAULT_DOMAINS and attribute(node, "axis", default) in (1, -1):
             return index
         found = view.label(index)
     if found is None:
         what = [view.label(i) for i, _ in readers] + (["a graph output"] if view.is_graph_output(m.output) else [])
         found = ", ".join(sorted(set(what))) or "nothing"
-    raise UsageError(f"--pool-scores probs-avg needs a Softmax over the classes as the only reader of the scores "
-                     f"'{m.output}' of '{m.key}'; they are read by {found}", path=path, layer=m.key,
-                     hint="use --pool-scores avg (or max) to pool the scores instead")
+    raise UsageError(
+        f"--pool-scores probs-avg needs a Softmax over the classes as the only reader of the scores "
+        f"'{m.output}' of '{m.key}'; they are read by {found}",
+        path=path,
+        layer=m.key,
+        hint="use --pool-scores avg (or max) to pool the scores instead",
+    )
 
 
 def _fc_nodes(matches: list[FcMatch]) -> set[int]:

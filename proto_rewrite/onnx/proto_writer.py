@@ -74,8 +74,11 @@ def write_onnx(model, path: str | os.PathLike, *, size_limit: int = PROTOBUF_LIM
                 offset += len(raw)
                 moved += 1
         if model.ByteSize() >= PROTOBUF_LIMIT:
-            raise OutputError(f"cannot write '{target}': the model is over 2 GB even without its tensors",
-                              path=target, hint="the graph itself is too large for protobuf")
+            raise OutputError(
+                f"cannot write '{target}': the model is over 2 GB even without its tensors",
+                path=target,
+                hint="the graph itself is too large for protobuf",
+            )
         data = model.SerializeToString()
         with outputs.open(target) as handle:
             handle.write(data)
@@ -124,8 +127,9 @@ def _heads(proto):
     return model_head, graph_head
 
 
-def write_export(proto, deferred: dict[str, np.ndarray], path: str | os.PathLike, *,
-                 size_limit: int = PROTOBUF_LIMIT) -> list[Path]:
+def write_export(
+    proto, deferred: dict[str, np.ndarray], path: str | os.PathLike, *, size_limit: int = PROTOBUF_LIMIT
+) -> list[Path]:
     """Write ``proto`` whose initializers named in ``deferred`` get their bytes from those
     arrays; neither ``proto`` nor the arrays are changed."""
     target = Path(path)
@@ -155,8 +159,11 @@ def write_export(proto, deferred: dict[str, np.ndarray], path: str | os.PathLike
                 handle.write(_buffer(array))
                 release(file_span(array))  # a view of a mapped input: its pages leave this process
                 copy.data_location = onnx.TensorProto.EXTERNAL
-                for key, value in (("location", data_path.name), ("offset", str(offset)),
-                                   ("length", str(array.nbytes))):
+                for key, value in (
+                    ("location", data_path.name),
+                    ("offset", str(offset)),
+                    ("length", str(array.nbytes)),
+                ):
                     entry = copy.external_data.add()
                     entry.key, entry.value = key, value
                 offset += array.nbytes

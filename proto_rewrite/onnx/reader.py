@@ -21,30 +21,41 @@ from proto_rewrite.onnx.tensors import StoredTensor
 from proto_rewrite.wire import GRAPH_INITIALIZER, LEN, MODEL_GRAPH, WireFormatError, iter_fields, len_header
 
 
-
-def split_model(buffer, *, path=None, base_dir: str | None = None,
-                _merged: bool = False) -> tuple[onnx.ModelProto, list[StoredTensor]]:
+def split_model(
+    buffer, *, path=None, base_dir: str | None = None, _merged: bool = False
+) -> tuple[onnx.ModelProto, list[StoredTensor]]:
     """Parse ``buffer`` (bytes, or a memoryview of a mapped file) into skeleton and initializers.
     ``_merged``: the buffer is protobuf's own serialization of a model read whole."""
     try:
         records = list(iter_fields(buffer))
         graphs = [r for r in records if r.number == MODEL_GRAPH]
         if not graphs:
-            raise InputFileError("the file holds no graph: it is not an ONNX model", path=path,
-                                 hint=_hint_for_bad_bytes(buffer))
+            raise InputFileError(
+                "the file holds no graph: it is not an ONNX model", path=path, hint=_hint_for_bad_bytes(buffer)
+            )
         wrong = next((r for r in graphs if r.wire_type != LEN), None)
         if wrong is not None:
-            raise InputFileError(f"not a valid ONNX model: its graph field has wire type {wrong.wire_type} at byte "
-                                 f"{wrong.start}, not a message", path=path, hint=_hint_for_bad_bytes(buffer))
+            raise InputFileError(
+                f"not a valid ONNX model: its graph field has wire type {wrong.wire_type} at byte "
+                f"{wrong.start}, not a message",
+                path=path,
+                hint=_hint_for_bad_bytes(buffer),
+            )
         if len(graphs) != 1:
             if _merged:
-                raise InputFileError("not a valid ONNX model: its graph records cannot be merged", path=path,
-                                     hint=_hint_for_bad_bytes(buffer))
+                raise InputFileError(
+                    "not a valid ONNX model: its graph records cannot be merged",
+                    path=path,
+                    hint=_hint_for_bad_bytes(buffer),
+                )
             # The graph is split over several records: let protobuf merge them, then split the
             # canonical serialization (in memory; the in-memory writer takes it from there).
             whole = _parse(bytes(buffer), path, buffer)
-            data = in_memory_file(whole.SerializeToString(), path or "",
-                                  "the graph is stored in several records, so the model was parsed whole")
+            data = in_memory_file(
+                whole.SerializeToString(),
+                path or "",
+                "the graph is stored in several records, so the model was parsed whole",
+            )
             return split_model(memoryview(data), path=path, base_dir=base_dir, _merged=True)
         graph = graphs[0]
         kept = bytearray()
@@ -53,20 +64,24 @@ def split_model(buffer, *, path=None, base_dir: str | None = None,
             if record.number == GRAPH_INITIALIZER and record.wire_type == LEN:
                 tensors.append(StoredTensor.from_record(buffer, record.value_start, record.end, base_dir))
             else:
-                kept += buffer[record.start:record.end]
+                kept += buffer[record.start : record.end]
     except WireFormatError as err:
         raise InputFileError(f"not a valid ONNX model: {err}", path=path, hint=_hint_for_bad_bytes(buffer)) from err
     except DecodeError as err:
-        raise InputFileError(f"not a valid ONNX model: an initializer cannot be parsed ({err})", path=path,
-                             hint=_hint_for_bad_bytes(buffer)) from err
-    skeleton = bytearray(buffer[:graph.start])
+        raise InputFileError(
+            f"not a valid ONNX model: an initializer cannot be parsed ({err})",
+            path=path,
+            hint=_hint_for_bad_bytes(buffer),
+        ) from err
+    skeleton = bytearray(buffer[: graph.start])
     skeleton += len_header(MODEL_GRAPH, len(kept))
     skeleton += kept
-    skeleton += buffer[graph.end:]
+    skeleton += buffer[graph.end :]
     model = _parse(bytes(skeleton), path, buffer)
     if not model.ir_version:
-        raise InputFileError("the file has no ONNX IR version: it is not an ONNX model", path=path,
-                             hint=_hint_for_bad_bytes(buffer))
+        raise InputFileError(
+            "the file has no ONNX IR version: it is not an ONNX model", path=path, hint=_hint_for_bad_bytes(buffer)
+        )
     return model, tensors
 
 
@@ -80,8 +95,10 @@ def _parse(data: bytes, path, original) -> onnx.ModelProto:
 def _hint_for_bad_bytes(buffer) -> str:
     head = bytes(buffer[:256])
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        return ("this looks like a text file; an ONNX model is a binary .onnx file (a Caffe .prototxt is "
-                "read as a Caffe model)")
+        return (
+            "this looks like a text file; an ONNX model is a binary .onnx file (a Caffe .prototxt is "
+            "read as a Caffe model)"
+        )
     if head[:2] == b"PK":
         return "this looks like a zip archive; extract the .onnx file from it first"
     return "the file is truncated or corrupt, or not an ONNX model; copy or export it again"

@@ -23,9 +23,15 @@ from proto_rewrite.onnx.shapes import checkable_model
 from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection, first_difference
 
 
-def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN,
-                      classifier_before_pool: bool = False, input_shapes: dict | None = None,
-                      pool_scores: str | None = None, proof_run_limit: int = RUN_LIMIT_BYTES) -> RewritePlan:
+def plan_onnx_rewrite(
+    model,
+    selection: Selection | None = None,
+    mode: str = FCN,
+    classifier_before_pool: bool = False,
+    input_shapes: dict | None = None,
+    pool_scores: str | None = None,
+    proof_run_limit: int = RUN_LIMIT_BYTES,
+) -> RewritePlan:
     """What the rewrite will change; the model is not modified.
 
     ``input_shapes``: {input name: tuple of ints} fixing symbolic dimensions (-1 keeps one).
@@ -35,13 +41,21 @@ def plan_onnx_rewrite(model, selection: Selection | None = None, mode: str = FCN
     cannot be rewritten. ``selection`` None: every FC. ``proof_run_limit``: above this many bytes of
     weights the fcn proof infers shapes at the second size instead of running onnxruntime there.
     """
-    return plan_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
-                        proof_run_limit=proof_run_limit).plan
+    return plan_program(
+        model, selection, mode, classifier_before_pool, input_shapes, pool_scores, proof_run_limit=proof_run_limit
+    ).plan
 
 
-def plan_program(model, selection: Selection | None = None, mode: str = FCN, classifier_before_pool: bool = False,
-                 input_shapes: dict | None = None, pool_scores: str | None = None, *,
-                 proof_run_limit: int = RUN_LIMIT_BYTES) -> Program:
+def plan_program(
+    model,
+    selection: Selection | None = None,
+    mode: str = FCN,
+    classifier_before_pool: bool = False,
+    input_shapes: dict | None = None,
+    pool_scores: str | None = None,
+    *,
+    proof_run_limit: int = RUN_LIMIT_BYTES,
+) -> Program:
     """The program behind ``plan_onnx_rewrite``. fcn mode: the spatial input dims are made symbolic
     only when the rewritten model is shown to run at another size (``fcn_proof``); otherwise the
     input keeps its size and, where no output is a map worth having, the outputs keep (N, K)."""
@@ -54,14 +68,24 @@ def plan_program(model, selection: Selection | None = None, mode: str = FCN, cla
         return program
     new = build_model(model, program)
     if program.map_outputs and not any_real_map(new, program):
-        program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
-                                map_outputs=False, view=view)
+        program = build_program(
+            model, selection, mode, classifier_before_pool, input_shapes, pool_scores, map_outputs=False, view=view
+        )
         new = build_model(model, program)
     report = prove(new, program, proof_run_limit)
     if not report.fully_convolutional:
         keep_maps = any(step.match.kind == POOLED for step in program.convs)
-        program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores,
-                                resize_inputs=False, map_outputs=keep_maps, view=view)
+        program = build_program(
+            model,
+            selection,
+            mode,
+            classifier_before_pool,
+            input_shapes,
+            pool_scores,
+            resize_inputs=False,
+            map_outputs=keep_maps,
+            view=view,
+        )
         if not keep_maps and report.note:
             report.note += "; the outputs keep their (N, K) shape (a 1 x 1 map gains nothing)"
     program.plan.fcn = report
@@ -88,40 +112,64 @@ def _program_for(model, plan: RewritePlan) -> Program:
     with the plan's own options and compared with the plan, rewrite by rewrite and edit by edit.
     A plan whose rewrites were edited into skips is honoured (its edits are made again)."""
     if plan.fingerprint and plan.fingerprint != onnx_fingerprint(model):
-        raise PlanMismatchError("the plan does not fit this model: it was made from another model (or another "
-                                "version of it), the fingerprints differ", path=model.path, hint=REPLAN_HINT)
+        raise PlanMismatchError(
+            "the plan does not fit this model: it was made from another model (or another "
+            "version of it), the fingerprints differ",
+            path=model.path,
+            hint=REPLAN_HINT,
+        )
     if not plan.options:
         return _legacy_program_for(model, plan)
     options = plan.options
-    flags = dict(classifier_before_pool=bool(options.get("classifier_before_pool")),
-                 pool_scores=options.get("pool_scores"))
+    flags = dict(
+        classifier_before_pool=bool(options.get("classifier_before_pool")), pool_scores=options.get("pool_scores")
+    )
     selection = Selection.from_dict(options.get("selection"))
-    program = _derive(model, lambda: build_program(
-        model, selection, plan.mode, input_shapes=plan.input_shapes, resize_inputs=bool(options.get("resize_inputs")),
-        map_outputs=bool(options.get("map_outputs", True)), **flags))
+    program = _derive(
+        model,
+        lambda: build_program(
+            model,
+            selection,
+            plan.mode,
+            input_shapes=plan.input_shapes,
+            resize_inputs=bool(options.get("resize_inputs")),
+            map_outputs=bool(options.get("map_outputs", True)),
+            **flags,
+        ),
+    )
     problem = first_difference(plan, program.plan)
     if problem is None:
         return program
     wanted, derived = {r.name for r in plan.rewrites}, {r.name for r in program.plan.rewrites}
     if wanted < derived:  # rewrites dropped by hand: plan what is left (with its fcn proof)
-        program = _derive(model, lambda: plan_program(model, Selection(only=frozenset(wanted)), plan.mode,
-                                                      input_shapes=plan.input_shapes, **flags))
+        program = _derive(
+            model,
+            lambda: plan_program(
+                model, Selection(only=frozenset(wanted)), plan.mode, input_shapes=plan.input_shapes, **flags
+            ),
+        )
         problem = first_difference(plan, program.plan, edits=False)
         if problem is None:
             return program
     raise PlanMismatchError(f"the plan does not fit this model: {problem}", path=model.path, hint=REPLAN_HINT)
 
 
-REPLAN_HINT = ("make the plan again from this model (convert MODEL --dry-run --save-plan PLAN.json), or apply it to "
-               "the model it was made from; a plan may drop rewrites, but not change them")
+REPLAN_HINT = (
+    "make the plan again from this model (convert MODEL --dry-run --save-plan PLAN.json), or apply it to "
+    "the model it was made from; a plan may drop rewrites, but not change them"
+)
 
 
 def _derive(model, make) -> Program:
     try:
         return make()
     except RewriteRefused as err:
-        raise PlanMismatchError(f"the plan does not fit this model: {err.message}", path=model.path,
-                                layer=err.location.layer if err.location else None, hint=REPLAN_HINT) from err
+        raise PlanMismatchError(
+            f"the plan does not fit this model: {err.message}",
+            path=model.path,
+            layer=err.location.layer if err.location else None,
+            hint=REPLAN_HINT,
+        ) from err
 
 
 def _legacy_program_for(model, plan: RewritePlan) -> Program:
@@ -131,15 +179,18 @@ def _legacy_program_for(model, plan: RewritePlan) -> Program:
     pool_scores = _pool_scores(plan)
     for classifier_before_pool in (False, True):
         try:
-            program = build_program(model, selection, plan.mode, classifier_before_pool, plan.input_shapes,
-                                    pool_scores)
+            program = build_program(model, selection, plan.mode, classifier_before_pool, plan.input_shapes, pool_scores)
         except RewriteRefused as err:
-            raise UsageError(f"the plan does not fit this model: {err.message}",
-                             hint="make the plan from this very model and apply it unchanged") from err
+            raise UsageError(
+                f"the plan does not fit this model: {err.message}",
+                hint="make the plan from this very model and apply it unchanged",
+            ) from err
         if _executable(program.plan) == wanted:
             return program
-    raise UsageError("the plan does not fit this model (its rewrites or edits differ from what the model allows)",
-                     hint="make the plan from this very model and apply it unchanged")
+    raise UsageError(
+        "the plan does not fit this model (its rewrites or edits differ from what the model allows)",
+        hint="make the plan from this very model and apply it unchanged",
+    )
 
 
 def _pool_scores(plan: RewritePlan) -> str | None:
@@ -164,12 +215,17 @@ def _check(old, new) -> None:
         try:
             onnx.checker.check_model(checkable_model(old), full_check=True)
         except Exception:  # noqa: BLE001 - the input fails already: not the rewrite's doing
-            new.diagnostics.append(Diagnostic("warning", f"onnx.checker (full check) fails on the input and the "
-                                                         f"output: {_first_line(err)}"))
+            new.diagnostics.append(
+                Diagnostic(
+                    "warning", f"onnx.checker (full check) fails on the input and the output: {_first_line(err)}"
+                )
+            )
             return
-        raise RewriteCheckError(f"the rewritten model fails onnx.checker: {_first_line(err)}", path=old.path,
-                                hint="this is probably a bug in proto-rewrite; please report it with the model") \
-            from err
+        raise RewriteCheckError(
+            f"the rewritten model fails onnx.checker: {_first_line(err)}",
+            path=old.path,
+            hint="this is probably a bug in proto-rewrite; please report it with the model",
+        ) from err
 
 
 def _first_line(err: Exception) -> str:

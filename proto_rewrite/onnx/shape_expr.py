@@ -20,8 +20,16 @@ from onnx import TensorProto, numpy_helper
 from proto_rewrite.onnx.graph import DEFAULT_DOMAINS, GraphView, attribute
 
 MAX_DEPTH = 32
-INTEGER_TYPES = {TensorProto.INT64, TensorProto.INT32, TensorProto.INT16, TensorProto.INT8, TensorProto.UINT64,
-                 TensorProto.UINT32, TensorProto.UINT16, TensorProto.UINT8}
+INTEGER_TYPES = {
+    TensorProto.INT64,
+    TensorProto.INT32,
+    TensorProto.INT16,
+    TensorProto.INT8,
+    TensorProto.UINT64,
+    TensorProto.UINT32,
+    TensorProto.UINT16,
+    TensorProto.UINT8,
+}
 
 
 @dataclass(frozen=True)
@@ -105,18 +113,25 @@ def _shape(view, node, nodes, depth):
     shape = view.shape(tensor)
     if shape is None:
         return None
-    items = [Dim(tensor, i, d if isinstance(d, int) else None, d if isinstance(d, str) and d else None)
-             for i, d in enumerate(shape)]
+    items = [
+        Dim(tensor, i, d if isinstance(d, int) else None, d if isinstance(d, str) and d else None)
+        for i, d in enumerate(shape)
+    ]
     start = int(attribute(node, "start", 0))
     end = attribute(node, "end", None)
-    return Value(1, items[start:None if end is None else int(end)])  # clamped like ONNX, negatives too
+    return Value(1, items[start : None if end is None else int(end)])  # clamped like ONNX, negatives too
 
 
 def _gather(view, node, nodes, depth):
     data = _input(view, node, 0, nodes, depth)
     indices = _const(view, node, 1, nodes)
-    if data is None or data.rank != 1 or indices is None or attribute(node, "axis", 0) not in (0, -1) \
-            or indices.ndim > 1:
+    if (
+        data is None
+        or data.rank != 1
+        or indices is None
+        or attribute(node, "axis", 0) not in (0, -1)
+        or indices.ndim > 1
+    ):
         return None
     count = len(data.items)
     picked = []
@@ -278,10 +293,21 @@ def _arithmetic(view, node, nodes, depth):
 
 
 _RULES = {
-    "Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Concat": _concat,
-    "Slice": _slice, "Cast": _cast, "Identity": _passthrough, "Reshape": _reshape,
-    "ReduceProd": _reduce_prod, "ConstantOfShape": _constant_of_shape,
-    "Mul": _arithmetic, "Add": _arithmetic, "Sub": _arithmetic, "Div": _arithmetic,
+    "Shape": _shape,
+    "Gather": _gather,
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Cast": _cast,
+    "Identity": _passthrough,
+    "Reshape": _reshape,
+    "ReduceProd": _reduce_prod,
+    "ConstantOfShape": _constant_of_shape,
+    "Mul": _arithmetic,
+    "Add": _arithmetic,
+    "Sub": _arithmetic,
+    "Div": _arithmetic,
 }
 
 

@@ -59,13 +59,17 @@ def apply_input_shapes(graph: onnx.GraphProto, input_shapes: dict, initializer_n
         if shape is None:
             continue
         if name not in inputs:
-            raise UsageError(f"input_shapes names '{name}', which is not an input of the model",
-                             hint=f"the inputs are: {', '.join(inputs) or 'none'}")
+            raise UsageError(
+                f"input_shapes names '{name}', which is not an input of the model",
+                hint=f"the inputs are: {', '.join(inputs) or 'none'}",
+            )
         tensor_type = inputs[name].type.tensor_type
         dims = tensor_type.shape.dim
         if tensor_type.HasField("shape") and len(dims) != len(shape):
-            raise UsageError(f"input '{name}' has {len(dims)} dimensions, input_shapes gives {len(shape)} "
-                             f"({list(shape)})", hint="give one number per dimension")
+            raise UsageError(
+                f"input '{name}' has {len(dims)} dimensions, input_shapes gives {len(shape)} ({list(shape)})",
+                hint="give one number per dimension",
+            )
         if not tensor_type.HasField("shape"):
             for _ in shape:
                 tensor_type.shape.dim.add()
@@ -76,8 +80,11 @@ def apply_input_shapes(graph: onnx.GraphProto, input_shapes: dict, initializer_n
             if value < 1:
                 raise UsageError(f"input_shapes for '{name}' has dimension {value}", hint="dimensions are >= 1")
             if dim.HasField("dim_value") and dim.dim_value != value:
-                raise UsageError(f"input '{name}' has the fixed shape {shape_of(inputs[name].type)}; input_shapes "
-                                 f"gives {list(shape)}", hint="input_shapes may only fix symbolic dimensions")
+                raise UsageError(
+                    f"input '{name}' has the fixed shape {shape_of(inputs[name].type)}; input_shapes "
+                    f"gives {list(shape)}",
+                    hint="input_shapes may only fix symbolic dimensions",
+                )
             dim.dim_value = value
 
 
@@ -135,4 +142,3 @@ def clean_type(type_proto: onnx.TypeProto) -> None:
     for dim in type_proto.tensor_type.shape.dim:
         if dim.HasField("dim_param") and dim.dim_param.startswith("unk__"):
             dim.ClearField("dim_param")
-

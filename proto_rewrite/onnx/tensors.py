@@ -29,11 +29,21 @@ CHUNK_BYTES = 16 * 2**20
 
 # data type -> little-endian numpy dtype of its raw_data (bfloat16 and the float8s as raw bits)
 _RAW_DTYPES = {
-    TensorProto.FLOAT: "<f4", TensorProto.DOUBLE: "<f8", TensorProto.FLOAT16: "<f2",
-    TensorProto.BFLOAT16: "<u2", TensorProto.INT8: "i1", TensorProto.UINT8: "u1",
-    TensorProto.INT16: "<i2", TensorProto.UINT16: "<u2", TensorProto.INT32: "<i4",
-    TensorProto.UINT32: "<u4", TensorProto.INT64: "<i8", TensorProto.UINT64: "<u8",
-    TensorProto.BOOL: "?", TensorProto.COMPLEX64: "<c8", TensorProto.COMPLEX128: "<c16",
+    TensorProto.FLOAT: "<f4",
+    TensorProto.DOUBLE: "<f8",
+    TensorProto.FLOAT16: "<f2",
+    TensorProto.BFLOAT16: "<u2",
+    TensorProto.INT8: "i1",
+    TensorProto.UINT8: "u1",
+    TensorProto.INT16: "<i2",
+    TensorProto.UINT16: "<u2",
+    TensorProto.INT32: "<i4",
+    TensorProto.UINT32: "<u4",
+    TensorProto.INT64: "<i8",
+    TensorProto.UINT64: "<u8",
+    TensorProto.BOOL: "?",
+    TensorProto.COMPLEX64: "<c8",
+    TensorProto.COMPLEX128: "<c16",
 }
 for _name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ"):
     if hasattr(TensorProto, _name):
@@ -43,11 +53,21 @@ FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", Ten
 
 
 _NAMES = {
-    TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64", TensorProto.FLOAT16: "float16",
-    TensorProto.BFLOAT16: "bfloat16", TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
-    TensorProto.INT16: "int16", TensorProto.UINT16: "uint16", TensorProto.INT32: "int32",
-    TensorProto.UINT32: "uint32", TensorProto.INT64: "int64", TensorProto.UINT64: "uint64",
-    TensorProto.BOOL: "bool", TensorProto.STRING: "string", TensorProto.COMPLEX64: "complex64",
+    TensorProto.FLOAT: "float32",
+    TensorProto.DOUBLE: "float64",
+    TensorProto.FLOAT16: "float16",
+    TensorProto.BFLOAT16: "bfloat16",
+    TensorProto.INT8: "int8",
+    TensorProto.UINT8: "uint8",
+    TensorProto.INT16: "int16",
+    TensorProto.UINT16: "uint16",
+    TensorProto.INT32: "int32",
+    TensorProto.UINT32: "uint32",
+    TensorProto.INT64: "int64",
+    TensorProto.UINT64: "uint64",
+    TensorProto.BOOL: "bool",
+    TensorProto.STRING: "string",
+    TensorProto.COMPLEX64: "complex64",
     TensorProto.COMPLEX128: "complex128",
 }
 
@@ -70,8 +90,9 @@ def raw_dtype(data_type: int) -> np.dtype | None:
 class StoredTensor:
     """An initializer as stored: parsed header, data left in ``buffer`` or the external file."""
 
-    def __init__(self, header: TensorProto, buffer, record: tuple[int, int], raw: tuple[int, int] | None,
-                 base_dir: str | None) -> None:
+    def __init__(
+        self, header: TensorProto, buffer, record: tuple[int, int], raw: tuple[int, int] | None, base_dir: str | None
+    ) -> None:
         self.header = header  # every field but raw_data
         self._buffer = buffer
         self._record = record
@@ -86,7 +107,7 @@ class StoredTensor:
         for field in iter_fields(buffer, start, end):
             if field.number == TENSOR_RAW_DATA and field.wire_type == LEN:
                 raw = (field.start, field.value_start, field.end)
-        head = bytes(buffer[start:end]) if raw is None else bytes(buffer[start:raw[0]]) + bytes(buffer[raw[2]:end])
+        head = bytes(buffer[start:end]) if raw is None else bytes(buffer[start : raw[0]]) + bytes(buffer[raw[2] : end])
         header = TensorProto.FromString(head)
         return cls(header, buffer, (start, end), None if raw is None else (raw[1], raw[2]), base_dir)
 
@@ -128,7 +149,7 @@ class StoredTensor:
         """The serialized TensorProto exactly as read, when it holds its data inline."""
         if self.is_external:
             return None
-        return memoryview(self._buffer)[self._record[0]:self._record[1]]
+        return memoryview(self._buffer)[self._record[0] : self._record[1]]
 
     def canonical_parts(self) -> tuple[bytes, bytes]:
         """The header as protobuf serializes it, split where ``raw_data`` goes."""
@@ -160,7 +181,7 @@ class StoredTensor:
         head, tail = self.canonical_parts()
         if self._raw is None:
             return len(head) + len(tail), [head, tail]
-        raw = memoryview(self._buffer)[self._raw[0]:self._raw[1]]
+        raw = memoryview(self._buffer)[self._raw[0] : self._raw[1]]
         head += len_header(TENSOR_RAW_DATA, raw.nbytes)
         return len(head) + raw.nbytes + len(tail), [head, raw, tail]
 
@@ -219,7 +240,7 @@ class StoredTensor:
             buffer, start, end = span
             view = memoryview(buffer)
             for pos in range(start, end, CHUNK_BYTES):
-                yield view[pos:min(end, pos + CHUNK_BYTES)]
+                yield view[pos : min(end, pos + CHUNK_BYTES)]
             return
         array = numpy_helper.to_array(self.header)
         yield np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
@@ -240,8 +261,16 @@ class StoredTensor:
 class DerivedTensor:
     """An initializer made from another one by the rewrite; its data is produced when written."""
 
-    def __init__(self, name: str, dims: tuple[int, ...], data_type: int, make_blocks: Callable[[], Iterator],
-                 *, external: bool = False, source: StoredTensor | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        dims: tuple[int, ...],
+        data_type: int,
+        make_blocks: Callable[[], Iterator],
+        *,
+        external: bool = False,
+        source: StoredTensor | None = None,
+    ) -> None:
         self.name = name
         self.dims = tuple(int(d) for d in dims)
         self.data_type = data_type
@@ -297,8 +326,11 @@ def map_file(path: str | os.PathLike, what: str) -> memoryview:
     typed errors for the usual problems."""
     buffer = open_input(path, what)
     if not buffer.nbytes:
-        raise InputFileError(f"the {what} is empty (0 bytes)", path=path,
-                             hint="the file was probably not written completely; copy it again")
+        raise InputFileError(
+            f"the {what} is empty (0 bytes)",
+            path=path,
+            hint="the file was probably not written completely; copy it again",
+        )
     return buffer
 
 
@@ -307,19 +339,33 @@ def split_before(message: bytes, number: int) -> tuple[bytes, bytes]:
     above ``number``."""
     for record in iter_fields(message):
         if record.number > number:
-            return message[:record.start], message[record.start:]
+            return message[: record.start], message[record.start :]
     return message, b""
 
 
 # data type -> (typed field holding the values when there is no raw_data, values per element)
 _TYPED_FIELDS = {
-    TensorProto.FLOAT: ("float_data", 1), TensorProto.COMPLEX64: ("float_data", 2),
-    TensorProto.DOUBLE: ("double_data", 1), TensorProto.COMPLEX128: ("double_data", 2),
-    TensorProto.INT64: ("int64_data", 1), TensorProto.UINT32: ("uint64_data", 1),
-    TensorProto.UINT64: ("uint64_data", 1), TensorProto.STRING: ("string_data", 1),
-    **{t: ("int32_data", 1) for t in (TensorProto.INT32, TensorProto.INT16, TensorProto.INT8, TensorProto.UINT16,
-                                      TensorProto.UINT8, TensorProto.BOOL, TensorProto.FLOAT16,
-                                      TensorProto.BFLOAT16)},
+    TensorProto.FLOAT: ("float_data", 1),
+    TensorProto.COMPLEX64: ("float_data", 2),
+    TensorProto.DOUBLE: ("double_data", 1),
+    TensorProto.COMPLEX128: ("double_data", 2),
+    TensorProto.INT64: ("int64_data", 1),
+    TensorProto.UINT32: ("uint64_data", 1),
+    TensorProto.UINT64: ("uint64_data", 1),
+    TensorProto.STRING: ("string_data", 1),
+    **{
+        t: ("int32_data", 1)
+        for t in (
+            TensorProto.INT32,
+            TensorProto.INT16,
+            TensorProto.INT8,
+            TensorProto.UINT16,
+            TensorProto.UINT8,
+            TensorProto.BOOL,
+            TensorProto.FLOAT16,
+            TensorProto.BFLOAT16,
+        )
+    },
 }
 
 
@@ -343,69 +389,116 @@ def _check_external_fields(tensor: StoredTensor, path) -> str:
     entries = {entry.key: entry.value for entry in tensor.header.external_data}
     location = entries.get("location", "")
     if "\x00" in location:
-        raise InputFileError(f"initializer '{tensor.name}' names external data with a NUL character",
-                             path=path, layer=tensor.name, hint="the model is corrupt; export it again")
+        raise InputFileError(
+            f"initializer '{tensor.name}' names external data with a NUL character",
+            path=path,
+            layer=tensor.name,
+            hint="the model is corrupt; export it again",
+        )
     for key in ("offset", "length"):
         value = entries.get(key)
         if value and not (value.isascii() and value.isdigit()):
-            raise InputFileError(f"initializer '{tensor.name}' has external data {key} '{value}', not a "
-                                 "number of bytes", path=path, layer=tensor.name,
-                                 hint="the model is corrupt; export it again")
+            raise InputFileError(
+                f"initializer '{tensor.name}' has external data {key} '{value}', not a number of bytes",
+                path=path,
+                layer=tensor.name,
+                hint="the model is corrupt; export it again",
+            )
     return location
 
 
 def check_tensor(tensor: StoredTensor, path) -> None:
     """Raise :class:`InputFileError` when a tensor's data does not fill its shape."""
     if tensor.data_type == TensorProto.UNDEFINED:
-        raise InputFileError(f"initializer '{tensor.name}' has no data type", path=path, layer=tensor.name,
-                             hint="the model is corrupt; export it again")
+        raise InputFileError(
+            f"initializer '{tensor.name}' has no data type",
+            path=path,
+            layer=tensor.name,
+            hint="the model is corrupt; export it again",
+        )
     if tensor.data_type not in TensorProto.DataType.values():
-        raise InputFileError(f"initializer '{tensor.name}' has data type {tensor.data_type}, which ONNX does not "
-                             "define", path=path, layer=tensor.name,
-                             hint="the model is corrupt, or needs a newer onnx than the one installed")
+        raise InputFileError(
+            f"initializer '{tensor.name}' has data type {tensor.data_type}, which ONNX does not define",
+            path=path,
+            layer=tensor.name,
+            hint="the model is corrupt, or needs a newer onnx than the one installed",
+        )
     if any(d < 0 for d in tensor.dims):
-        raise InputFileError(f"initializer '{tensor.name}' has a negative dimension {list(tensor.dims)}",
-                             path=path, layer=tensor.name, hint="the model is corrupt; export it again")
+        raise InputFileError(
+            f"initializer '{tensor.name}' has a negative dimension {list(tensor.dims)}",
+            path=path,
+            layer=tensor.name,
+            hint="the model is corrupt; export it again",
+        )
     if len(tensor.dims) > MAX_RANK:
-        raise InputFileError(f"initializer '{tensor.name}' has {len(tensor.dims)} dimensions", path=path,
-                             layer=tensor.name, hint="the model is corrupt; export it again")
+        raise InputFileError(
+            f"initializer '{tensor.name}' has {len(tensor.dims)} dimensions",
+            path=path,
+            layer=tensor.name,
+            hint="the model is corrupt; export it again",
+        )
     dtype = raw_dtype(tensor.data_type)
     if tensor.is_external:
         location = _check_external_fields(tensor, path)
         data_path, offset, length = tensor.external_info()
         base = Path(tensor.base_dir or ".").resolve()
-        if (not location or os.path.isabs(location) or ".." in Path(location).parts
-                or not data_path.resolve().is_relative_to(base)):
-            raise InputFileError(f"initializer '{tensor.name}' names external data '{location}' outside the "
-                                 "model's folder", path=path, layer=tensor.name,
-                                 hint="external data files must sit beside the model (a relative location "
-                                      "without '..', not a link to elsewhere)")
+        if (
+            not location
+            or os.path.isabs(location)
+            or ".." in Path(location).parts
+            or not data_path.resolve().is_relative_to(base)
+        ):
+            raise InputFileError(
+                f"initializer '{tensor.name}' names external data '{location}' outside the model's folder",
+                path=path,
+                layer=tensor.name,
+                hint="external data files must sit beside the model (a relative location "
+                "without '..', not a link to elsewhere)",
+            )
         if not data_path.is_file():
-            raise InputFileError(f"external data file '{location}' of initializer '{tensor.name}' not found",
-                                 path=data_path, layer=tensor.name,
-                                 hint="copy the data file into the model's folder, beside the .onnx file")
+            raise InputFileError(
+                f"external data file '{location}' of initializer '{tensor.name}' not found",
+                path=data_path,
+                layer=tensor.name,
+                hint="copy the data file into the model's folder, beside the .onnx file",
+            )
         needed = tensor.nbytes if dtype is not None else (length or 0)
         if length is not None and dtype is not None and length != needed:
-            raise InputFileError(f"initializer '{tensor.name}' has {length} bytes of external data but its "
-                                 f"shape {list(tensor.dims)} needs {needed}", path=data_path, layer=tensor.name,
-                                 hint="the model and its data file do not belong together")
+            raise InputFileError(
+                f"initializer '{tensor.name}' has {length} bytes of external data but its "
+                f"shape {list(tensor.dims)} needs {needed}",
+                path=data_path,
+                layer=tensor.name,
+                hint="the model and its data file do not belong together",
+            )
         if offset + needed > data_path.stat().st_size:
-            raise InputFileError(f"external data of initializer '{tensor.name}' runs past the end of "
-                                 f"'{location}' (offset {offset} + {needed} bytes)", path=data_path,
-                                 layer=tensor.name, hint="the data file is truncated; copy it again")
+            raise InputFileError(
+                f"external data of initializer '{tensor.name}' runs past the end of "
+                f"'{location}' (offset {offset} + {needed} bytes)",
+                path=data_path,
+                layer=tensor.name,
+                hint="the data file is truncated; copy it again",
+            )
         return
     field, per_element = _TYPED_FIELDS.get(tensor.data_type, (None, 1))
     if tensor._raw is None and field is not None:
         count = len(getattr(tensor.header, field))
         if count != tensor.numel * per_element:
-            raise InputFileError(f"initializer '{tensor.name}' has {count} values in {field} but its shape "
-                                 f"{list(tensor.dims)} needs {tensor.numel * per_element}", path=path,
-                                 layer=tensor.name, hint="the model is corrupt; export it again")
+            raise InputFileError(
+                f"initializer '{tensor.name}' has {count} values in {field} but its shape "
+                f"{list(tensor.dims)} needs {tensor.numel * per_element}",
+                path=path,
+                layer=tensor.name,
+                hint="the model is corrupt; export it again",
+            )
         return
     if tensor._raw is not None and dtype is not None:
         start, end = tensor._raw
         if end - start != tensor.nbytes:
-            raise InputFileError(f"initializer '{tensor.name}' has {end - start} bytes of data but its shape "
-                                 f"{list(tensor.dims)} ({dtype_name(tensor.data_type)}) needs {tensor.nbytes}",
-                                 path=path, layer=tensor.name, hint="the model is corrupt; export it again")
-
+            raise InputFileError(
+                f"initializer '{tensor.name}' has {end - start} bytes of data but its shape "
+                f"{list(tensor.dims)} ({dtype_name(tensor.data_type)}) needs {tensor.nbytes}",
+                path=path,
+                layer=tensor.name,
+                hint="the model is corrupt; export it again",
+            )

@@ -23,8 +23,16 @@ from proto_rewrite.onnx.shapes import shape_of
 from proto_rewrite.onnx.tensors import dtype_name
 
 # Integer and boolean tensors (shape targets, axes, indices, masks) are weights but not parameters.
-NOT_PARAMETERS = frozenset((onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.UINT64,
-                            onnx.TensorProto.UINT32, onnx.TensorProto.BOOL, onnx.TensorProto.STRING))
+NOT_PARAMETERS = frozenset(
+    (
+        onnx.TensorProto.INT64,
+        onnx.TensorProto.INT32,
+        onnx.TensorProto.UINT64,
+        onnx.TensorProto.UINT32,
+        onnx.TensorProto.BOOL,
+        onnx.TensorProto.STRING,
+    )
+)
 
 ROLES = {
     "Conv": {1: "weight", 2: "bias"},
@@ -52,11 +60,20 @@ def onnx_graph(model, input_shapes: dict | None = None) -> Graph:
     outputs = [Tensor(vi.name, shape_of(vi.type)) for vi in model.graph.output]
     files = model.external_data_files()
     proto = model.proto
-    return Graph("onnx", model.path or "", ", ".join(files) if files else None, nodes, declared_inputs(model),
-                 outputs, has_weights=True, diagnostics=list(model.diagnostics),
-                 normalized_text=lambda: _printed(proto), source_format=source_format(model),
-                 inference_note=view.inference_note,
-                 sized_inputs=[Tensor(name, _shape(view, name)) for name in view.graph_inputs])
+    return Graph(
+        "onnx",
+        model.path or "",
+        ", ".join(files) if files else None,
+        nodes,
+        declared_inputs(model),
+        outputs,
+        has_weights=True,
+        diagnostics=list(model.diagnostics),
+        normalized_text=lambda: _printed(proto),
+        source_format=source_format(model),
+        inference_note=view.inference_note,
+        sized_inputs=[Tensor(name, _shape(view, name)) for name in view.graph_inputs],
+    )
 
 
 def source_format(model) -> str:
@@ -90,11 +107,27 @@ def _node(view: GraphView, index: int) -> Node:
     if node.op_type == "Constant":
         value = constant_node_tensor(node)
         if value is not None:
-            weights.append(Weight("value", node.output[0], tuple(value.dims), dtype_name(value.data_type),
-                                  _constant_loader(value), value.data_type not in NOT_PARAMETERS))
+            weights.append(
+                Weight(
+                    "value",
+                    node.output[0],
+                    tuple(value.dims),
+                    dtype_name(value.data_type),
+                    _constant_loader(value),
+                    value.data_type not in NOT_PARAMETERS,
+                )
+            )
     outputs = [name for name in node.output if name]
-    return Node(view.key(index), op, _attributes(node, weights), inputs, outputs, weights,
-                [_shape(view, name) for name in inputs], [_shape(view, name) for name in outputs])
+    return Node(
+        view.key(index),
+        op,
+        _attributes(node, weights),
+        inputs,
+        outputs,
+        weights,
+        [_shape(view, name) for name in inputs],
+        [_shape(view, name) for name in outputs],
+    )
 
 
 def _shape(view: GraphView, name: str):
@@ -106,8 +139,14 @@ def _shape(view: GraphView, name: str):
 
 
 def _weight(role: str, tensor) -> Weight:
-    return Weight(role, tensor.name, tuple(tensor.dims), dtype_name(tensor.data_type), tensor.array,
-                  tensor.data_type not in NOT_PARAMETERS)
+    return Weight(
+        role,
+        tensor.name,
+        tuple(tensor.dims),
+        dtype_name(tensor.data_type),
+        tensor.array,
+        tensor.data_type not in NOT_PARAMETERS,
+    )
 
 
 def _constant_loader(value):
@@ -130,6 +169,7 @@ def _role(node, position: int, opset: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # Attributes
 
+
 def _attributes(node, weights: list[Weight]) -> dict[str, object]:
     found = {attr.name: _value(helper.get_attribute_value(attr)) for attr in node.attribute}
     if node.op_type in CONVOLUTIONS and node.domain in DEFAULT_DOMAINS:
@@ -146,8 +186,13 @@ def _conv_geometry(found: dict, weights: list[Weight]) -> dict[str, object]:
     pads = list(found.get("pads", [0] * 2 * count))
     if len(pads) == 2 * count and pads[:count] == pads[count:]:
         pads = pads[:count]
-    return {"kernel": kernel, "stride": list(found.get("strides", [1] * count)), "pad": pads,
-            "dilation": list(found.get("dilations", [1] * count)), "group": found.get("group", 1)}
+    return {
+        "kernel": kernel,
+        "stride": list(found.get("strides", [1] * count)),
+        "pad": pads,
+        "dilation": list(found.get("dilations", [1] * count)),
+        "group": found.get("group", 1),
+    }
 
 
 def _value(value):

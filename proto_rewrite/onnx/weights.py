@@ -19,12 +19,26 @@ BROADCAST = "broadcast"
 UNCHANGED = "unchanged"
 
 
-def kernel_tensor(name: str, source, outputs: int, channels: int, height: int, width: int, *,
-                  transposed: bool, channels_last: bool, alpha: float) -> DerivedTensor:
+def kernel_tensor(
+    name: str,
+    source,
+    outputs: int,
+    channels: int,
+    height: int,
+    width: int,
+    *,
+    transposed: bool,
+    channels_last: bool,
+    alpha: float,
+) -> DerivedTensor:
     """The Conv kernel (M, C, H, W) from an FC weight (M, C*H*W), or (C*H*W, M) when transposed."""
     dims = (outputs, channels, height, width)
-    same_bytes = not transposed and not channels_last and alpha == 1.0 and source.data_type in (
-        TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+    same_bytes = (
+        not transposed
+        and not channels_last
+        and alpha == 1.0
+        and source.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+    )
 
     def blocks():
         if same_bytes:
@@ -37,8 +51,9 @@ def kernel_tensor(name: str, source, outputs: int, channels: int, height: int, w
         for first in range(0, outputs, rows):
             last = min(outputs, first + rows)
             part = weight[:, first:last] if transposed else weight[first:last]
-            kernel = fc_weight_to_kernel(part, last - first, channels, height, width, transposed=transposed,
-                                         channels_last=channels_last).weight
+            kernel = fc_weight_to_kernel(
+                part, last - first, channels, height, width, transposed=transposed, channels_last=channels_last
+            ).weight
             if alpha != 1.0:
                 kernel = kernel * dtype.type(alpha)
             yield np.ascontiguousarray(kernel, dtype=dtype)
@@ -68,8 +83,9 @@ def bias_tensor(name: str, source, outputs: int, beta: float) -> DerivedTensor:
             values = values * dtype.type(beta)
         yield np.ascontiguousarray(values, dtype=dtype)
 
-    return DerivedTensor(name, (outputs,), source.data_type, blocks, external=source.is_external and numel > 1,
-                         source=_stored(source))
+    return DerivedTensor(
+        name, (outputs,), source.data_type, blocks, external=source.is_external and numel > 1, source=_stored(source)
+    )
 
 
 def bias_transform(dims: tuple[int, ...], outputs: int, beta: float) -> str:

@@ -136,9 +136,16 @@ class _Piece:
             self.done()
 
 
-def write_model(skeleton: onnx.ModelProto, tensors: list, handle, *, external: set[str] = frozenset(),
-                data_handle=None, data_location: str | None = None,
-                layout: ExternalLayout | None = None) -> CopyStats:
+def write_model(
+    skeleton: onnx.ModelProto,
+    tensors: list,
+    handle,
+    *,
+    external: set[str] = frozenset(),
+    data_handle=None,
+    data_location: str | None = None,
+    layout: ExternalLayout | None = None,
+) -> CopyStats:
     """Write the model to ``handle`` (and the external tensors to ``data_handle``), streaming."""
     layout = layout if layout is not None else external_layout(tensors, external)
     pieces = [_piece(tensor, external, layout, data_location) for tensor in tensors]
@@ -169,8 +176,12 @@ def _frame(skeleton: onnx.ModelProto, records_length: int) -> tuple[bytes, bytes
     graph = next(r for r in iter_fields(model_bytes) if r.number == MODEL_GRAPH)
     place = next(r for r in iter_fields(model_bytes, graph.value_start, graph.end) if r.number == GRAPH_INITIALIZER)
     graph_length = graph.end - graph.value_start - (place.end - place.start) + records_length
-    prefix = model_bytes[:graph.start] + len_header(MODEL_GRAPH, graph_length) + model_bytes[graph.value_start:place.start]
-    return prefix, model_bytes[place.end:]
+    prefix = (
+        model_bytes[: graph.start]
+        + len_header(MODEL_GRAPH, graph_length)
+        + model_bytes[graph.value_start : place.start]
+    )
+    return prefix, model_bytes[place.end :]
 
 
 def _piece(tensor, external: set[str], layout: ExternalLayout, data_location: str | None) -> _Piece:
@@ -186,9 +197,11 @@ def _piece(tensor, external: set[str], layout: ExternalLayout, data_location: st
     head, tail = split_before(_inline_header(tensor).SerializeToString(), TENSOR_RAW_DATA)
     head += len_header(TENSOR_RAW_DATA, tensor.nbytes)
     source = getattr(tensor, "source", None)
-    return _Piece(len(head) + tensor.nbytes + len(tail),
-                  lambda: itertools.chain([head], tensor.data_chunks(), [tail]),
-                  done=source.release if isinstance(source, StoredTensor) else None)
+    return _Piece(
+        len(head) + tensor.nbytes + len(tail),
+        lambda: itertools.chain([head], tensor.data_chunks(), [tail]),
+        done=source.release if isinstance(source, StoredTensor) else None,
+    )
 
 
 def _framed(record: memoryview) -> Span | None:
@@ -199,7 +212,7 @@ def _framed(record: memoryview) -> Span | None:
         return None
     header = len_header(GRAPH_INITIALIZER, span.length)
     start = span.offset - len(header)
-    if start < 0 or memoryview(span.source)[start:span.offset] != header:
+    if start < 0 or memoryview(span.source)[start : span.offset] != header:
         return None
     return Span(span.source, start, len(header) + span.length)
 
@@ -208,8 +221,14 @@ def _framed(record: memoryview) -> Span | None:
 # In memory
 
 
-def serialize_model(skeleton: onnx.ModelProto, tensors: list, *, external: set[str] = frozenset(),
-                    data_location: str | None = None, layout: ExternalLayout | None = None) -> bytes:
+def serialize_model(
+    skeleton: onnx.ModelProto,
+    tensors: list,
+    *,
+    external: set[str] = frozenset(),
+    data_location: str | None = None,
+    layout: ExternalLayout | None = None,
+) -> bytes:
     """The whole model as one ModelProto serialized by protobuf (external tensors as headers)."""
     layout = layout if layout is not None else external_layout(tensors, external)
     proto = onnx.ModelProto()
@@ -239,7 +258,7 @@ def serialize_data(tensors: list, external: set[str], layout: ExternalLayout) ->
 def _data_chunks(tensors, external: set[str], layout: ExternalLayout, release: bool = False) -> Iterator:
     if layout.copy_of is not None:
         span = layout.copy_of
-        yield memoryview(span.source)[span.offset:span.end]
+        yield memoryview(span.source)[span.offset : span.end]
         return
     position = 0
     for tensor in tensors:

@@ -93,17 +93,24 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
         raise OutputMismatchError(
             f"the models' outputs differ: only in {names[0]}: {sorted(set(outputs_a) - set(outputs_b)) or 'none'}; "
             f"only in {names[1]}: {sorted(set(outputs_b) - set(outputs_a)) or 'none'}",
-            hint="outputs are paired by name; both models must have the same output names")
+            hint="outputs are paired by name; both models must have the same output names",
+        )
     softmax_inputs = _softmax_inputs(model_a, outputs_a)
     averaged = averaged_outputs(model_a, outputs_a)
     extra = _shared_tensors(model_a, model_b, options.renames) if options.localize else []
     extra += [name for name in softmax_inputs.values() if name in _tensor_names(model_b) and name not in extra]
     extra = [name for name in extra if name not in outputs_a]
-    in_b = {name: options.renames.get(name, name) if options.renames.get(name) in _tensor_names(model_b) else name
-            for name in extra}  # the same tensor's name in B (the plan's renames)
+    in_b = {
+        name: options.renames.get(name, name) if options.renames.get(name) in _tensor_names(model_b) else name
+        for name in extra
+    }  # the same tensor's name in B (the plan's renames)
     # One session at a time: A runs every trial, then B. Peak memory is one model's, not two.
-    session_a = make_session(_serialized_with_outputs(model_a, extra), options.runtime, what=f"model {names[0]}",
-                             external_folder=external_folder(model_a))
+    session_a = make_session(
+        _serialized_with_outputs(model_a, extra),
+        options.runtime,
+        what=f"model {names[0]}",
+        external_folder=external_folder(model_a),
+    )
     specs = session_inputs(session_a)
     unknown = sorted((set(options.input_shapes) | set(options.input_ranges)) - {s.name for s in specs})
     if unknown:
@@ -114,32 +121,53 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
         trials.append(load_npz(options.inputs_file, specs))
     else:
         shapes, defaults = choose_shapes(specs, declared_shapes(model_b), options.input_shapes, options.batch, names)
-        trials = [random_inputs(specs, shapes, options.seed + t, options.input_ranges, path=names[0])
-                  for t in range(options.trials)]
+        trials = [
+            random_inputs(specs, shapes, options.seed + t, options.input_ranges, path=names[0])
+            for t in range(options.trials)
+        ]
     providers = list(session_a.get_providers())
     runs_a = [dict(zip(fetch, run_session(session_a, fetch, feed, what=f"model {names[0]}"))) for feed in trials]
     del session_a
-    session_b = make_session(_serialized_with_outputs(model_b, [in_b[n] for n in extra]), options.runtime,
-                             what=f"model {names[1]}", external_folder=external_folder(model_b))
+    session_b = make_session(
+        _serialized_with_outputs(model_b, [in_b[n] for n in extra]),
+        options.runtime,
+        what=f"model {names[1]}",
+        external_folder=external_folder(model_b),
+    )
     names_b = sorted(i.name for i in session_b.get_inputs())
     if sorted(s.name for s in specs) != names_b:
-        raise OutputMismatchError(f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, "
-                                  f"{names[1]} has {names_b}", hint="inputs are fed by name")
+        raise OutputMismatchError(
+            f"the models' inputs differ: {names[0]} has {sorted(s.name for s in specs)}, {names[1]} has {names_b}",
+            hint="inputs are fed by name",
+        )
     fetch_b = outputs_a + [in_b[name] for name in extra]
     runs_b = [dict(zip(fetch, run_session(session_b, fetch_b, feed, what=f"model {names[1]}"))) for feed in trials]
     del session_b
-    result = ValidationResult(names[0], names[1], options, providers,
-                              {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs}, [], [])
+    result = ValidationResult(
+        names[0],
+        names[1],
+        options,
+        providers,
+        {s.name: (tuple(trials[0][s.name].shape), str(s.dtype)) for s in specs},
+        [],
+        [],
+    )
     result.input_defaults = defaults
     worst: dict[str, TensorResult] = {}
     for feed, values_a, values_b in zip(trials, runs_a, runs_b):
         result.input_values.append(feed)
-        result.output_values.append({**{f"a/{k}": v for k, v in values_a.items()},
-                                     **{f"b/{k}": v for k, v in values_b.items()}})
+        result.output_values.append(
+            {**{f"a/{k}": v for k, v in values_a.items()}, **{f"b/{k}": v for k, v in values_b.items()}}
+        )
         for name in fetch:
-            role = "output" if name in outputs_a else ("softmax input" if name in softmax_inputs.values() else "intermediate")
-            tensor = _compare_tensor(name, values_a[name], values_b[name], options.tolerances, role, names,
-                                     name in averaged)
+            role = (
+                "output"
+                if name in outputs_a
+                else ("softmax input" if name in softmax_inputs.values() else "intermediate")
+            )
+            tensor = _compare_tensor(
+                name, values_a[name], values_b[name], options.tolerances, role, names, name in averaged
+            )
             if tensor is not None and (name not in worst or _worse(tensor, worst[name])):
                 worst[name] = tensor
         result.warnings += _saturation_warnings(softmax_inputs, values_a, result.warnings)
@@ -157,8 +185,9 @@ def _worse(new: TensorResult, old: TensorResult) -> bool:
     return key(new.comparison) > key(old.comparison)
 
 
-def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, role: str, names,
-                    averaged: bool = False) -> TensorResult | None:
+def _compare_tensor(
+    name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, role: str, names, averaged: bool = False
+) -> TensorResult | None:
     relation = _relation(a.shape, b.shape)
     if relation is None and role == "output" and averaged and _is_score_map_of(a.shape, b.shape):
         relation = SPATIAL_MEAN
@@ -166,9 +195,12 @@ def _compare_tensor(name, a: np.ndarray, b: np.ndarray, tolerances: Tolerances, 
         if role != "output":
             return None  # an intermediate whose layout the rewrite changed: not comparable by name
         hint = "only equal shapes, (N, M) against (N, M, 1, 1) from an fcn rewrite, or (N, K) against the (N, K, h, w) "
-        hint += "score map of a --classifier-before-pool conversion of a model with a global average pool can be compared"
+        hint += (
+            "score map of a --classifier-before-pool conversion of a model with a global average pool can be compared"
+        )
         raise OutputMismatchError(
-            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}", hint=hint)
+            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}", hint=hint
+        )
     atol, rtol = tolerances.for_output(name, a.dtype)
     shape_b = tuple(b.shape)
     if relation == SPATIAL_MEAN:
@@ -181,7 +213,7 @@ def _relation(shape_a, shape_b) -> str | None:
     if tuple(shape_a) == tuple(shape_b):
         return SAME
     longer, shorter = (shape_b, shape_a) if len(shape_b) > len(shape_a) else (shape_a, shape_b)
-    if tuple(longer[:len(shorter)]) == tuple(shorter) and all(d == 1 for d in longer[len(shorter):]):
+    if tuple(longer[: len(shorter)]) == tuple(shorter) and all(d == 1 for d in longer[len(shorter) :]):
         return FCN
     return None
 
@@ -200,8 +232,18 @@ def averaged_outputs(model, outputs: list[str]) -> set[str]:
     producers = {name: node for node in model.graph.node for name in node.output}
     constants = {t.name for t in model.graph.initializer}
     constants |= {node.output[0] for node in model.graph.node if node.op_type == "Constant" and node.output}
-    stops = {"Conv", "ConvTranspose", "MaxPool", "GlobalMaxPool", "LpPool", "GlobalLpPool", "ReduceMax", "ReduceMin",
-             "ReduceSum", "ReduceProd"}
+    stops = {
+        "Conv",
+        "ConvTranspose",
+        "MaxPool",
+        "GlobalMaxPool",
+        "LpPool",
+        "GlobalLpPool",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceSum",
+        "ReduceProd",
+    }
     found = set()
     for output in outputs:
         node, seen = producers.get(output), 0
@@ -233,14 +275,18 @@ def _softmax_inputs(model, outputs: list[str]) -> dict[str, str]:
     return found
 
 
-def _saturation_warnings(softmax_inputs: dict[str, str], values: dict[str, np.ndarray], already: list[str]) -> list[str]:
+def _saturation_warnings(
+    softmax_inputs: dict[str, str], values: dict[str, np.ndarray], already: list[str]
+) -> list[str]:
     warnings = []
     for output, logits in softmax_inputs.items():
         probabilities = values[output]
         top = probabilities.max(axis=1) if probabilities.ndim > 1 else probabilities
         if np.mean(top > 1 - SATURATION) >= 0.5:
-            text = (f"output '{output}' is a saturated softmax (most rows put > {1 - SATURATION} on one class): equal "
-                    f"probabilities can hide different logits, so its input '{logits}' is compared too")
+            text = (
+                f"output '{output}' is a saturated softmax (most rows put > {1 - SATURATION} on one class): equal "
+                f"probabilities can hide different logits, so its input '{logits}' is compared too"
+            )
             if text not in already and text not in warnings:
                 warnings.append(text)
     return warnings
@@ -272,8 +318,11 @@ def _serialized_with_outputs(model, names: list[str]) -> bytes:
 
     types = _tensor_types(model)
     existing = len(model.graph.output)
-    model.graph.output.extend(helper.make_tensor_value_info(name, types.get(name, 1), None)
-                              for name in names if name not in {o.name for o in model.graph.output})
+    model.graph.output.extend(
+        helper.make_tensor_value_info(name, types.get(name, 1), None)
+        for name in names
+        if name not in {o.name for o in model.graph.output}
+    )
     try:
         return model.SerializeToString()
     finally:
@@ -285,10 +334,12 @@ def _tensor_types(model) -> dict[str, int]:
     from onnx import helper, shape_inference
 
     skeleton = helper.make_graph(
-        list(model.graph.node), "types",
-        list(model.graph.input) + [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                                   for t in model.graph.initializer],
-        list(model.graph.output))
+        list(model.graph.node),
+        "types",
+        list(model.graph.input)
+        + [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer],
+        list(model.graph.output),
+    )
     light = helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     inferred = shape_inference.infer_shapes(light)
     return {info.name: info.type.tensor_type.elem_type for info in inferred.graph.value_info}

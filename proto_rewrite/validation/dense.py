@@ -21,7 +21,7 @@ from proto_rewrite.errors import UsageError
 from proto_rewrite.rewrite_plan import AxisGeometry
 from proto_rewrite.validation.compare_models import ValidateOptions, _serialized_with_outputs
 from proto_rewrite.validation.inputs import random_inputs, session_inputs
-from proto_rewrite.validation.runtime import external_folder, make_session, run_session
+from proto_rewrite.validation.runtime import make_session, run_session
 from proto_rewrite.validation.stats import Comparison, compare
 
 
@@ -72,52 +72,73 @@ class DenseResult:
             "exact_expected": not self.padded,
             "dense_seconds": self.dense_seconds,
             "crops_seconds": self.crops_seconds,
-            "outputs": [{"name": o.name, "score_map_shape": list(o.score_map_shape), "pooled": o.pooled,
-                         "top1_agreement": o.top1_agreement, **o.comparison.to_dict()} for o in self.outputs],
+            "outputs": [
+                {
+                    "name": o.name,
+                    "score_map_shape": list(o.score_map_shape),
+                    "pooled": o.pooled,
+                    "top1_agreement": o.top1_agreement,
+                    **o.comparison.to_dict(),
+                }
+                for o in self.outputs
+            ],
         }
 
     def render_text(self) -> str:
-        lines = [f"dense check: {self.model_b} on one {'x'.join(map(str, self.image_shape))} image against "
-                 f"{self.model_a} on {self.cells} crops of {'x'.join(map(str, self.crop_shape))}, stride "
-                 f"{self.stride[0]}x{self.stride[1]} (read from {self.model_b}'s graph, its map sizes confirmed by "
-                 f"onnxruntime at {' and '.join('x'.join(map(str, s)) for s in self.confirmed_at)}; receptive field "
-                 f"{'x'.join(map(str, self.receptive_field))})",
-                 f"time: one dense pass {self.dense_seconds * 1000:.1f} ms, the crops {self.crops_seconds * 1000:.1f} ms "
-                 f"({self.crops_seconds / max(self.dense_seconds, 1e-9):.1f}x)"]
+        lines = [
+            f"dense check: {self.model_b} on one {'x'.join(map(str, self.image_shape))} image against "
+            f"{self.model_a} on {self.cells} crops of {'x'.join(map(str, self.crop_shape))}, stride "
+            f"{self.stride[0]}x{self.stride[1]} (read from {self.model_b}'s graph, its map sizes confirmed by "
+            f"onnxruntime at {' and '.join('x'.join(map(str, s)) for s in self.confirmed_at)}; receptive field "
+            f"{'x'.join(map(str, self.receptive_field))})",
+            f"time: one dense pass {self.dense_seconds * 1000:.1f} ms, the crops {self.crops_seconds * 1000:.1f} ms "
+            f"({self.crops_seconds / max(self.dense_seconds, 1e-9):.1f}x)",
+        ]
         for output in self.outputs:
             c = output.comparison
             if output.pooled:
-                lines.append(f"{output.name}: pooled output {'x'.join(map(str, output.score_map_shape))} against the mean "
-                             f"of the {self.cells} crops' outputs: max abs difference {c.absolute.max:.3g}, same top-1 "
-                             f"class: {'yes' if output.top1_agreement == 1 else 'no'} (reported, not judged: the mean of the crops' "
-                             "outputs equals the pooled output only for padding-free nets, and for probabilities only "
-                             "with --pool-scores probs-avg)")
+                lines.append(
+                    f"{output.name}: pooled output {'x'.join(map(str, output.score_map_shape))} against the mean "
+                    f"of the {self.cells} crops' outputs: max abs difference {c.absolute.max:.3g}, same top-1 "
+                    f"class: {'yes' if output.top1_agreement == 1 else 'no'} (reported, not judged: the mean of the crops' "
+                    "outputs equals the pooled output only for padding-free nets, and for probabilities only "
+                    "with --pool-scores probs-avg)"
+                )
                 continue
-            lines.append(f"{output.name}: score map {'x'.join(map(str, output.score_map_shape))}, max abs error "
-                         f"{c.absolute.max:.3g} (mean {c.absolute.mean:.3g}, {c.scale_error:.3g} of max|A|), top-1 "
-                         f"agreement {output.top1_agreement:.1%}, {c.mismatches}/{c.elements} beyond atol {c.atol:g} "
-                         f"rtol {c.rtol:g}")
+            lines.append(
+                f"{output.name}: score map {'x'.join(map(str, output.score_map_shape))}, max abs error "
+                f"{c.absolute.max:.3g} (mean {c.absolute.mean:.3g}, {c.scale_error:.3g} of max|A|), top-1 "
+                f"agreement {output.top1_agreement:.1%}, {c.mismatches}/{c.elements} beyond atol {c.atol:g} "
+                f"rtol {c.rtol:g}"
+            )
         if self.padded:
-            lines.append("note: the original net pads its inputs, so a crop sees zeros at its border where the dense "
-                         "pass sees neighbouring pixels: cells are close, not exact, and the check reports without failing")
+            lines.append(
+                "note: the original net pads its inputs, so a crop sees zeros at its border where the dense "
+                "pass sees neighbouring pixels: cells are close, not exact, and the check reports without failing"
+            )
         else:
             lines.append("the original net has no padding: every cell should equal its crop exactly (up to rounding)")
         return "\n".join(lines) + "\n"
 
 
-def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOptions | None = None,
-                *, names=("A", "B")) -> DenseResult:
+def dense_check(
+    model_a, model_b, size: tuple[int, int], options: ValidateOptions | None = None, *, names=("A", "B")
+) -> DenseResult:
     options = options or ValidateOptions()
     session_a = make_session(model_a.SerializeToString(), options.runtime, what=f"model {names[0]}")
     specs = session_inputs(session_a)
     if len(specs) != 1:
-        raise UsageError("the dense check needs a model with one image input",
-                         hint=f"{names[0]} has inputs {[s.name for s in specs]}")
+        raise UsageError(
+            "the dense check needs a model with one image input",
+            hint=f"{names[0]} has inputs {[s.name for s in specs]}",
+        )
     spec = specs[0]
     crop_shape = tuple(options.input_shapes.get(spec.name, spec.shape))
     if len(crop_shape) != 4 or not all(isinstance(d, int) and d > 0 for d in crop_shape[1:]):
-        raise UsageError(f"the dense check needs {names[0]}'s input size: '{spec.name}' is {crop_shape}",
-                         hint=f"give it with --input-shape {spec.name}:1,C,H,W")
+        raise UsageError(
+            f"the dense check needs {names[0]}'s input size: '{spec.name}' is {crop_shape}",
+            hint=f"give it with --input-shape {spec.name}:1,C,H,W",
+        )
     crop_shape = (1, *crop_shape[1:])
     height, width = size
     if height < crop_shape[2] or width < crop_shape[3]:
@@ -128,13 +149,15 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     rows, cols = crop_grid[0].cells(height), crop_grid[1].cells(width)
     stride = (grid.height.stride, grid.width.stride)
 
-    session_b = make_session(_serialized_with_outputs(model_b, grid.pooled_maps()), options.runtime,
-                             what=f"model {names[1]}")
+    session_b = make_session(
+        _serialized_with_outputs(model_b, grid.pooled_maps()), options.runtime, what=f"model {names[1]}"
+    )
     image_shape = (1, crop_shape[1], height, width)
-    image = random_inputs([spec], {spec.name: image_shape}, options.seed, options.input_ranges,
-                          path=names[0])[spec.name]
+    image = random_inputs([spec], {spec.name: image_shape}, options.seed, options.input_ranges, path=names[0])[
+        spec.name
+    ]
     fetch_b = outputs + grid.pooled_maps()
-    first_crop = np.ascontiguousarray(image[:, :, :crop_shape[2], :crop_shape[3]])
+    first_crop = np.ascontiguousarray(image[:, :, : crop_shape[2], : crop_shape[3]])
     # Warm both sessions up (time the runs, not the first-run setup); B's run at the crop size is the
     # first of the two that confirm the stride read from the graph.
     run_session(session_a, outputs, {spec.name: first_crop}, what=f"model {names[0]}")
@@ -157,14 +180,23 @@ def dense_check(model_a, model_b, size: tuple[int, int], options: ValidateOption
     for row in range(rows):
         for col in range(cols):
             top, left = row * stride[0], col * stride[1]
-            crop = np.ascontiguousarray(image[:, :, top:top + crop_shape[2], left:left + crop_shape[3]])
+            crop = np.ascontiguousarray(image[:, :, top : top + crop_shape[2], left : left + crop_shape[3]])
             for name, value in zip(outputs, session_a.run(outputs, {spec.name: crop})):
                 if name in crops:
                     crops[name][:, :, row, col] = value.reshape(value.shape[0], value.shape[1])
     crops_seconds = time.perf_counter() - start
 
-    result = DenseResult(names[0], names[1], image_shape, crop_shape, stride, rows * cols, _has_padding(model_a),
-                         dense_seconds, crops_seconds)
+    result = DenseResult(
+        names[0],
+        names[1],
+        image_shape,
+        crop_shape,
+        stride,
+        rows * cols,
+        _has_padding(model_a),
+        dense_seconds,
+        crops_seconds,
+    )
     result.receptive_field = (grid.height.receptive_field, grid.width.receptive_field)
     result.confirmed_at = [(crop_shape[2], crop_shape[3]), (height, width)]
     for name, value in maps.items():
@@ -200,14 +232,16 @@ class ScoreMapGrid:
     def confirm(self, values: dict, size: tuple[int, int], model: str) -> None:
         """The map sizes onnxruntime gave at ``size`` must be the ones the graph predicts."""
         expected = (self.height.cells(size[0]), self.width.cells(size[1]))
-        for output, tensor in self.maps.items():
+        for tensor in self.maps.values():
             got = tuple(values[tensor].shape[2:])
             if got != expected:
                 raise UsageError(
                     f"{model}'s score map '{tensor}' is {'x'.join(map(str, got))} on a {size[0]}x{size[1]} image where its "
                     f"graph predicts {'x'.join(map(str, expected))} (stride {self.height.stride}x{self.width.stride}): "
                     "the crop grid cannot be trusted, so the dense check does not run",
-                    layer=tensor, hint="check the model's output stride with proto-rewrite convert --dry-run")
+                    layer=tensor,
+                    hint="check the model's output stride with proto-rewrite convert --dry-run",
+                )
 
 
 def score_map_grid(model, input_name: str, outputs: list[str], model_name: str) -> ScoreMapGrid:
@@ -227,15 +261,22 @@ def score_map_grid(model, input_name: str, outputs: list[str], model_name: str) 
                 geometry = tensor_geometry(model, input_name, tensor)
                 pools[output] = tensor
         if not geometry:
-            raise UsageError(f"the output stride of {model_name}'s output '{output}' cannot be read from its graph: "
-                             f"{geometry.node}: {geometry.why}", layer=geometry.node,
-                             hint="the dense check is for fcn conversions: proto-rewrite convert --mode fcn")
+            raise UsageError(
+                f"the output stride of {model_name}'s output '{output}' cannot be read from its graph: "
+                f"{geometry.node}: {geometry.why}",
+                layer=geometry.node,
+                hint="the dense check is for fcn conversions: proto-rewrite convert --mode fcn",
+            )
         found[output], maps[output] = geometry, tensor
     if len(set(found.values())) != 1:
-        raise UsageError(f"{model_name}'s outputs have different output strides or offsets: "
-                         + "; ".join(f"{o}: stride {g[0].stride}x{g[1].stride}, min size {g[0].min_size}x{g[1].min_size}"
-                                     for o, g in found.items()),
-                         hint="the dense check compares every output on one crop grid")
+        raise UsageError(
+            f"{model_name}'s outputs have different output strides or offsets: "
+            + "; ".join(
+                f"{o}: stride {g[0].stride}x{g[1].stride}, min size {g[0].min_size}x{g[1].min_size}"
+                for o, g in found.items()
+            ),
+            hint="the dense check compares every output on one crop grid",
+        )
     height, width = next(iter(found.values()))
     return ScoreMapGrid(height, width, maps, pools)
 
@@ -256,24 +297,33 @@ def _check_alignment(grid: ScoreMapGrid, crop: tuple[int, int], size: tuple[int,
     """The crop grid (a crop-sized window every stride) per axis; a UsageError with the sizes that
     would align when ``size`` does not."""
     crop_grid = []
-    for axis, geometry, crop_size, image_size in (("height", grid.height, crop[0], size[0]),
-                                                  ("width", grid.width, crop[1], size[1])):
+    for axis, geometry, crop_size, image_size in (
+        ("height", grid.height, crop[0], size[0]),
+        ("width", grid.width, crop[1], size[1]),
+    ):
         if geometry.cells(crop_size) != 1:
-            raise UsageError(f"{names[1]}'s score map has {geometry.cells(crop_size)} cells along the {axis} at "
-                             f"{names[0]}'s input size {crop_size} (min size {geometry.min_size}, stride "
-                             f"{geometry.stride}): it is not a map of {names[0]}'s crops",
-                             hint="compare the fcn conversion with the model it was converted from")
+            raise UsageError(
+                f"{names[1]}'s score map has {geometry.cells(crop_size)} cells along the {axis} at "
+                f"{names[0]}'s input size {crop_size} (min size {geometry.min_size}, stride "
+                f"{geometry.stride}): it is not a map of {names[0]}'s crops",
+                hint="compare the fcn conversion with the model it was converted from",
+            )
         window = AxisGeometry(geometry.stride, crop_size, geometry.receptive_field)
         if (image_size - crop_size) % geometry.stride:
             aligned = window.aligned_sizes(image_size)
             below = image_size - (image_size - crop_size) % geometry.stride
-            raise UsageError(f"--dense: a {image_size}-pixel {axis} does not align with the crop grid ({crop_size}-pixel "
-                             f"crops every {geometry.stride} pixels, the output stride read from {names[1]}'s graph)",
-                             hint=f"use a {axis} of {crop_size} + k x {geometry.stride}: e.g. {below} or "
-                                  f"{', '.join(map(str, aligned))}")
+            raise UsageError(
+                f"--dense: a {image_size}-pixel {axis} does not align with the crop grid ({crop_size}-pixel "
+                f"crops every {geometry.stride} pixels, the output stride read from {names[1]}'s graph)",
+                hint=f"use a {axis} of {crop_size} + k x {geometry.stride}: e.g. {below} or "
+                f"{', '.join(map(str, aligned))}",
+            )
         if window.cells(image_size) != geometry.cells(image_size):
-            raise UsageError(f"--dense: at a {image_size}-pixel {axis} {names[1]}'s map has {geometry.cells(image_size)} "
-                             f"cells but {window.cells(image_size)} crops fit", hint="report this model: it is unexpected")
+            raise UsageError(
+                f"--dense: at a {image_size}-pixel {axis} {names[1]}'s map has {geometry.cells(image_size)} "
+                f"cells but {window.cells(image_size)} crops fit",
+                hint="report this model: it is unexpected",
+            )
         crop_grid.append(window)
     return tuple(crop_grid)
 

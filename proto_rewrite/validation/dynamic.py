@@ -32,15 +32,18 @@ class DefaultedInput:
     dims: tuple[DefaultedDim, ...]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "declared": [d if isinstance(d, int) else (d or None) for d in self.declared],
-                "shape": list(self.shape),
-                "defaulted": [{"axis": d.axis, "value": d.value, "source": d.source, "model": d.model}
-                              for d in self.dims]}
+        return {
+            "name": self.name,
+            "declared": [d if isinstance(d, int) else (d or None) for d in self.declared],
+            "shape": list(self.shape),
+            "defaulted": [{"axis": d.axis, "value": d.value, "source": d.source, "model": d.model} for d in self.dims],
+        }
 
     def describe(self) -> str:
         declared = "(" + ", ".join(str(d) if d not in (None, "") else "?" for d in self.declared) + ")"
-        why = ", ".join(f"dim {d.axis} = {d.value} ({'batch' if d.source == BATCH else 'fixed in ' + d.model})"
-                        for d in self.dims)
+        why = ", ".join(
+            f"dim {d.axis} = {d.value} ({'batch' if d.source == BATCH else 'fixed in ' + d.model})" for d in self.dims
+        )
         return f"{self.name} {declared} -> {'x'.join(map(str, self.shape))} [{why}]"
 
 
@@ -56,8 +59,10 @@ def declared_shapes(model) -> dict[str, tuple]:
         if not info.type.HasField("tensor_type") or not tensor.HasField("shape"):
             shapes[info.name] = None
             continue
-        shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
-                                  for d in tensor.shape.dim)
+        shapes[info.name] = tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+            for d in tensor.shape.dim
+        )
     return shapes
 
 
@@ -65,8 +70,13 @@ def _fixed(dim) -> bool:
     return isinstance(dim, int) and dim > 0
 
 
-def choose_shapes(specs: list[InputSpec], other: dict[str, tuple], overrides: dict[str, tuple[int, ...]],
-                  batch: int | None, names=("A", "B")) -> tuple[dict[str, tuple[int, ...]], list[DefaultedInput]]:
+def choose_shapes(
+    specs: list[InputSpec],
+    other: dict[str, tuple],
+    overrides: dict[str, tuple[int, ...]],
+    batch: int | None,
+    names=("A", "B"),
+) -> tuple[dict[str, tuple[int, ...]], list[DefaultedInput]]:
     """The shape to feed each input of the reference (``specs``, from model ``names[0]``) and the
     defaults that were chosen. ``other``: the other model's declared shapes (:func:`declared_shapes`)."""
     shapes, defaults = {}, []
@@ -90,9 +100,11 @@ def choose_shapes(specs: list[InputSpec], other: dict[str, tuple], overrides: di
                 dims.append(DefaultedDim(axis, 1, BATCH))
             else:
                 declared = "(" + ", ".join(str(d) if d not in (None, "") else "?" for d in spec.shape) + ")"
-                raise UsageError(f"input '{spec.name}' has symbolic dimension {axis} in both models "
-                                 f"({names[0]} declares {declared}), so validate cannot choose its size",
-                                 hint=f"give its shape with --input-shape {spec.name}:D0,D1,...")
+                raise UsageError(
+                    f"input '{spec.name}' has symbolic dimension {axis} in both models "
+                    f"({names[0]} declares {declared}), so validate cannot choose its size",
+                    hint=f"give its shape with --input-shape {spec.name}:D0,D1,...",
+                )
         shapes[spec.name] = tuple(shape)
         if dims:
             defaults.append(DefaultedInput(spec.name, tuple(spec.shape), tuple(shape), tuple(dims)))
@@ -103,5 +115,8 @@ def defaults_line(defaults: list[DefaultedInput]) -> str | None:
     """The one line the CLI shows on stderr when defaults were chosen, or None."""
     if not defaults:
         return None
-    return ("note: symbolic input dimensions given default sizes: " + "; ".join(d.describe() for d in defaults)
-            + " (--input-shape NAME:D0,D1,... overrides)")
+    return (
+        "note: symbolic input dimensions given default sizes: "
+        + "; ".join(d.describe() for d in defaults)
+        + " (--input-shape NAME:D0,D1,... overrides)"
+    )

@@ -24,8 +24,11 @@ def load_for_validation(path, weights=None, console=None, *, any_size: bool = Fa
     if console is not None:
         console.diagnostics(model.diagnostics)
     if not model.weights_path:
-        raise InputFileError("a Caffe model without weights cannot be validated", path=path,
-                             hint="pass its .caffemodel (--weights-a / --weights-b), or put <stem>.caffemodel beside it")
+        raise InputFileError(
+            "a Caffe model without weights cannot be validated",
+            path=path,
+            hint="pass its .caffemodel (--weights-a / --weights-b), or put <stem>.caffemodel beside it",
+        )
     if not allow_nonfinite:
         check_caffe_weights(model)
     if not any_size:
@@ -38,7 +41,6 @@ def _load_onnx(path, check=None):
     """Through proto-rewrite's loader: the same structure and external-data checks as every
     other command (external data is read only from the model's folder)."""
     from proto_rewrite.onnx.model import load_onnx
-
     from proto_rewrite.validation.runtime import INLINE_LIMIT, keep_external
 
     model = load_onnx(path)

@@ -53,32 +53,65 @@ def _tensor(tensor) -> dict:
 
 def _row(tensor) -> tuple[str, ...]:
     c = tensor.comparison
-    shapes = shape_text(tensor.shape_a) if tensor.relation not in (FCN, SPATIAL_MEAN) else (
-        f"{shape_text(tensor.shape_a)} ~ {shape_text(tensor.shape_b)}" + (" (mean)" if tensor.relation == SPATIAL_MEAN else ""))
+    shapes = (
+        shape_text(tensor.shape_a)
+        if tensor.relation not in (FCN, SPATIAL_MEAN)
+        else (
+            f"{shape_text(tensor.shape_a)} ~ {shape_text(tensor.shape_b)}"
+            + (" (mean)" if tensor.relation == SPATIAL_MEAN else "")
+        )
+    )
     cosine = "-" if c.cosine_similarity is None else f"{c.cosine_similarity:.6f}"
     scale = f"{c.scale_error:.3g}" + (f" (<= {c.scale_tol:g})" if c.rule == SCALE else "")
-    return (tensor.name, shapes, f"{c.absolute.max:.3g}", f"{c.absolute.mean:.3g}", f"{c.absolute.p99:.3g}",
-            f"{c.relative.max:.3g}", scale, cosine, f"{c.mismatches}/{c.elements}", f"{c.atol:g}/{c.rtol:g}",
-            f"{c.min_atol:.3g}/{c.min_rtol:.3g}", "ok" if c.passed else "FAIL")
+    return (
+        tensor.name,
+        shapes,
+        f"{c.absolute.max:.3g}",
+        f"{c.absolute.mean:.3g}",
+        f"{c.absolute.p99:.3g}",
+        f"{c.relative.max:.3g}",
+        scale,
+        cosine,
+        f"{c.mismatches}/{c.elements}",
+        f"{c.atol:g}/{c.rtol:g}",
+        f"{c.min_atol:.3g}/{c.min_rtol:.3g}",
+        "ok" if c.passed else "FAIL",
+    )
 
 
-HEADER = ("tensor", "shape", "max abs", "mean abs", "p99 abs", "max rel", "err/max|A|", "cosine", "beyond atol/rtol",
-          "atol/rtol", "min atol/rtol", "result")
+HEADER = (
+    "tensor",
+    "shape",
+    "max abs",
+    "mean abs",
+    "p99 abs",
+    "max rel",
+    "err/max|A|",
+    "cosine",
+    "beyond atol/rtol",
+    "atol/rtol",
+    "min atol/rtol",
+    "result",
+)
 
 
 def rule_line(rule: str) -> str:
     if rule == SCALE:
-        return ("comparison: scale-aware, an output passes when max|A-B| <= tol x max|A| (err/max|A|); "
-                "element-wise figures beside it (--compare elementwise judges by them)")
+        return (
+            "comparison: scale-aware, an output passes when max|A-B| <= tol x max|A| (err/max|A|); "
+            "element-wise figures beside it (--compare elementwise judges by them)"
+        )
     return "comparison: element-wise, every element within atol + rtol x |A|"
 
 
 def render_text(result) -> str:
     options = result.options
-    lines = [f"validate {result.model_a} (A, reference) against {result.model_b} (B)",
-             f"runtime: {options.runtime.device} ({', '.join(result.providers)}), graph optimisations "
-             f"{'on' if options.runtime.optimize else 'off'}; {len(result.input_values)} trial(s)"
-             + ("" if options.inputs_file else f", seed {options.seed}")]
+    lines = [
+        f"validate {result.model_a} (A, reference) against {result.model_b} (B)",
+        f"runtime: {options.runtime.device} ({', '.join(result.providers)}), graph optimisations "
+        f"{'on' if options.runtime.optimize else 'off'}; {len(result.input_values)} trial(s)"
+        + ("" if options.inputs_file else f", seed {options.seed}"),
+    ]
     for name, (shape, dtype) in result.inputs.items():
         lines.append(f"input {name}: {shape_text(shape)} {dtype}")
     for default in result.input_defaults:
@@ -96,8 +129,10 @@ def render_text(result) -> str:
         lines.append(f"\n(N, M) vs (N, M, 1, 1) compared as the same values (fcn rewrite): {', '.join(fcn)}")
     averaged = [t.name for t in result.outputs if t.relation == SPATIAL_MEAN]
     if averaged:
-        lines.append(f"(N, K) vs B's (N, K, h, w) score map compared through the map's spatial mean, what A's global "
-                     f"average pool computes (--classifier-before-pool): {', '.join(averaged)}")
+        lines.append(
+            f"(N, K) vs B's (N, K, h, w) score map compared through the map's spatial mean, what A's global "
+            f"average pool computes (--classifier-before-pool): {', '.join(averaged)}"
+        )
     if result.first_divergence:
         lines.append(f"first diverging intermediate tensor (in A's order): {result.first_divergence}")
     for warning in result.warnings:

@@ -38,8 +38,15 @@ def providers_for(options: RuntimeOptions) -> list:
     return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
 
 
-ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
-                             "onnxruntime-training", "ort-nightly", "ort-nightly-gpu")
+ONNXRUNTIME_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-directml",
+    "onnxruntime-openvino",
+    "onnxruntime-training",
+    "ort-nightly",
+    "ort-nightly-gpu",
+)
 
 
 def installed_onnxruntimes() -> dict[str, str]:
@@ -63,15 +70,21 @@ def gpu_install_hint(installed: dict[str, str]) -> str:
     pip = f"{sys.executable} -m pip"
     if "onnxruntime-gpu" in installed and len(installed) > 1:
         others = " ".join(sorted(set(installed) - {"onnxruntime-gpu"}))
-        return (f"both onnxruntime-gpu and {others} are installed; they write the same 'onnxruntime' module and the "
-                f"CPU build's files won. Keep one: {pip} uninstall -y {others} onnxruntime-gpu && "
-                f"{pip} install onnxruntime-gpu")
+        return (
+            f"both onnxruntime-gpu and {others} are installed; they write the same 'onnxruntime' module and the "
+            f"CPU build's files won. Keep one: {pip} uninstall -y {others} onnxruntime-gpu && "
+            f"{pip} install onnxruntime-gpu"
+        )
     if "onnxruntime-gpu" in installed:
-        return ("onnxruntime-gpu is installed but lists no CUDA provider: reinstall it "
-                f"({pip} install --force-reinstall --no-deps onnxruntime-gpu)")
+        return (
+            "onnxruntime-gpu is installed but lists no CUDA provider: reinstall it "
+            f"({pip} install --force-reinstall --no-deps onnxruntime-gpu)"
+        )
     names = " ".join(sorted(installed)) or "onnxruntime"
-    return (f"replace the CPU build with the GPU one: {pip} uninstall -y {names} && {pip} install onnxruntime-gpu "
-            "(uninstall first: the two write the same module)")
+    return (
+        f"replace the CPU build with the GPU one: {pip} uninstall -y {names} && {pip} install onnxruntime-gpu "
+        "(uninstall first: the two write the same module)"
+    )
 
 
 # A model whose weights would pass protobuf's 2 GB limit inline is handed to onnxruntime with its
@@ -99,10 +112,10 @@ def make_session(model, options: RuntimeOptions, *, what: str = "model", externa
 
     settings = ort.SessionOptions()
     if external_folder is not None:
-        settings.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                          str(external_folder))
-    settings.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.optimize
-                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        settings.add_session_config_entry("session.model_external_initializers_file_folder_path", str(external_folder))
+    settings.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     settings.log_severity_level = 3
     if options.threads:
         settings.intra_op_num_threads = options.threads
@@ -111,11 +124,15 @@ def make_session(model, options: RuntimeOptions, *, what: str = "model", externa
     try:
         session = ort.InferenceSession(model, sess_options=settings, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for bad models
-        raise UsageError(f"onnxruntime cannot load the {what}: {str(err).strip().splitlines()[0]}",
-                         hint="check the model with: python -c \"import onnx; onnx.checker.check_model('MODEL')\"") from err
+        raise UsageError(
+            f"onnxruntime cannot load the {what}: {str(err).strip().splitlines()[0]}",
+            hint="check the model with: python -c \"import onnx; onnx.checker.check_model('MODEL')\"",
+        ) from err
     if options.device == CUDA and "CUDAExecutionProvider" not in session.get_providers():
-        raise DeviceError("onnxruntime could not start its CUDA execution provider (no usable GPU or CUDA libraries)",
-                          hint="check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs, or use --device cpu")
+        raise DeviceError(
+            "onnxruntime could not start its CUDA execution provider (no usable GPU or CUDA libraries)",
+            hint="check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs, or use --device cpu",
+        )
     return session
 
 
@@ -125,5 +142,7 @@ def run_session(session, fetch: list[str], feed: dict, *, what: str = "model") -
         return session.run(fetch, feed)
     except Exception as err:  # onnxruntime raises its own exception types
         shapes = ", ".join(f"{name} {'x'.join(map(str, value.shape))}" for name, value in feed.items())
-        raise UsageError(f"onnxruntime cannot run the {what} on {shapes}: {str(err).strip().splitlines()[0]}",
-                         hint="check the input shapes (--input-shape, --batch) against the model's inputs") from err
+        raise UsageError(
+            f"onnxruntime cannot run the {what} on {shapes}: {str(err).strip().splitlines()[0]}",
+            hint="check the input shapes (--input-shape, --batch) against the model's inputs",
+        ) from err

@@ -79,12 +79,14 @@ def _json_float(value):
 def _stats(values: np.ndarray) -> ErrorStats:
     if values.size == 0:
         return ErrorStats(0.0, 0.0, 0.0, 0.0)
-    return ErrorStats(float(values.max()), float(values.mean()), float(np.median(values)),
-                      float(np.percentile(values, 99)))
+    return ErrorStats(
+        float(values.max()), float(values.mean()), float(np.median(values)), float(np.percentile(values, 99))
+    )
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float,
-            scale_tol: float | None = None) -> Comparison:
+def compare(
+    reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float, scale_tol: float | None = None
+) -> Comparison:
     """Compare two arrays of the same number of elements (shapes are the caller's business).
     With ``scale_tol`` the scale rule decides, without it the element-wise rule."""
     ref = np.asarray(reference, dtype=np.float64).reshape(-1)
@@ -107,13 +109,19 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
     scale_error = max_abs / scale if scale > 0 else (float("inf") if max_abs > 0 else 0.0)
     bound = None if scale_tol is None else (scale_tol * scale if scale > 0 else atol)
     return Comparison(
-        atol=atol, rtol=rtol, elements=int(ref.size),
-        mismatches=beyond + nonfinite_mismatches, nonfinite_mismatches=nonfinite_mismatches,
-        absolute=_stats(absolute), relative=_stats(relative[np.isfinite(relative)]) if relative.size else _stats(relative),
+        atol=atol,
+        rtol=rtol,
+        elements=int(ref.size),
+        mismatches=beyond + nonfinite_mismatches,
+        nonfinite_mismatches=nonfinite_mismatches,
+        absolute=_stats(absolute),
+        relative=_stats(relative[np.isfinite(relative)]) if relative.size else _stats(relative),
         cosine_similarity=cosine,
         min_atol=float(absolute.max()) if absolute.size else 0.0,
         min_rtol=float(relative.max()) if relative.size else 0.0,
         reference_max_abs=scale,
-        rule=ELEMENTWISE if scale_tol is None else SCALE, scale_tol=scale_tol, scale_error=scale_error,
+        rule=ELEMENTWISE if scale_tol is None else SCALE,
+        scale_tol=scale_tol,
+        scale_error=scale_error,
         scale_bound=bound,
     )

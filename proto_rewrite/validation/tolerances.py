@@ -54,27 +54,37 @@ class Tolerances:
     scale: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, atol: list[str] | None, rtol: list[str] | None, scale: list[str] | None = None,
-              rule: str | None = None) -> Tolerances:
+    def parse(
+        cls, atol: list[str] | None, rtol: list[str] | None, scale: list[str] | None = None, rule: str | None = None
+    ) -> Tolerances:
         """``rule`` None: element-wise when --atol or --rtol is given, else scale."""
         if rule is not None and rule not in RULES:
             raise UsageError(f"--compare {rule!r}: not a comparison rule", hint=f"use one of: {', '.join(RULES)}")
         if rule == ELEMENTWISE and scale:
-            raise UsageError("--scale-tol sets the scale rule's tolerance; it has no effect with --compare elementwise",
-                             hint="drop --scale-tol, or use --compare scale")
+            raise UsageError(
+                "--scale-tol sets the scale rule's tolerance; it has no effect with --compare elementwise",
+                hint="drop --scale-tol, or use --compare scale",
+            )
         tolerances = cls(rule=rule or (ELEMENTWISE if (atol or rtol) else SCALE))
-        for option, values, target in (("--atol", atol, "atol"), ("--rtol", rtol, "rtol"),
-                                       ("--scale-tol", scale, "scale")):
+        for option, values, target in (
+            ("--atol", atol, "atol"),
+            ("--rtol", rtol, "rtol"),
+            ("--scale-tol", scale, "scale"),
+        ):
             for text in values or []:
                 name, _, number = text.rpartition(":")
                 try:
                     value = float(number)
                 except ValueError as err:
-                    raise UsageError(f"{option} {text!r}: {number!r} is not a number",
-                                     hint=f"use {option} VALUE or {option} OUTPUT:VALUE") from err
+                    raise UsageError(
+                        f"{option} {text!r}: {number!r} is not a number",
+                        hint=f"use {option} VALUE or {option} OUTPUT:VALUE",
+                    ) from err
                 if value != value or value in (float("inf"), float("-inf")):  # NaN passes every pair
-                    raise UsageError(f"{option} {text!r}: a tolerance must be a finite number",
-                                     hint=f"give a number such as {option} 1e-5")
+                    raise UsageError(
+                        f"{option} {text!r}: a tolerance must be a finite number",
+                        hint=f"give a number such as {option} 1e-5",
+                    )
                 if value < 0:
                     raise UsageError(f"{option} {text!r}: a tolerance cannot be negative")
                 if name:
@@ -98,5 +108,7 @@ class Tolerances:
     def check_names(self, outputs: list[str]) -> None:
         unknown = sorted((set(self.atol) | set(self.rtol) | set(self.scale)) - set(outputs))
         if unknown:
-            raise UsageError(f"tolerances given for outputs the models do not have: {', '.join(unknown)}",
-                             hint=f"the outputs are: {', '.join(outputs)}")
+            raise UsageError(
+                f"tolerances given for outputs the models do not have: {', '.join(unknown)}",
+                hint=f"the outputs are: {', '.join(outputs)}",
+            )

@@ -8,8 +8,8 @@ from google.protobuf import text_format
 
 from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
-from proto_rewrite.wire import encode_varint, len_header
 from proto_rewrite.errors import CaffemodelError, InputFileError
+from proto_rewrite.wire import encode_varint, len_header
 
 NET_TEXT = """
 name: "tiny"

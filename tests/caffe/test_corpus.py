@@ -1,8 +1,8 @@
 """Every real network of the corpus loads, saves and reloads to the same NetParameter."""
 
 import pytest
-
 from corpus import corpus_file, corpus_names
+
 from proto_rewrite.caffe.model import load_caffe, save_caffe
 from proto_rewrite.caffe.prototxt import format_net_text
 
@@ -50,8 +50,10 @@ def test_saving_is_deterministic_across_processes(name, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from proto_rewrite.caffe.model import load_caffe, save_caffe; "
-            "save_caffe(load_caffe(sys.argv[1], weights=None), sys.argv[2])")
+    code = (
+        "import sys; from proto_rewrite.caffe.model import load_caffe, save_caffe; "
+        "save_caffe(load_caffe(sys.argv[1], weights=None), sys.argv[2])"
+    )
     outputs = []
     for run in range(2):
         out = tmp_path / f"{run}.prototxt"
@@ -64,7 +66,7 @@ def test_layer_lines_point_at_the_layer_blocks():
     model = load_caffe(corpus_file("lenet.prototxt"), weights=None)
     text = corpus_file("lenet.prototxt").read_text().splitlines()
     for name, line in model.layer_lines.items():
-        block = "\n".join(text[line - 1:line + 3])
+        block = "\n".join(text[line - 1 : line + 3])
         assert block.lstrip().startswith("layer") and f'"{name}"' in block
     assert len(model.layer_lines) == len(model.net.layer)
 

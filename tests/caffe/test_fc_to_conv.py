@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from caffe_helpers import assert_close, batch_one, opencv_blobs, opencv_outputs, output_blobs, save, with_random_weights
 from corpus import ROOT, corpus_file
+
 from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.shapes import infer_shapes
@@ -27,14 +27,19 @@ def convert(model, **options):
 
 # --- the reference result ---------------------------------------------------------------------
 
+
 def test_matches_caffes_hand_made_full_conv_caffenet():
     model = load_caffe(corpus_file("bvlc_reference_caffenet.prototxt"), weights=None)
     _, converted = convert(model, input_size=(451, 451), rename_suffix="-conv")
     reference = load_caffe(corpus_file("bvlc_caffenet_full_conv.prototxt"), weights=None)
     assert len(converted.net.layer) == len(reference.net.layer)
     for ours, theirs in zip(converted.net.layer, reference.net.layer):
-        assert (ours.name, ours.type, list(ours.bottom), list(ours.top)) == \
-               (theirs.name, theirs.type, list(theirs.bottom), list(theirs.top))
+        assert (ours.name, ours.type, list(ours.bottom), list(ours.top)) == (
+            theirs.name,
+            theirs.type,
+            list(theirs.bottom),
+            list(theirs.top),
+        )
         assert ours.convolution_param == theirs.convolution_param, ours.name
         assert ours.pooling_param == theirs.pooling_param
     assert list(converted.net.layer[0].input_param.shape[0].dim)[2:] == [451, 451]
@@ -107,12 +112,13 @@ def test_score_map_cells_are_the_crops():
         assert scores.shape == (1, 10, 3, 3)  # stride 4 (two 2x2 pools): 28 + 2*4 = 36
         for row in range(3):
             for col in range(3):
-                crop = np.ascontiguousarray(image[:, :, 4 * row:4 * row + 28, 4 * col:4 * col + 28])
+                crop = np.ascontiguousarray(image[:, :, 4 * row : 4 * row + 28, 4 * col : 4 * col + 28])
                 cell = opencv_outputs(*original, {"data": crop}, ["ip2"])["ip2"]
                 assert_close(scores[:, :, row, col], cell, what=f"cell {row},{col}")
 
 
 # --- weights ----------------------------------------------------------------------------------
+
 
 def test_fc_kernels_are_the_same_bytes_and_other_weights_untouched():
     model = load_caffe(ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt")
@@ -167,13 +173,16 @@ def random_model(path, seed=0):
     return with_random_weights(path, seed)
 
 
-@pytest.mark.parametrize("mode, text, folded, reshaped", [
-    (EXACT, FLATTEN_NET, ["flat"], []),
-    (FCN, FLATTEN_NET, ["flat"], []),
-    (EXACT, SHARED_FLATTEN_NET, [], ["fc1_reshape"]),
-    (EXACT, MLP_NET, [], ["fc1_reshape"]),
-    (FCN, MLP_NET, [], ["fc1_reshape"]),
-])
+@pytest.mark.parametrize(
+    "mode, text, folded, reshaped",
+    [
+        (EXACT, FLATTEN_NET, ["flat"], []),
+        (FCN, FLATTEN_NET, ["flat"], []),
+        (EXACT, SHARED_FLATTEN_NET, [], ["fc1_reshape"]),
+        (EXACT, MLP_NET, [], ["fc1_reshape"]),
+        (FCN, MLP_NET, [], ["fc1_reshape"]),
+    ],
+)
 def test_flatten_and_2d_inputs(write_text, tmp_path, mode, text, folded, reshaped):
     model = random_model(write_text("n.prototxt", text))
     plan, converted = convert(model, mode=mode)
@@ -189,7 +198,11 @@ def test_flatten_and_2d_inputs(write_text, tmp_path, mode, text, folded, reshape
     want = opencv_blobs(*original, model.net, x, blobs)
     got = opencv_blobs(*result, converted.net, x, blobs)
     for layer in want:
-        value = got[layer] if mode == EXACT or got[layer].shape == want[layer].shape else got[layer].reshape(want[layer].shape)
+        value = (
+            got[layer]
+            if mode == EXACT or got[layer].shape == want[layer].shape
+            else got[layer].reshape(want[layer].shape)
+        )
         assert_close(value, want[layer], what=f"{mode} {layer}")
     if mode == EXACT:
         final = infer_shapes(converted.net)
@@ -225,11 +238,14 @@ layer { name: "fc" type: "InnerProduct" bottom: "py" top: "fc" inner_product_par
 """
 
 
-@pytest.mark.parametrize("text, layer, reason", [
-    (AXIS_NET, "fc", Reason.UNSUPPORTED_AXIS),
-    (SHARED_NET, "a", Reason.SHARED_WEIGHTS),
-    (UNKNOWN_NET, "fc", Reason.INPUT_SHAPE_UNKNOWN),
-])
+@pytest.mark.parametrize(
+    "text, layer, reason",
+    [
+        (AXIS_NET, "fc", Reason.UNSUPPORTED_AXIS),
+        (SHARED_NET, "a", Reason.SHARED_WEIGHTS),
+        (UNKNOWN_NET, "fc", Reason.INPUT_SHAPE_UNKNOWN),
+    ],
+)
 def test_skip_reasons_and_explicit_request_errors(write_text, text, layer, reason):
     model = load_caffe(write_text("s.prototxt", text), weights=None)
     plan = plan_caffe_rewrite(model)
@@ -271,6 +287,7 @@ def test_plan_round_trips_through_json():
 
 # --- idempotence and determinism ----------------------------------------------------------------
 
+
 def test_converting_twice_changes_nothing(tmp_path):
     model = load_caffe(ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt")
     _, once = convert(model)
@@ -284,8 +301,10 @@ def test_converting_twice_changes_nothing(tmp_path):
 
 def test_output_is_byte_deterministic_across_processes(tmp_path):
     sample = ROOT / "samples" / "lenet" / "lenet.prototxt"
-    code = ("import sys; from proto_rewrite.cli import main; "
-            "sys.exit(main(['convert', sys.argv[1], '-o', sys.argv[2], '-q']))")
+    code = (
+        "import sys; from proto_rewrite.cli import main; "
+        "sys.exit(main(['convert', sys.argv[1], '-o', sys.argv[2], '-q']))"
+    )
     outputs = []
     for run in range(2):
         out = tmp_path / f"run{run}.prototxt"

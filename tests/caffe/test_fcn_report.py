@@ -10,11 +10,11 @@ import json
 
 import numpy as np
 import pytest
-
 from caffe_helpers import assert_close, opencv_blobs, save
 from corpus import ROOT, corpus_file, corpus_names
-from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
+
 from proto_rewrite.caffe import fcn_check
+from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.fcn_check import check_fcn
 from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe
@@ -155,20 +155,33 @@ def test_every_cell_equals_the_original_on_its_crop(tmp_path):
     dense = opencv_blobs(*converted_files, converted.net, {"data": image}, ["ip2"])["ip2"]
     assert dense.shape == (1, 10, rows, cols)
     stride = score.height.stride
-    crops = np.concatenate([image[:, :, stride * i:stride * i + 28, stride * j:stride * j + 28]
-                            for i in range(rows) for j in range(cols)])
+    crops = np.concatenate(
+        [
+            image[:, :, stride * i : stride * i + 28, stride * j : stride * j + 28]
+            for i in range(rows)
+            for j in range(cols)
+        ]
+    )
     per_crop = opencv_blobs(*original_files, model.net, {"data": crops}, ["ip2"])["ip2"]
     assert_close(dense[0].transpose(1, 2, 0).reshape(rows * cols, 10), per_crop, what="cells vs crops")
 
 
 # An unconverted net: its first FC keeps it at its size; nets without FC run at any size.
 CORPUS_BLOCKERS = {
-    "bvlc_alexnet.prototxt": "fc6", "bvlc_reference_caffenet.prototxt": "fc6", "caffenet_v0.prototxt": "fc6",
-    "bvlc_googlenet.prototxt": "loss3/classifier", "resnet50.prototxt": "fc1000", "lenet.prototxt": "ip1",
-    "cifar10_quick.prototxt": "ip1", "vgg16.prototxt": "fc6",
+    "bvlc_alexnet.prototxt": "fc6",
+    "bvlc_reference_caffenet.prototxt": "fc6",
+    "caffenet_v0.prototxt": "fc6",
+    "bvlc_googlenet.prototxt": "loss3/classifier",
+    "resnet50.prototxt": "fc1000",
+    "lenet.prototxt": "ip1",
+    "cifar10_quick.prototxt": "ip1",
+    "vgg16.prototxt": "fc6",
     "ssd300_vgg16_voc.prototxt": "conv4_3_norm_mbox_loc_perm",  # Permute: H, W move to axes 1, 2
-    "bvlc_caffenet_full_conv.prototxt": None, "fcn8s_voc.prototxt": None, "mobilenet_v1.prototxt": None,
-    "squeezenet_v1_1.prototxt": None, "densenet121.prototxt": None,
+    "bvlc_caffenet_full_conv.prototxt": None,
+    "fcn8s_voc.prototxt": None,
+    "mobilenet_v1.prototxt": None,
+    "squeezenet_v1_1.prototxt": None,
+    "densenet121.prototxt": None,
 }
 
 
@@ -185,7 +198,9 @@ def test_corpus_net_as_it_is(name):
     if name == "fcn8s_voc.prototxt":  # conv1_1's pad 100 has no stride formula: no claim, said why
         assert not report.score_maps and "conv1_1 (Convolution) pads more than its window needs" in report.note
     if name in ("mobilenet_v1.prototxt", "squeezenet_v1_1.prototxt", "densenet121.prototxt"):
-        assert not report.score_maps and "fcn mode gains nothing" in report.note and "pools the whole map" in report.note
+        assert (
+            not report.score_maps and "fcn mode gains nothing" in report.note and "pools the whole map" in report.note
+        )
 
 
 # --- what keeps a net at its size -------------------------------------------------------------
@@ -199,14 +214,20 @@ layer { name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1" inner_produc
 layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
 layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2" inner_product_param { num_output: 3 } }
 """
-BAKED = TINY + """
+BAKED = (
+    TINY
+    + """
 layer { name: "baked" type: "Reshape" bottom: "ip2" top: "flat" reshape_param { shape { dim: 1 dim: 3 } } }
 layer { name: "prob" type: "Softmax" bottom: "flat" top: "prob" }
 """
-FLATTEN = TINY + """
+)
+FLATTEN = (
+    TINY
+    + """
 layer { name: "flat" type: "Flatten" bottom: "ip2" top: "flat" }
 layer { name: "prob" type: "Softmax" bottom: "flat" top: "prob" }
 """
+)
 SOFTMAX = TINY + 'layer { name: "prob" type: "Softmax" bottom: "ip2" top: "prob" }\n'
 ARGMAX = TINY + 'layer { name: "best" type: "ArgMax" bottom: "ip2" top: "best" }\n'
 REDUCTION = TINY + 'layer { name: "total" type: "Reduction" bottom: "ip2" top: "total" }\n'
@@ -235,11 +256,13 @@ layer { name: "ip1" type: "InnerProduct" bottom: "sum" top: "ip1" inner_product_
 """
 # two branches that agree at the odd sizes 13, 15, 17 (the checked ones) but not at even sizes: only
 # the geometry sees it
-ELTWISE_ODD = (ELTWISE.replace("dim: 12 dim: 12", "dim: 13 dim: 13")
-               .replace("kernel_size: 7", "kernel_size: 3 stride: 2"))
+ELTWISE_ODD = ELTWISE.replace("dim: 12 dim: 12", "dim: 13 dim: 13").replace(
+    "kernel_size: 7", "kernel_size: 3 stride: 2"
+)
 # b is cropped to a's size: fine at 13, 15, 17, but at 14 b is 6 long and a 7
-CROP = (ELTWISE_ODD.replace('type: "Eltwise" bottom: "a" bottom: "b"', 'type: "Crop" bottom: "b" bottom: "a"')
-        .replace('"sum"', '"crop"'))
+CROP = ELTWISE_ODD.replace('type: "Eltwise" bottom: "a" bottom: "b"', 'type: "Crop" bottom: "b" bottom: "a"').replace(
+    '"sum"', '"crop"'
+)
 
 
 def tiny(write_text, text, name="net.prototxt"):
@@ -252,15 +275,19 @@ def test_a_plain_tiny_net_is_fully_convolutional(write_text):
     assert "fully convolutional: yes (proof: caffe-shapes" in plan.render_text()
 
 
-@pytest.mark.parametrize("text, layer, words", [
-    (BAKED, "baked", "new shape 1x3 has 3 elements"),
-    (FLATTEN, "flat", "flattens (reshapes) a map"),
-    (ARGMAX, "best", "takes the maximum over the whole map"),
-    (REDUCTION, "total", "reduces a map whose size changes with the input to a fixed scalar"),
-    (ELTWISE, "sum", "inputs must all have the same shape; they are 1x2x7x7, 1x2x8x8"),
-    (ELTWISE_ODD, "sum", "at input height 14 they are 7 and 6 long"),
-    (CROP, "crop", "at input height 14 it cannot crop 7 from 6 at offset 0"),
-], ids=["baked-reshape", "flatten", "argmax", "reduction", "eltwise", "eltwise-geometry", "crop-geometry"])
+@pytest.mark.parametrize(
+    "text, layer, words",
+    [
+        (BAKED, "baked", "new shape 1x3 has 3 elements"),
+        (FLATTEN, "flat", "flattens (reshapes) a map"),
+        (ARGMAX, "best", "takes the maximum over the whole map"),
+        (REDUCTION, "total", "reduces a map whose size changes with the input to a fixed scalar"),
+        (ELTWISE, "sum", "inputs must all have the same shape; they are 1x2x7x7, 1x2x8x8"),
+        (ELTWISE_ODD, "sum", "at input height 14 they are 7 and 6 long"),
+        (CROP, "crop", "at input height 14 it cannot crop 7 from 6 at offset 0"),
+    ],
+    ids=["baked-reshape", "flatten", "argmax", "reduction", "eltwise", "eltwise-geometry", "crop-geometry"],
+)
 def test_a_blocker_is_named_and_nothing_claimed(write_text, text, layer, words):
     plan = plan_caffe_rewrite(tiny(write_text, text))
     report = plan.fcn
@@ -282,12 +309,16 @@ def test_a_geometry_that_disagrees_with_the_inferred_shapes_is_not_claimed(write
     monkeypatch.setattr(fcn_check, "_compose", off_by_one)
     report = plan_caffe_rewrite(tiny(write_text, SOFTMAX)).fcn
     assert report.fully_convolutional and not report.score_maps  # it runs; the map's formula is not claimed
-    assert "no stride claimed for prob: the layer geometry predicts 0 x 0 at input 12 x 12, shape inference gives " \
-           "1x3x1x1" in report.note
+    assert (
+        "no stride claimed for prob: the layer geometry predicts 0 x 0 at input 12 x 12, shape inference gives "
+        "1x3x1x1" in report.note
+    )
 
 
 def test_an_excluded_fc_whose_input_grows_is_a_blocker(write_text):
-    plan = plan_caffe_rewrite(tiny(write_text, SOFTMAX), CaffeRewriteOptions(selection=Selection(exclude=frozenset({"ip1"}))))
+    plan = plan_caffe_rewrite(
+        tiny(write_text, SOFTMAX), CaffeRewriteOptions(selection=Selection(exclude=frozenset({"ip1"})))
+    )
     (blocker,) = plan.fcn.blockers
     assert (blocker.name, blocker.op) == ("ip1", "InnerProduct")
     assert "weights are shaped for the planning size" in blocker.why and "6x144" in blocker.why
@@ -315,7 +346,9 @@ def test_a_map_after_global_pooling_gains_nothing(write_text):
     plan = plan_caffe_rewrite(tiny(write_text, GLOBAL))
     report = plan.fcn
     assert report.fully_convolutional and not report.score_maps
-    assert "fcn mode gains nothing for ip1: it stays 1x3x1x1" in report.note and "gap pools the whole map" in report.note
+    assert (
+        "fcn mode gains nothing for ip1: it stays 1x3x1x1" in report.note and "gap pools the whole map" in report.note
+    )
 
 
 def test_a_deconvolution_leaves_the_map_size_uncomputed(write_text):
@@ -351,6 +384,7 @@ def test_exact_mode_has_no_fcn_report():
 
 # --- command line -----------------------------------------------------------------------------
 
+
 def run(argv):
     out, err = io.StringIO(), io.StringIO()
     return main([str(a) for a in argv], stdout=out, stderr=err), out.getvalue(), err.getvalue()
@@ -376,8 +410,9 @@ def test_cli_refuses_input_size_with_a_baked_reshape(tmp_path):
 
 
 def test_cli_json_plan_has_the_fcn_report():
-    code, out, err = run(["convert", SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt", "--dry-run",
-                          "--format", "json"])
+    code, out, err = run(
+        ["convert", SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt", "--dry-run", "--format", "json"]
+    )
     assert code == 0, err
     fcn = json.loads(out)["plan"]["fcn"]
     assert fcn["fully_convolutional"] is True and fcn["proof"] == "caffe-shapes"

@@ -5,9 +5,9 @@ import hashlib
 
 import numpy as np
 import pytest
+from corpus import corpus_file
 from google.protobuf import text_format
 
-from corpus import corpus_file
 from proto_rewrite.caffe import init_weights, schema
 from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.init_weights import logit_layers, random_weights, unknown_blob_layers
@@ -91,8 +91,10 @@ PINNED_DIGEST = "d023e2b12b87ea981df5757720a91a1424da1fca9d711d80af062cd573237aa
 
 
 def test_unknown_blob_shape_names_the_layer():
-    text = ('layer { name: "data" type: "Input" top: "data" }\n'
-            'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }\n')
+    text = (
+        'layer { name: "data" type: "Input" top: "data" }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }\n'
+    )
     parsed = net(text)
     with pytest.raises(NetStructureError, match="InnerProduct layer: the shape of its blob 0") as info:
         random_weights(parsed, infer_shapes(parsed), path="x.prototxt", lines={"fc": 2})
@@ -115,12 +117,15 @@ def test_logit_layers_are_found_through_layers_without_weights():
     assert logit_layers(resnet) == {"fc1000"}
 
 
-@pytest.mark.parametrize("name, softmax", [
-    ("resnet50.prototxt", "prob"),  # residual sums: without calibrated BatchNorm the logits grow ~2x per block
-    ("squeezenet_v1_1.prototxt", "prob"),
-    ("bvlc_googlenet.prototxt", "prob"),
-    ("ssd300_vgg16_voc.prototxt", "mbox_conf_softmax"),
-])
+@pytest.mark.parametrize(
+    "name, softmax",
+    [
+        ("resnet50.prototxt", "prob"),  # residual sums: without calibrated BatchNorm the logits grow ~2x per block
+        ("squeezenet_v1_1.prototxt", "prob"),
+        ("bvlc_googlenet.prototxt", "prob"),
+        ("ssd300_vgg16_voc.prototxt", "mbox_conf_softmax"),
+    ],
+)
 def test_softmax_does_not_saturate_in_opencv(name, softmax, tmp_path):
     cv2 = pytest.importorskip("cv2")
     model = load_caffe(corpus_file(name), weights=None)

@@ -19,8 +19,10 @@ layer { name: "bn" type: "BatchNorm" bottom: "fc" top: "fc" }
 
 def fc_weights():
     rng = np.random.RandomState(3)
-    return {"fc": [rng.randn(4, 18).astype(np.float32), rng.randn(4).astype(np.float32)],
-            "bn": [np.ones(4, np.float32), np.ones(4, np.float32), np.ones(1, np.float32)]}
+    return {
+        "fc": [rng.randn(4, 18).astype(np.float32), rng.randn(4).astype(np.float32)],
+        "bn": [np.ones(4, np.float32), np.ones(4, np.float32), np.ones(1, np.float32)],
+    }
 
 
 def write_model(folder, text=NET, weights=None, stem="m"):
@@ -58,7 +60,10 @@ def test_legacy_blob_shapes_become_the_layer_shapes(tmp_path):
 
 def test_caffemodel_layers_missing_from_prototxt_are_reported(tmp_path):
     prototxt, _ = write_model(tmp_path)
-    trained = NET + 'layer { name: "extra" type: "InnerProduct" bottom: "fc" top: "extra" inner_product_param { num_output: 2 } }\n'
+    trained = (
+        NET
+        + 'layer { name: "extra" type: "InnerProduct" bottom: "fc" top: "extra" inner_product_param { num_output: 2 } }\n'
+    )
     weights = {**fc_weights(), "extra": [np.zeros((2, 4), np.float32), np.zeros(2, np.float32)]}
     other = tmp_path / "other.caffemodel"
     write_caffemodel(other, parse_net_text(trained, "x"), weights)
@@ -107,10 +112,13 @@ layer { name: "staged" type: "ReLU" bottom: "ip" top: "ip" include { stage: "dep
 """
 
 
-@pytest.mark.parametrize("phase, kept", [
-    ("TEST", ["test_data", "ip"]),
-    ("TRAIN", ["train_data", "ip", "drop"]),
-])
+@pytest.mark.parametrize(
+    "phase, kept",
+    [
+        ("TEST", ["test_data", "ip"]),
+        ("TRAIN", ["train_data", "ip", "drop"]),
+    ],
+)
 def test_phase_rules_select_layers(write_text, phase, kept):
     model = load_caffe(write_text("tv.prototxt", TRAIN_VAL), weights=None, phase=phase)
     assert [layer.name for layer in model.net.layer] == kept
@@ -134,8 +142,10 @@ def test_unknown_type_warns_and_strict_refuses(write_text):
 
 
 def test_python_layer_is_data_never_imported(write_text):
-    text = NET + ('layer { name: "py" type: "Python" bottom: "fc" top: "py" '
-                  'python_param { module: "os_must_not_be_imported_xyz" layer: "L" } }\n')
+    text = NET + (
+        'layer { name: "py" type: "Python" bottom: "fc" top: "py" '
+        'python_param { module: "os_must_not_be_imported_xyz" layer: "L" } }\n'
+    )
     model = load_caffe(write_text("py.prototxt", text), weights=None, strict=True)
     assert any("Python layer" in d.message for d in model.diagnostics)
     import sys
@@ -144,8 +154,10 @@ def test_python_layer_is_data_never_imported(write_text):
 
 
 def test_fork_layers_are_known(write_text):
-    text = NET + ('layer { name: "n" type: "Normalize" bottom: "fc" top: "n" '
-                  'norm_param { across_spatial: false channel_shared: false } }\n')
+    text = NET + (
+        'layer { name: "n" type: "Normalize" bottom: "fc" top: "n" '
+        "norm_param { across_spatial: false channel_shared: false } }\n"
+    )
     model = load_caffe(write_text("ssd.prototxt", text), weights=None, strict=True)
     assert model.net.layer[-1].norm_param.across_spatial is False
 

@@ -3,9 +3,9 @@ the original files, including an old V1 prototxt with a legacy-shaped caffemodel
 
 import numpy as np
 import pytest
+from corpus import SAMPLES, sample_script
 from google.protobuf import text_format
 
-from corpus import SAMPLES, sample_script
 from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.model import load_caffe, save_caffe
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from caffe_helpers import assert_close, opencv_blobs, save
 from corpus import ROOT
+
 from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.errors import UsageError

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from corpus import SAMPLES, corpus_file, corpus_names
 from google.protobuf import text_format
 
-from corpus import SAMPLES, corpus_file, corpus_names
 from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.init_weights import random_weights
@@ -65,6 +65,7 @@ def fails(text: str, match: str, **inputs) -> NetStructureError:
 # ---------------------------------------------------------------------------------------------
 # Convolution and pooling arithmetic
 
+
 def test_pooling_rounds_up_and_drops_a_last_window_that_starts_in_the_padding():
     assert pool_output_size(6, 3, 2) == 3  # ceil((6 - 3) / 2) + 1; floor would give 2
     assert pool_output_size(6, 3, 2, ceil=False) == 2
@@ -80,7 +81,7 @@ def test_pooling_rounds_up_and_drops_a_last_window_that_starts_in_the_padding():
 
 def test_pooling_layer_rounding_modes():
     base = data(1, 2, 6, 6)
-    pool = 'pooling_param { pool: MAX kernel_size: 3 stride: 2 %s }'
+    pool = "pooling_param { pool: MAX kernel_size: 3 stride: 2 %s }"
     assert top(base + layer("p", "Pooling", "data", pool % "")) == (1, 2, 3, 3)
     assert top(base + layer("p", "Pooling", "data", pool % "round_mode: FLOOR")) == (1, 2, 2, 2)
     assert top(base + layer("p", "Pooling", "data", pool % "ceil_mode: false")) == (1, 2, 2, 2)  # the forks
@@ -99,8 +100,9 @@ def test_pooling_settings():
     assert tops(base + with_mask) == [(1, 2, 4, 5), (1, 2, 4, 5)]
     fails(base + layer("p", "Pooling", "data", "pooling_param { kernel_size: 2 pad: 2 }"), "smaller than the kernel")
     fails(base + layer("p", "Pooling", "data", "pooling_param { kernel_h: 2 }"), "kernel_h and kernel_w")
-    fails(base + layer("p", "Pooling", "data", "pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }"),
-          "MAX and AVE")
+    fails(
+        base + layer("p", "Pooling", "data", "pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }"), "MAX and AVE"
+    )
     fails(data(1, 2, 3) + layer("p", "Pooling", "data", "pooling_param { kernel_size: 2 }"), "4-D input")
 
 
@@ -128,46 +130,78 @@ def test_convolution_forms():
 
 
 def test_convolution_over_other_axes():
-    volume = data(1, 2, 8, 8, 8) + layer("c", "Convolution", "data", "convolution_param { num_output: 4 kernel_size: 3 }")
+    volume = data(1, 2, 8, 8, 8) + layer(
+        "c", "Convolution", "data", "convolution_param { num_output: 4 kernel_size: 3 }"
+    )
     assert top(volume) == (1, 4, 6, 6, 6)
     parsed = net(volume)
     assert expected_blobs(parsed.layer[1], infer_shapes(parsed).bottoms["c"]) == [(4, 2, 3, 3, 3), (4,)]
-    sequence = data(2, 3, 4, 10) + layer("c", "Convolution", "data", "convolution_param { num_output: 5 kernel_size: 3 axis: 2 }")
+    sequence = data(2, 3, 4, 10) + layer(
+        "c", "Convolution", "data", "convolution_param { num_output: 5 kernel_size: 3 axis: 2 }"
+    )
     assert top(sequence) == (2, 3, 5, 8)
-    fails(data(1, 2, 8, 8, 8) + layer("c", "Convolution", "data",
-                                      "convolution_param { num_output: 4 kernel_h: 3 kernel_w: 3 }"), "2 spatial axes")
+    fails(
+        data(1, 2, 8, 8, 8)
+        + layer("c", "Convolution", "data", "convolution_param { num_output: 4 kernel_h: 3 kernel_w: 3 }"),
+        "2 spatial axes",
+    )
 
 
 def test_deconvolution():
-    text = data(1, 21, 16, 16) + layer("up", "Deconvolution", "data",
-                                       "convolution_param { num_output: 21 kernel_size: 4 stride: 2 bias_term: false group: 21 }")
+    text = data(1, 21, 16, 16) + layer(
+        "up",
+        "Deconvolution",
+        "data",
+        "convolution_param { num_output: 21 kernel_size: 4 stride: 2 bias_term: false group: 21 }",
+    )
     assert top(text) == (1, 21, 34, 34)
     parsed = net(text)
     assert expected_blobs(parsed.layer[1], infer_shapes(parsed).bottoms["up"]) == [(21, 1, 4, 4)]
 
 
 def test_convolution_errors():
-    error = fails(data(1, 3, 5, 5) + layer("c", "Convolution", "data", "convolution_param { num_output: 8 kernel_size: 11 }"),
-                  r"kernel \(11\) does not fit in the input height 5")
+    error = fails(
+        data(1, 3, 5, 5) + layer("c", "Convolution", "data", "convolution_param { num_output: 8 kernel_size: 11 }"),
+        r"kernel \(11\) does not fit in the input height 5",
+    )
     assert "--input-shape" in error.hint
-    fails(data(1, 3, 5, 5) + layer("c", "Convolution", "data",
-                                   "convolution_param { num_output: 8 kernel_size: 1 group: 2 }"), "group 2 must divide")
+    fails(
+        data(1, 3, 5, 5)
+        + layer("c", "Convolution", "data", "convolution_param { num_output: 8 kernel_size: 1 group: 2 }"),
+        "group 2 must divide",
+    )
     fails(data(1, 3, 5, 5) + layer("c", "Convolution", "data", "convolution_param { num_output: 8 }"), "kernel_size")
-    fails(data(1, 3, 5, 5) + layer("c", "Convolution", "data",
-                                   "convolution_param { num_output: 8 kernel_size: 1 stride_w: 2 }"), "stride must be positive")
-    fails(data(1, 3, 5, 5) + layer("c", "Convolution", "data",
-                                   "convolution_param { num_output: 8 kernel_size: 1 kernel_size: 1 kernel_size: 1 }"),
-          "given 3 times")
+    fails(
+        data(1, 3, 5, 5)
+        + layer("c", "Convolution", "data", "convolution_param { num_output: 8 kernel_size: 1 stride_w: 2 }"),
+        "stride must be positive",
+    )
+    fails(
+        data(1, 3, 5, 5)
+        + layer(
+            "c",
+            "Convolution",
+            "data",
+            "convolution_param { num_output: 8 kernel_size: 1 kernel_size: 1 kernel_size: 1 }",
+        ),
+        "given 3 times",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Fully connected, joining, splitting, reshaping
 
+
 def test_inner_product_axis():
     base = data(2, 3, 4, 5)
     assert top(base + layer("fc", "InnerProduct", "data", "inner_product_param { num_output: 7 }")) == (2, 7)
     assert top(base + layer("fc", "InnerProduct", "data", "inner_product_param { num_output: 7 axis: 2 }")) == (2, 3, 7)
-    assert top(base + layer("fc", "InnerProduct", "data", "inner_product_param { num_output: 7 axis: -1 }")) == (2, 3, 4, 7)
+    assert top(base + layer("fc", "InnerProduct", "data", "inner_product_param { num_output: 7 axis: -1 }")) == (
+        2,
+        3,
+        4,
+        7,
+    )
     fails(base + layer("fc", "InnerProduct", "data", "inner_product_param { num_output: 7 axis: 4 }"), "out of range")
 
 
@@ -189,13 +223,16 @@ def test_eltwise_needs_equal_shapes():
 
 def test_slice():
     base = data(2, 6, 4)
-    assert tops(base + layer("s", "Slice", "data", "slice_param { slice_point: 1 slice_point: 3 }",
-                             tops=["x", "y", "z"])) == [(2, 1, 4), (2, 2, 4), (2, 3, 4)]
+    assert tops(
+        base + layer("s", "Slice", "data", "slice_param { slice_point: 1 slice_point: 3 }", tops=["x", "y", "z"])
+    ) == [(2, 1, 4), (2, 2, 4), (2, 3, 4)]
     assert tops(base + layer("s", "Slice", "data", "", tops=["x", "y", "z"])) == [(2, 2, 4)] * 3
     assert tops(base + layer("s", "Slice", "data", "slice_param { slice_dim: 2 }", tops=["x", "y"])) == [(2, 6, 2)] * 2
     fails(base + layer("s", "Slice", "data", "", tops=["x", "y", "z", "w"]), "does not split evenly")
-    fails(base + layer("s", "Slice", "data", "slice_param { slice_point: 3 slice_point: 2 }", tops=["x", "y", "z"]),
-          "increase strictly")
+    fails(
+        base + layer("s", "Slice", "data", "slice_param { slice_point: 3 slice_point: 2 }", tops=["x", "y", "z"]),
+        "increase strictly",
+    )
     fails(base + layer("s", "Slice", "data", "slice_param { slice_point: 3 }", tops=["x", "y", "z"]), "3 tops")
 
 
@@ -212,16 +249,19 @@ def test_flatten_axis_and_end_axis():
     fails(base + layer("f", "Flatten", "data", "flatten_param { axis: 5 }"), "out of range")
 
 
-@pytest.mark.parametrize("params, expected", [
-    ("shape { dim: 0 dim: -1 }", (2, 60)),
-    ("shape { dim: -1 dim: 0 dim: 20 }", (2, 3, 20)),
-    ("shape { dim: 1 dim: 0 dim: -1 }", (1, 3, 40)),  # 0 copies the input's axis at the same place
-    ("axis: 1 num_axes: 2 shape { dim: -1 }", (2, 12, 5)),
-    ("axis: 1 num_axes: 0 shape { dim: 1 }", (2, 1, 3, 4, 5)),
-    ("axis: -1 num_axes: 0 shape { dim: 1 }", (2, 3, 4, 5, 1)),  # -1: after the last axis
-    ("axis: 2 shape { dim: 0 dim: -1 }", (2, 3, 4, 5)),
-    ("shape { }", None),  # an empty shape with the default axes: the count changes
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ("shape { dim: 0 dim: -1 }", (2, 60)),
+        ("shape { dim: -1 dim: 0 dim: 20 }", (2, 3, 20)),
+        ("shape { dim: 1 dim: 0 dim: -1 }", (1, 3, 40)),  # 0 copies the input's axis at the same place
+        ("axis: 1 num_axes: 2 shape { dim: -1 }", (2, 12, 5)),
+        ("axis: 1 num_axes: 0 shape { dim: 1 }", (2, 1, 3, 4, 5)),
+        ("axis: -1 num_axes: 0 shape { dim: 1 }", (2, 3, 4, 5, 1)),  # -1: after the last axis
+        ("axis: 2 shape { dim: 0 dim: -1 }", (2, 3, 4, 5)),
+        ("shape { }", None),  # an empty shape with the default axes: the count changes
+    ],
+)
 def test_reshape(params, expected):
     text = data(2, 3, 4, 5) + layer("r", "Reshape", "data", f"reshape_param {{ {params} }}")
     if expected is None:
@@ -230,13 +270,16 @@ def test_reshape(params, expected):
         assert top(text) == expected
 
 
-@pytest.mark.parametrize("params, match", [
-    ("shape { dim: 7 dim: -1 }", "do not divide by 7"),
-    ("shape { dim: -1 dim: -1 }", "more than one -1"),
-    ("shape { dim: 2 dim: 3 dim: 4 dim: 6 }", "144 elements"),
-    ("axis: 3 num_axes: 2 shape { dim: 1 }", "past the end"),
-    ("axis: 3 shape { dim: 0 dim: 0 }", "copies"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ("shape { dim: 7 dim: -1 }", "do not divide by 7"),
+        ("shape { dim: -1 dim: -1 }", "more than one -1"),
+        ("shape { dim: 2 dim: 3 dim: 4 dim: 6 }", "144 elements"),
+        ("axis: 3 num_axes: 2 shape { dim: 1 }", "past the end"),
+        ("axis: 3 shape { dim: 0 dim: 0 }", "copies"),
+    ],
+)
 def test_reshape_errors(params, match):
     fails(data(2, 3, 4, 5) + layer("r", "Reshape", "data", f"reshape_param {{ {params} }}"), match)
 
@@ -253,7 +296,12 @@ def test_crop():
 
 def test_permute_tile_reduction_embed_batch_reindex():
     base = data(2, 3, 4, 5)
-    assert top(base + layer("p", "Permute", "data", "permute_param { order: 0 order: 2 order: 3 order: 1 }")) == (2, 4, 5, 3)
+    assert top(base + layer("p", "Permute", "data", "permute_param { order: 0 order: 2 order: 3 order: 1 }")) == (
+        2,
+        4,
+        5,
+        3,
+    )
     assert top(base + layer("p", "Permute", "data", "permute_param { order: 3 }")) == (5, 2, 3, 4)
     fails(base + layer("p", "Permute", "data", "permute_param { order: 1 order: 1 }"), "repeats")
     assert top(base + layer("t", "Tile", "data", "tile_param { axis: -1 tiles: 3 }")) == (2, 3, 4, 15)
@@ -274,8 +322,28 @@ def test_argmax():
 
 def test_shape_preserving_layers_and_softmax():
     base = data(2, 3, 4, 5)
-    for kind in ("ReLU", "PReLU", "ELU", "Sigmoid", "TanH", "AbsVal", "Power", "Exp", "Log", "BNLL", "Threshold",
-                 "Dropout", "BatchNorm", "LRN", "MVN", "Swish", "Clip", "ReLU6", "Normalize", "Softmax"):
+    for kind in (
+        "ReLU",
+        "PReLU",
+        "ELU",
+        "Sigmoid",
+        "TanH",
+        "AbsVal",
+        "Power",
+        "Exp",
+        "Log",
+        "BNLL",
+        "Threshold",
+        "Dropout",
+        "BatchNorm",
+        "LRN",
+        "MVN",
+        "Swish",
+        "Clip",
+        "ReLU6",
+        "Normalize",
+        "Softmax",
+    ):
         assert top(base + layer("x", kind, "data")) == (2, 3, 4, 5), kind
     assert top(base + layer("x", "ShuffleChannel", "data", "shuffle_channel_param { group: 3 }")) == (2, 3, 4, 5)
     fails(base + layer("x", "ShuffleChannel", "data", "shuffle_channel_param { group: 2 }"), "divide the 3 channels")
@@ -305,48 +373,84 @@ def test_fork_resize_and_roi_layers():
     assert top(base + layer("i", "Interp", "data", "interp_param { shrink_factor: 2 }")) == (1, 8, 5, 6)
     assert top(base + layer("i", "Interp", "data", "interp_param { height: 7 width: 9 }")) == (1, 8, 7, 9)
     assert top(base + layer("u", "Upsample", ["data", "data"], "upsample_param { scale: 2 }")) == (1, 8, 20, 24)
-    assert top(base + layer("u", "Upsample", ["data", "data"], "upsample_param { upsample_h: 19 upsample_w: 23 }")) == (1, 8, 19, 23)
+    assert top(base + layer("u", "Upsample", ["data", "data"], "upsample_param { upsample_h: 19 upsample_w: 23 }")) == (
+        1,
+        8,
+        19,
+        23,
+    )
     rois = base + data(5, 5, name="rois")
-    assert top(rois + layer("r", "ROIPooling", ["data", "rois"], "roi_pooling_param { pooled_h: 6 pooled_w: 7 }")) == (5, 8, 6, 7)
-    assert top(rois + layer("r", "PSROIPooling", ["data", "rois"],
-                            "psroi_pooling_param { spatial_scale: 0.1 output_dim: 2 group_size: 2 }")) == (5, 2, 2, 2)
+    assert top(rois + layer("r", "ROIPooling", ["data", "rois"], "roi_pooling_param { pooled_h: 6 pooled_w: 7 }")) == (
+        5,
+        8,
+        6,
+        7,
+    )
+    assert top(
+        rois
+        + layer(
+            "r",
+            "PSROIPooling",
+            ["data", "rois"],
+            "psroi_pooling_param { spatial_scale: 0.1 output_dim: 2 group_size: 2 }",
+        )
+    ) == (5, 2, 2, 2)
     assert top(base + layer("s", "SPP", "data", "spp_param { pyramid_height: 3 }")) == (1, 8 * 21)
 
 
 # ---------------------------------------------------------------------------------------------
 # SSD
 
+
 def prior_param(text: str):
     return text_format.Parse(text, schema.message_class("PriorBoxParameter")())
 
 
-@pytest.mark.parametrize("params, count", [
-    ("min_size: 30", 1),  # only the implicit aspect ratio 1
-    ("min_size: 30 max_size: 60", 2),  # + sqrt(min * max)
-    ("min_size: 30 max_size: 60 aspect_ratio: 2", 4),  # 1, 2, 1/2 (flip), + max
-    ("min_size: 30 max_size: 60 aspect_ratio: 2 aspect_ratio: 3", 6),  # SSD300 fc7
-    ("min_size: 30 aspect_ratio: 2 flip: false", 2),
-    ("min_size: 30 aspect_ratio: 2 aspect_ratio: 0.5", 3),  # 0.5 is already there (flip of 2)
-    ("min_size: 30 aspect_ratio: 1", 1),  # 1 is always there
-    ("min_size: 30 min_size: 60 aspect_ratio: 2", 6),  # 3 ratios per min_size
-    ("min_size: 30 min_size: 60 max_size: 45 max_size: 90 aspect_ratio: 2", 8),
-])
+@pytest.mark.parametrize(
+    "params, count",
+    [
+        ("min_size: 30", 1),  # only the implicit aspect ratio 1
+        ("min_size: 30 max_size: 60", 2),  # + sqrt(min * max)
+        ("min_size: 30 max_size: 60 aspect_ratio: 2", 4),  # 1, 2, 1/2 (flip), + max
+        ("min_size: 30 max_size: 60 aspect_ratio: 2 aspect_ratio: 3", 6),  # SSD300 fc7
+        ("min_size: 30 aspect_ratio: 2 flip: false", 2),
+        ("min_size: 30 aspect_ratio: 2 aspect_ratio: 0.5", 3),  # 0.5 is already there (flip of 2)
+        ("min_size: 30 aspect_ratio: 1", 1),  # 1 is always there
+        ("min_size: 30 min_size: 60 aspect_ratio: 2", 6),  # 3 ratios per min_size
+        ("min_size: 30 min_size: 60 max_size: 45 max_size: 90 aspect_ratio: 2", 8),
+    ],
+)
 def test_prior_box_count(params, count):
     assert prior_count(prior_param(params)) == count
 
 
 def test_prior_box_and_detection_output():
     base = data(1, 3, 300, 300) + data(1, 16, 19, 19, name="feature")
-    priors = layer("p", "PriorBox", ["feature", "data"], "prior_box_param { min_size: 60 max_size: 111 aspect_ratio: 2 aspect_ratio: 3 }")
+    priors = layer(
+        "p",
+        "PriorBox",
+        ["feature", "data"],
+        "prior_box_param { min_size: 60 max_size: 111 aspect_ratio: 2 aspect_ratio: 3 }",
+    )
     assert top(base + priors) == (1, 2, 19 * 19 * 6 * 4)
     count = 19 * 19 * 6
     heads = data(2, count * 4, name="loc") + data(2, count * 21, name="conf")
     detect = "detection_output_param { num_classes: 21 %s }"
     text = base + priors + heads + layer("d", "DetectionOutput", ["loc", "conf", "p"], detect % "keep_top_k: 200")
     assert top(text) == (1, 1, 400, 7)  # at most keep_top_k per image
-    assert top(base + priors + heads + layer("d", "DetectionOutput", ["loc", "conf", "p"], detect % "")) == (1, 1, 2 * count * 20, 7)
+    assert top(base + priors + heads + layer("d", "DetectionOutput", ["loc", "conf", "p"], detect % "")) == (
+        1,
+        1,
+        2 * count * 20,
+        7,
+    )
     nms = detect % "nms_param { top_k: 400 } background_label_id: -1"
-    assert top(base + priors + heads + layer("d", "DetectionOutput", ["loc", "conf", "p"], nms)) == (1, 1, 2 * 400 * 21, 7)
+    assert top(base + priors + heads + layer("d", "DetectionOutput", ["loc", "conf", "p"], nms)) == (
+        1,
+        1,
+        2 * 400 * 21,
+        7,
+    )
     wrong = base + priors + data(2, count * 4 - 4, name="loc") + data(2, count * 21, name="conf")
     fails(wrong + layer("d", "DetectionOutput", ["loc", "conf", "p"], detect % ""), "location values")
 
@@ -354,12 +458,16 @@ def test_prior_box_and_detection_output():
 # ---------------------------------------------------------------------------------------------
 # Unknown shapes and the inputs
 
+
 def test_python_layer_makes_everything_after_it_unknown():
-    text = (data(1, 3, 8, 8) + layer("conv", "Convolution", "data", "convolution_param { num_output: 4 kernel_size: 3 }")
-            + layer("py", "Python", "conv", 'python_param { module: "m" layer: "L" }')
-            + layer("conv2", "Convolution", "py", "convolution_param { num_output: 4 kernel_size: 3 }")
-            + layer("relu", "ReLU", "conv2", tops=["conv2"])
-            + layer("side", "ReLU", "conv"))
+    text = (
+        data(1, 3, 8, 8)
+        + layer("conv", "Convolution", "data", "convolution_param { num_output: 4 kernel_size: 3 }")
+        + layer("py", "Python", "conv", 'python_param { module: "m" layer: "L" }')
+        + layer("conv2", "Convolution", "py", "convolution_param { num_output: 4 kernel_size: 3 }")
+        + layer("relu", "ReLU", "conv2", tops=["conv2"])
+        + layer("side", "ReLU", "conv")
+    )
     shapes = infer_shapes(net(text), path="p.prototxt", lines={"py": 3})
     assert shapes.tops["conv"] == [(1, 4, 6, 6)]
     assert shapes.tops["py"] == shapes.tops["conv2"] == shapes.tops["relu"] == [None]
@@ -371,7 +479,11 @@ def test_python_layer_makes_everything_after_it_unknown():
 
 
 def test_unknown_type_makes_its_tops_unknown_without_crashing():
-    text = data(1, 3, 8, 8) + layer("x", "MyFancyLayer", "data") + layer("fc", "InnerProduct", "x", "inner_product_param { num_output: 2 }")
+    text = (
+        data(1, 3, 8, 8)
+        + layer("x", "MyFancyLayer", "data")
+        + layer("fc", "InnerProduct", "x", "inner_product_param { num_output: 2 }")
+    )
     shapes = infer_shapes(net(text))
     assert shapes.blobs["fc"] is None
     (note,) = shapes.diagnostics
@@ -379,7 +491,9 @@ def test_unknown_type_makes_its_tops_unknown_without_crashing():
 
 
 def test_input_shapes_replace_the_declared_ones():
-    text = data(10, 3, 227, 227) + layer("c", "Convolution", "data", "convolution_param { num_output: 4 kernel_size: 11 stride: 4 }")
+    text = data(10, 3, 227, 227) + layer(
+        "c", "Convolution", "data", "convolution_param { num_output: 4 kernel_size: 11 stride: 4 }"
+    )
     assert top(text) == (10, 4, 55, 55)
     assert top(text, data=[1, 3, 451, 451]) == (1, 4, 111, 111)
     with pytest.raises(UsageError, match="no input named 'image'") as info:
@@ -406,9 +520,14 @@ def test_inputs_without_a_shape_and_data_layers():
 
 
 def test_errors_name_the_line_of_a_loaded_model(write_text):
-    path = write_text("small.prototxt", data(1, 3, 32, 32) + layer("pool", "Pooling", "data", "pooling_param { kernel_size: 2 stride: 2 }")
-                      + "\n" + layer("fc6", "Convolution", "pool", "convolution_param { num_output: 8 kernel_size: 7 }")
-                      + layer("fc7", "Convolution", "fc6", "convolution_param { num_output: 8 kernel_size: 11 }"))
+    path = write_text(
+        "small.prototxt",
+        data(1, 3, 32, 32)
+        + layer("pool", "Pooling", "data", "pooling_param { kernel_size: 2 stride: 2 }")
+        + "\n"
+        + layer("fc6", "Convolution", "pool", "convolution_param { num_output: 8 kernel_size: 7 }")
+        + layer("fc7", "Convolution", "fc6", "convolution_param { num_output: 8 kernel_size: 11 }"),
+    )
     with pytest.raises(NetStructureError) as info:
         load_caffe(path, weights=None)
     text = str(info.value)
@@ -418,6 +537,7 @@ def test_errors_name_the_line_of_a_loaded_model(write_text):
 
 # ---------------------------------------------------------------------------------------------
 # inspect shows the shapes
+
 
 def run(argv):
     out, err = io.StringIO(), io.StringIO()
@@ -449,11 +569,17 @@ def test_inspect_shape_errors(write_text):
     lenet = str(SAMPLES / "lenet" / "lenet.prototxt")
     code, out, err = run(["inspect", lenet, "--input-shape", "data:1,1,8,8", "--format", "json"])
     assert code == 2 and json.loads(out)["error"] == "NetStructureError" and "'conv2'" in err
-    for bad, message in [("data", "expected NAME:D0,D1"), ("data:1,x", "integers"), ("data:1,0", "positive"),
-                         ("image:1,1,28,28", "no input named 'image'")]:
+    for bad, message in [
+        ("data", "expected NAME:D0,D1"),
+        ("data:1,x", "integers"),
+        ("data:1,0", "positive"),
+        ("image:1,1,28,28", "no input named 'image'"),
+    ]:
         code, _, err = run(["inspect", lenet, "--input-shape", bad])
         assert code == 2 and message in err, (bad, err)
-    code, out, err = run(["inspect", str(write_text("py.prototxt", data(1, 2) + layer("py", "Python", "data"))), "--no-weights"])
+    code, out, err = run(
+        ["inspect", str(write_text("py.prototxt", data(1, 2) + layer("py", "Python", "data"))), "--no-weights"]
+    )
     assert code == 0 and "warning:" in err and "layer 'py'" in err
     assert any(line.split()[:6] == ["py", "Python", "data", "->", "py", "?"] for line in out.splitlines())
 
@@ -462,8 +588,14 @@ def test_inspect_shape_errors(write_text):
 # Every corpus network, against OpenCV dnn's shapes for the same files
 
 # 230 to 550 MB of weights to write and for OpenCV to read: 1 to 5 s each on 2 cores, > 3 s when loaded.
-SLOW = {"bvlc_alexnet.prototxt", "bvlc_caffenet_full_conv.prototxt", "bvlc_reference_caffenet.prototxt",
-        "caffenet_v0.prototxt", "fcn8s_voc.prototxt", "vgg16.prototxt"}
+SLOW = {
+    "bvlc_alexnet.prototxt",
+    "bvlc_caffenet_full_conv.prototxt",
+    "bvlc_reference_caffenet.prototxt",
+    "caffenet_v0.prototxt",
+    "fcn8s_voc.prototxt",
+    "vgg16.prototxt",
+}
 
 
 def corpus_params():

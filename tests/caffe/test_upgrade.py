@@ -64,16 +64,20 @@ def v0_net(*layer_blocks: str, inputs: str = 'input: "data"') -> str:
 
 # --- the chain and format detection -----------------------------------------------------------
 
+
 def test_steps_follow_caffes_order():
     assert [step.name for step in UPGRADE_STEPS] == [V0_TO_V1, DATA_TRANSFORM, V1_TO_V2, INPUT, BATCH_NORM]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('layers { layer { name: "c" type: "conv" } bottom: "data" top: "c" }', "V0"),
-    ('layers { name: "c" type: CONVOLUTION bottom: "data" top: "c" }', "V1"),
-    ('layer { name: "c" type: "Convolution" bottom: "data" top: "c" }', "V2"),
-    ('name: "empty"', "V2"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('layers { layer { name: "c" type: "conv" } bottom: "data" top: "c" }', "V0"),
+        ('layers { name: "c" type: CONVOLUTION bottom: "data" top: "c" }', "V1"),
+        ('layer { name: "c" type: "Convolution" bottom: "data" top: "c" }', "V2"),
+        ('name: "empty"', "V2"),
+    ],
+)
 def test_detect_format(text, expected):
     assert detect_format(parse(text)) == expected
 
@@ -87,23 +91,26 @@ def test_a_current_net_needs_nothing():
 
 # --- step 1: V0 -> V1 -------------------------------------------------------------------------
 
+
 def test_v0_padding_layer_folds_into_the_conv_and_every_conv_field_maps():
-    net = parse(v0_net(
-        'layers { layer { name: "pad1" type: "padding" pad: 2 } bottom: "data" top: "pad1" }',
-        '''layers {
+    net = parse(
+        v0_net(
+            'layers { layer { name: "pad1" type: "padding" pad: 2 } bottom: "data" top: "pad1" }',
+            """layers {
              layer {
                name: "conv1" type: "conv" num_output: 4 biasterm: false kernelsize: 3 stride: 2 group: 2
                weight_filler { type: "gaussian" std: 0.01 } bias_filler { type: "constant" value: 0.5 }
                blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0
              }
              bottom: "pad1" top: "conv1"
-           }''',
-        'layers { layer { name: "pool1" type: "pool" pool: AVE kernelsize: 2 stride: 2 } '
-        'bottom: "conv1" top: "pool1" }',
-        inputs='name: "tiny" input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8',
-    ))
+           }""",
+            'layers { layer { name: "pool1" type: "pool" pool: AVE kernelsize: 2 stride: 2 } '
+            'bottom: "conv1" top: "pool1" }',
+            inputs='name: "tiny" input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8',
+        )
+    )
     upgrade_v0_layers(net)
-    assert net == parse('''
+    assert net == parse("""
         name: "tiny" input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
         layers {
           name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1"
@@ -116,49 +123,70 @@ def test_v0_padding_layer_folds_into_the_conv_and_every_conv_field_maps():
         layers {
           name: "pool1" type: POOLING bottom: "conv1" top: "pool1"
           pooling_param { pool: AVE kernel_size: 2 stride: 2 }
-        }''')
+        }""")
 
 
 def test_v0_padding_layer_folds_into_a_pool():
-    net = parse(v0_net(
-        'layers { layer { name: "pad" type: "padding" pad: 1 } bottom: "data" top: "padded" }',
-        'layers { layer { name: "pool" type: "pool" kernelsize: 3 } bottom: "padded" top: "pool" }',
-    ))
+    net = parse(
+        v0_net(
+            'layers { layer { name: "pad" type: "padding" pad: 1 } bottom: "data" top: "padded" }',
+            'layers { layer { name: "pool" type: "pool" kernelsize: 3 } bottom: "padded" top: "pool" }',
+        )
+    )
     upgrade_v0_layers(net)
     assert len(net.layers) == 1
     assert list(net.layers[0].bottom) == ["data"]
     assert net.layers[0].pooling_param == schema.message_class("PoolingParameter")(pad=1, kernel_size=3)
 
 
-@pytest.mark.parametrize("v0_layer, v1_fields", [
-    ('type: "innerproduct" num_output: 10 biasterm: false weight_filler { type: "xavier" }',
-     'type: INNER_PRODUCT '
-     'inner_product_param { num_output: 10 bias_term: false weight_filler { type: "xavier" } }'),
-    ('type: "lrn" local_size: 3 alpha: 0.5 beta: 0.25 k: 2',
-     'type: LRN lrn_param { local_size: 3 alpha: 0.5 beta: 0.25 k: 2 }'),
-    ('type: "dropout" dropout_ratio: 0.3', 'type: DROPOUT dropout_param { dropout_ratio: 0.3 }'),
-    ('type: "concat" concat_dim: 2', 'type: CONCAT concat_param { concat_dim: 2 }'),
-    ('type: "data" source: "train_db" meanfile: "mean.binaryproto" batchsize: 32 cropsize: 227 '
-     'mirror: true scale: 0.5 rand_skip: 7',
-     'type: DATA data_param { source: "train_db" batch_size: 32 rand_skip: 7 } '
-     'transform_param { scale: 0.5 mean_file: "mean.binaryproto" crop_size: 227 mirror: true }'),
-    ('type: "images" source: "list.txt" batchsize: 4 shuffle_images: true new_height: 256 new_width: 128',
-     'type: IMAGE_DATA image_data_param { source: "list.txt" batch_size: 4 shuffle: true '
-     'new_height: 256 new_width: 128 }'),
-    ('type: "window_data" source: "windows.txt" batchsize: 8 det_fg_threshold: 0.6 det_bg_threshold: 0.4 '
-     'det_fg_fraction: 0.3 det_context_pad: 16 det_crop_mode: "square"',
-     'type: WINDOW_DATA window_data_param { source: "windows.txt" batch_size: 8 fg_threshold: 0.6 '
-     'bg_threshold: 0.4 fg_fraction: 0.3 context_pad: 16 crop_mode: "square" }'),
-    ('type: "hdf5_data" source: "h5.txt" batchsize: 2',
-     'type: HDF5_DATA hdf5_data_param { source: "h5.txt" batch_size: 2 }'),
-    ('type: "hdf5_output" hdf5_output_param { file_name: "out.h5" }',
-     'type: HDF5_OUTPUT hdf5_output_param { file_name: "out.h5" }'),
-    ('type: "infogain_loss" source: "infogain.binaryproto"',
-     'type: INFOGAIN_LOSS infogain_loss_param { source: "infogain.binaryproto" }'),
-    ('type: "softmax_loss"', 'type: SOFTMAX_LOSS'),
-    ('type: "images"', 'type: IMAGE_DATA'),
-    ('type: "pool" pool: STOCHASTIC', 'type: POOLING pooling_param { pool: STOCHASTIC }'),
-])
+@pytest.mark.parametrize(
+    "v0_layer, v1_fields",
+    [
+        (
+            'type: "innerproduct" num_output: 10 biasterm: false weight_filler { type: "xavier" }',
+            "type: INNER_PRODUCT "
+            'inner_product_param { num_output: 10 bias_term: false weight_filler { type: "xavier" } }',
+        ),
+        (
+            'type: "lrn" local_size: 3 alpha: 0.5 beta: 0.25 k: 2',
+            "type: LRN lrn_param { local_size: 3 alpha: 0.5 beta: 0.25 k: 2 }",
+        ),
+        ('type: "dropout" dropout_ratio: 0.3', "type: DROPOUT dropout_param { dropout_ratio: 0.3 }"),
+        ('type: "concat" concat_dim: 2', "type: CONCAT concat_param { concat_dim: 2 }"),
+        (
+            'type: "data" source: "train_db" meanfile: "mean.binaryproto" batchsize: 32 cropsize: 227 '
+            "mirror: true scale: 0.5 rand_skip: 7",
+            'type: DATA data_param { source: "train_db" batch_size: 32 rand_skip: 7 } '
+            'transform_param { scale: 0.5 mean_file: "mean.binaryproto" crop_size: 227 mirror: true }',
+        ),
+        (
+            'type: "images" source: "list.txt" batchsize: 4 shuffle_images: true new_height: 256 new_width: 128',
+            'type: IMAGE_DATA image_data_param { source: "list.txt" batch_size: 4 shuffle: true '
+            "new_height: 256 new_width: 128 }",
+        ),
+        (
+            'type: "window_data" source: "windows.txt" batchsize: 8 det_fg_threshold: 0.6 det_bg_threshold: 0.4 '
+            'det_fg_fraction: 0.3 det_context_pad: 16 det_crop_mode: "square"',
+            'type: WINDOW_DATA window_data_param { source: "windows.txt" batch_size: 8 fg_threshold: 0.6 '
+            'bg_threshold: 0.4 fg_fraction: 0.3 context_pad: 16 crop_mode: "square" }',
+        ),
+        (
+            'type: "hdf5_data" source: "h5.txt" batchsize: 2',
+            'type: HDF5_DATA hdf5_data_param { source: "h5.txt" batch_size: 2 }',
+        ),
+        (
+            'type: "hdf5_output" hdf5_output_param { file_name: "out.h5" }',
+            'type: HDF5_OUTPUT hdf5_output_param { file_name: "out.h5" }',
+        ),
+        (
+            'type: "infogain_loss" source: "infogain.binaryproto"',
+            'type: INFOGAIN_LOSS infogain_loss_param { source: "infogain.binaryproto" }',
+        ),
+        ('type: "softmax_loss"', "type: SOFTMAX_LOSS"),
+        ('type: "images"', "type: IMAGE_DATA"),
+        ('type: "pool" pool: STOCHASTIC', "type: POOLING pooling_param { pool: STOCHASTIC }"),
+    ],
+)
 def test_v0_fields_land_where_caffe_puts_them(v0_layer, v1_fields):
     net = parse(f'layers {{ layer {{ name: "x" {v0_layer} }} top: "x" }}')
     upgrade_v0_layers(net)
@@ -166,9 +194,11 @@ def test_v0_fields_land_where_caffe_puts_them(v0_layer, v1_fields):
 
 
 def test_v0_blobs_are_kept():
-    net = parse('layers { layer { name: "ip" type: "innerproduct" num_output: 2 '
-                'blobs { num: 1 channels: 1 height: 2 width: 3 data: [1, 2, 3, 4, 5, 6] } } '
-                'bottom: "data" top: "ip" }')
+    net = parse(
+        'layers { layer { name: "ip" type: "innerproduct" num_output: 2 '
+        "blobs { num: 1 channels: 1 height: 2 width: 3 data: [1, 2, 3, 4, 5, 6] } } "
+        'bottom: "data" top: "ip" }'
+    )
     upgrade_v0_layers(net)
     assert list(net.layers[0].blobs[0].data) == [1, 2, 3, 4, 5, 6]
     assert net.layers[0].blobs[0].width == 3
@@ -176,37 +206,38 @@ def test_v0_blobs_are_kept():
 
 # --- step 2: V1 data transformation fields -> transform_param ---------------------------------
 
+
 def test_v1_data_layer_transformation_fields_move_to_transform_param():
-    net = parse('''
+    net = parse("""
         layers { name: "data" type: DATA top: "data"
                  data_param { source: "db" batch_size: 10 scale: 0.00390625 mean_file: "m.binaryproto"
                               crop_size: 224 mirror: true } }
         layers { name: "images" type: IMAGE_DATA top: "images" image_data_param { source: "l" mirror: true } }
         layers { name: "windows" type: WINDOW_DATA top: "w"
-                 window_data_param { source: "w" crop_size: 8 } }''')
+                 window_data_param { source: "w" crop_size: 8 } }""")
     assert needs_data_transform_upgrade(net)
     upgrade_data_transform(net)
-    assert net == parse('''
+    assert net == parse("""
         layers { name: "data" type: DATA top: "data" data_param { source: "db" batch_size: 10 }
                  transform_param { scale: 0.00390625 mean_file: "m.binaryproto" crop_size: 224
                                    mirror: true } }
         layers { name: "images" type: IMAGE_DATA top: "images" image_data_param { source: "l" }
                  transform_param { mirror: true } }
         layers { name: "windows" type: WINDOW_DATA top: "w" window_data_param { source: "w" }
-                 transform_param { crop_size: 8 } }''')
+                 transform_param { crop_size: 8 } }""")
     assert not needs_data_transform_upgrade(net)
 
 
 def test_data_transform_upgrade_is_not_needed_without_legacy_fields():
-    net = parse('layers { name: "d" type: DATA top: "d" data_param { source: "db" } '
-                'transform_param { mirror: true } }')
+    net = parse('layers { name: "d" type: DATA top: "d" data_param { source: "db" } transform_param { mirror: true } }')
     assert not needs_data_transform_upgrade(net)
 
 
 # --- step 3: V1 -> V2 -------------------------------------------------------------------------
 
+
 def test_v1_layer_becomes_v2_with_param_specs():
-    net = parse('''
+    net = parse("""
         name: "v1"
         layers {
           name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1"
@@ -220,9 +251,9 @@ def test_v1_layer_becomes_v2_with_param_specs():
           loss_param { ignore_label: 255 }
         }
         layers { name: "acc" type: ACCURACY bottom: "conv1" bottom: "label" top: "acc" blobs_lr: 3
-                 accuracy_param { top_k: 5 } }''')
+                 accuracy_param { top_k: 5 } }""")
     upgrade_v1_layers(net)
-    assert net == parse('''
+    assert net == parse("""
         name: "v1"
         layer {
           name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
@@ -236,14 +267,23 @@ def test_v1_layer_becomes_v2_with_param_specs():
           loss_param { ignore_label: 255 }
         }
         layer { name: "acc" type: "Accuracy" bottom: "conv1" bottom: "label" top: "acc"
-                param { lr_mult: 3 } accuracy_param { top_k: 5 } }''')
+                param { lr_mult: 3 } accuracy_param { top_k: 5 } }""")
 
 
-@pytest.mark.parametrize("v1_type, v2_type", [
-    ("CONVOLUTION", "Convolution"), ("INNER_PRODUCT", "InnerProduct"), ("SOFTMAX_LOSS", "SoftmaxWithLoss"),
-    ("TANH", "TanH"), ("IM2COL", "Im2col"), ("HDF5_DATA", "HDF5Data"), ("ABSVAL", "AbsVal"),
-    ("SIGMOID_CROSS_ENTROPY_LOSS", "SigmoidCrossEntropyLoss"), ("DECONVOLUTION", "Deconvolution"),
-])
+@pytest.mark.parametrize(
+    "v1_type, v2_type",
+    [
+        ("CONVOLUTION", "Convolution"),
+        ("INNER_PRODUCT", "InnerProduct"),
+        ("SOFTMAX_LOSS", "SoftmaxWithLoss"),
+        ("TANH", "TanH"),
+        ("IM2COL", "Im2col"),
+        ("HDF5_DATA", "HDF5Data"),
+        ("ABSVAL", "AbsVal"),
+        ("SIGMOID_CROSS_ENTROPY_LOSS", "SigmoidCrossEntropyLoss"),
+        ("DECONVOLUTION", "Deconvolution"),
+    ],
+)
 def test_v1_type_names(v1_type, v2_type):
     net = parse(f'layers {{ name: "x" type: {v1_type} }}')
     upgrade_v1_layers(net)
@@ -252,61 +292,67 @@ def test_v1_type_names(v1_type, v2_type):
 
 # --- step 4: net inputs -> Input layer --------------------------------------------------------
 
+
 def test_input_dim_becomes_a_first_input_layer():
-    net = parse('''
+    net = parse("""
         input: "data" input_dim: 10 input_dim: 3 input_dim: 227 input_dim: 227
-        layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }''')
+        layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }""")
     assert needs_input_upgrade(net)
     upgrade_net_input(net)
-    assert net == parse('''
+    assert net == parse("""
         layer { name: "input" type: "Input" top: "data"
                 input_param { shape { dim: 10 dim: 3 dim: 227 dim: 227 } } }
-        layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }''')
+        layer { name: "relu" type: "ReLU" bottom: "data" top: "data" }""")
     assert not needs_input_upgrade(net)
 
 
 def test_input_shape_becomes_an_input_layer_with_one_top_per_input():
-    net = parse('''
+    net = parse("""
         input: "data" input_shape { dim: 1 dim: 3 dim: 300 dim: 300 }
         input: "im_info" input_shape { dim: 1 dim: 3 }
-        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" }''')
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" }""")
     assert upgrade_net(net) == [INPUT]
-    assert net == parse('''
+    assert net == parse("""
         layer { name: "input" type: "Input" top: "data" top: "im_info"
                 input_param { shape { dim: 1 dim: 3 dim: 300 dim: 300 } shape { dim: 1 dim: 3 } } }
-        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" }''')
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" }""")
 
 
 # --- step 5: BatchNorm ------------------------------------------------------------------------
 
+
 def test_batch_norm_param_specs_are_frozen_and_keep_their_names():
-    net = parse('''
+    net = parse("""
         layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x"
                 param { name: "mean" lr_mult: 1 } param { lr_mult: 0 } param { decay_mult: 1 } }
         layer { name: "scale" type: "Scale" bottom: "x" top: "x" param { lr_mult: 1 } param { lr_mult: 1 }
-                param { lr_mult: 1 } }''')
+                param { lr_mult: 1 } }""")
     assert needs_batch_norm_upgrade(net)
     upgrade_batch_norm(net)
-    assert net == parse('''
+    assert net == parse("""
         layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x"
                 param { name: "mean" lr_mult: 0 decay_mult: 0 } param { lr_mult: 0 decay_mult: 0 }
                 param { lr_mult: 0 decay_mult: 0 } }
         layer { name: "scale" type: "Scale" bottom: "x" top: "x" param { lr_mult: 1 } param { lr_mult: 1 }
-                param { lr_mult: 1 } }''')
+                param { lr_mult: 1 } }""")
     assert not needs_batch_norm_upgrade(net)
 
 
-@pytest.mark.parametrize("params", [
-    "",
-    "param { lr_mult: 0 decay_mult: 0 } " * 3,
-    "param { lr_mult: 1 } param { lr_mult: 1 }",
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        "",
+        "param { lr_mult: 0 decay_mult: 0 } " * 3,
+        "param { lr_mult: 1 } param { lr_mult: 1 }",
+    ],
+)
 def test_batch_norm_upgrade_not_needed(params):
     net = parse(f'layer {{ name: "bn" type: "BatchNorm" bottom: "x" top: "x" {params} }}')
     assert not needs_batch_norm_upgrade(net)
 
 
 # --- the whole chain on real nets -------------------------------------------------------------
+
 
 def _param_messages(layer) -> list:
     return [(field.name, value) for field, value in layer.ListFields() if field.name.endswith("_param")]
@@ -335,24 +381,31 @@ def _v2_layer(name: str, layer_type: str, bottom: str, top: str, params: str = "
 
 def vgg16_v2_text() -> str:
     """VGG16 (deploy) written in the current format, as the V1 Model Zoo file describes it."""
-    text = ('name: "VGG_ILSVRC_16_layers"\n'
-            'layer { name: "input" type: "Input" top: "data" '
-            'input_param { shape { dim: 10 dim: 3 dim: 224 dim: 224 } } }\n')
+    text = (
+        'name: "VGG_ILSVRC_16_layers"\n'
+        'layer { name: "input" type: "Input" top: "data" '
+        "input_param { shape { dim: 10 dim: 3 dim: 224 dim: 224 } } }\n"
+    )
     previous = "data"
     for block, channels, convs in VGG16_BLOCKS:
         for index in range(1, convs + 1):
             conv = f"conv{block}_{index}"
-            text += _v2_layer(conv, "Convolution", previous, conv,
-                              f"convolution_param {{ num_output: {channels} pad: 1 kernel_size: 3 }}")
+            text += _v2_layer(
+                conv,
+                "Convolution",
+                previous,
+                conv,
+                f"convolution_param {{ num_output: {channels} pad: 1 kernel_size: 3 }}",
+            )
             text += _v2_layer(f"relu{block}_{index}", "ReLU", conv, conv)
             previous = conv
-        text += _v2_layer(f"pool{block}", "Pooling", previous, f"pool{block}",
-                          "pooling_param { pool: MAX kernel_size: 2 stride: 2 }")
+        text += _v2_layer(
+            f"pool{block}", "Pooling", previous, f"pool{block}", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }"
+        )
         previous = f"pool{block}"
     for fc, outputs in (("fc6", 4096), ("fc7", 4096)):
         number = fc[2:]
-        text += _v2_layer(fc, "InnerProduct", previous, fc,
-                          f"inner_product_param {{ num_output: {outputs} }}")
+        text += _v2_layer(fc, "InnerProduct", previous, fc, f"inner_product_param {{ num_output: {outputs} }}")
         text += _v2_layer(f"relu{number}", "ReLU", fc, fc)
         text += _v2_layer(f"drop{number}", "Dropout", fc, fc, "dropout_param { dropout_ratio: 0.5 }")
         previous = fc
@@ -384,6 +437,7 @@ def test_every_corpus_net_upgrades_to_v2_and_then_needs_nothing(name):
 
 # --- errors -----------------------------------------------------------------------------------
 
+
 def _upgrade_error(text: str) -> UpgradeError:
     net = parse(text)
     before = parse(text)
@@ -401,31 +455,40 @@ def test_unknown_v0_type_names_the_layer():
 
 
 def test_dangling_padding_layer_names_the_layer():
-    err = _upgrade_error(v0_net(
-        'layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "pad1" }',
-        'layers { layer { name: "conv1" type: "conv" num_output: 1 kernelsize: 1 } '
-        'bottom: "data" top: "c" }'))
+    err = _upgrade_error(
+        v0_net(
+            'layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "pad1" }',
+            'layers { layer { name: "conv1" type: "conv" num_output: 1 kernelsize: 1 } bottom: "data" top: "c" }',
+        )
+    )
     assert err.location.layer == "pad1"
 
 
 def test_padding_layer_feeding_a_non_conv_layer_names_that_layer():
-    err = _upgrade_error(v0_net(
-        'layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "pad1" }',
-        'layers { layer { name: "relu1" type: "relu" } bottom: "pad1" top: "r" }'))
+    err = _upgrade_error(
+        v0_net(
+            'layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "pad1" }',
+            'layers { layer { name: "relu1" type: "relu" } bottom: "pad1" top: "r" }',
+        )
+    )
     assert err.location.layer == "relu1"
     assert "pad1" in err.message
 
 
 def test_padding_layer_into_an_already_padded_conv_is_refused():
-    err = _upgrade_error(v0_net(
-        'layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "pad1" }',
-        'layers { layer { name: "conv1" type: "conv" pad: 2 kernelsize: 3 } bottom: "pad1" top: "c" }'))
+    err = _upgrade_error(
+        v0_net(
+            'layers { layer { name: "pad1" type: "padding" pad: 1 } bottom: "data" top: "pad1" }',
+            'layers { layer { name: "conv1" type: "conv" pad: 2 kernelsize: 3 } bottom: "pad1" top: "c" }',
+        )
+    )
     assert err.location.layer == "conv1"
 
 
 def test_v0_field_on_the_wrong_layer_type_is_refused():
-    err = _upgrade_error(v0_net('layers { layer { name: "relu1" type: "relu" num_output: 3 } '
-                                'bottom: "data" top: "r" }'))
+    err = _upgrade_error(
+        v0_net('layers { layer { name: "relu1" type: "relu" num_output: 3 } bottom: "data" top: "r" }')
+    )
     assert err.location.layer == "relu1"
     assert "num_output" in err.message
 
@@ -437,32 +500,43 @@ def test_v0_field_without_a_later_equivalent_is_refused():
 
 
 def test_v0_layer_mixed_with_v1_fields_is_refused():
-    err = _upgrade_error(v0_net('layers { layer { name: "c" type: "conv" } name: "c1" '
-                                'convolution_param { num_output: 2 } bottom: "data" top: "c" }'))
+    err = _upgrade_error(
+        v0_net(
+            'layers { layer { name: "c" type: "conv" } name: "c1" '
+            'convolution_param { num_output: 2 } bottom: "data" top: "c" }'
+        )
+    )
     assert err.location.layer == "c"
 
 
-@pytest.mark.parametrize("legacy", [
-    'layers { name: "old" type: RELU bottom: "data" top: "data" }',
-    'layers { layer { name: "old" type: "relu" } bottom: "data" top: "data" }',
-])
+@pytest.mark.parametrize(
+    "legacy",
+    [
+        'layers { name: "old" type: RELU bottom: "data" top: "data" }',
+        'layers { layer { name: "old" type: "relu" } bottom: "data" top: "data" }',
+    ],
+)
 def test_mixed_layer_and_layers_is_refused(legacy):
     err = _upgrade_error(f'{legacy}\nlayer {{ name: "new" type: "ReLU" bottom: "data" top: "data" }}')
     assert err.location.layer == "new"
 
 
 def test_data_transform_conflict_is_refused():
-    err = _upgrade_error('layers { name: "d" type: DATA top: "d" data_param { scale: 0.5 } '
-                         'transform_param { scale: 0.25 } }')
+    err = _upgrade_error(
+        'layers { name: "d" type: DATA top: "d" data_param { scale: 0.5 } transform_param { scale: 0.25 } }'
+    )
     assert err.location.layer == "d"
 
 
-@pytest.mark.parametrize("inputs, words", [
-    ('input: "data"', "no shape"),
-    ('input: "data" input_dim: 1 input_dim: 3 input_dim: 8', "4 input_dim"),
-    ('input: "a" input: "b" input_shape { dim: 1 }', "input_shape entries"),
-    ('input: "data" input_shape { dim: 1 } input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 1', "both"),
-])
+@pytest.mark.parametrize(
+    "inputs, words",
+    [
+        ('input: "data"', "no shape"),
+        ('input: "data" input_dim: 1 input_dim: 3 input_dim: 8', "4 input_dim"),
+        ('input: "a" input: "b" input_shape { dim: 1 }', "input_shape entries"),
+        ('input: "data" input_shape { dim: 1 } input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 1', "both"),
+    ],
+)
 def test_bad_net_inputs_are_refused(inputs, words):
     err = _upgrade_error(inputs + '\nlayer { name: "relu" type: "ReLU" bottom: "data" top: "data" }')
     assert words in err.message

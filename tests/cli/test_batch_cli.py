@@ -5,6 +5,7 @@ import json
 import shutil
 
 from corpus import CAFFE_DATA, ROOT
+
 from proto_rewrite.cli import main
 
 
@@ -47,12 +48,17 @@ def test_one_bad_model_does_not_stop_the_others(tmp_path):
     assert code == 2
     assert "broken.prototxt  error" in stdout and "lenet.prototxt   converted" in stdout
     assert "2 converted, 1 error of 3" in stdout
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lenet.caffemodel", "lenet.prototxt", "vgg_mini.onnx"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "lenet.caffemodel",
+        "lenet.prototxt",
+        "vgg_mini.onnx",
+    ]
 
 
 def test_batch_refuses_clashing_outputs_and_single_file_options(tmp_path):
-    code, _, err = run(["convert", ROOT / "samples" / "lenet" / "lenet.prototxt", CAFFE_DATA / "lenet.prototxt",
-                        "-o", tmp_path])
+    code, _, err = run(
+        ["convert", ROOT / "samples" / "lenet" / "lenet.prototxt", CAFFE_DATA / "lenet.prototxt", "-o", tmp_path]
+    )
     assert code == 2 and "same file" in err
     code, _, err = run(["convert", CAFFE_DATA, "-o", tmp_path, "--save-plan", tmp_path / "p.json"])
     assert code == 2 and "do not apply to a batch" in err

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from corpus import CAFFE_DATA, ROOT, SAMPLES
+
 from proto_rewrite import __version__
 from proto_rewrite.cli import main
 
@@ -29,10 +29,12 @@ def test_version_and_help():
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys; from proto_rewrite.cli import main; "
-            "rc = main(['--help'], stdout=open('/dev/null', 'w')); "
-            "heavy = [m for m in ('onnxruntime', 'onnx', 'numpy', 'google.protobuf') if m in sys.modules]; "
-            "print(rc, heavy)")
+    code = (
+        "import sys; from proto_rewrite.cli import main; "
+        "rc = main(['--help'], stdout=open('/dev/null', 'w')); "
+        "heavy = [m for m in ('onnxruntime', 'onnx', 'numpy', 'google.protobuf') if m in sys.modules]; "
+        "print(rc, heavy)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "0 []"
 
@@ -48,8 +50,11 @@ def test_inspect_text_on_a_sample():
 def test_inspect_json_conforms_to_schema():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((ROOT / "schemas" / "inspect.schema.json").read_text())
-    for path in [SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt", CAFFE_DATA / "caffenet_v0.prototxt",
-                 CAFFE_DATA / "ssd300_vgg16_voc.prototxt"]:
+    for path in [
+        SAMPLES / "caffenet_mini" / "caffenet_mini.prototxt",
+        CAFFE_DATA / "caffenet_v0.prototxt",
+        CAFFE_DATA / "ssd300_vgg16_voc.prototxt",
+    ]:
         code, out, err = run(["inspect", str(path), "--format", "json"])
         assert code == 0, err
         report = json.loads(out)
@@ -77,8 +82,10 @@ def test_error_as_json_on_stdout(tmp_path):
 
 def test_warnings_go_to_stderr_and_quiet_silences_them(tmp_path):
     path = tmp_path / "u.prototxt"
-    path.write_text('layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 } } }\n'
-                    'layer { name: "u" type: "Mystery" bottom: "d" top: "u" }\n')
+    path.write_text(
+        'layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 } } }\n'
+        'layer { name: "u" type: "Mystery" bottom: "d" top: "u" }\n'
+    )
     code, out, err = run(["inspect", str(path)])
     assert code == 0 and "unknown layer type 'Mystery'" in err and "Mystery" in out
     assert run(["inspect", str(path), "-q"])[2] == ""
@@ -96,8 +103,9 @@ def test_internal_errors_exit_3_with_traceback(monkeypatch):
 
 
 def test_python_dash_m():
-    result = subprocess.run([sys.executable, "-m", "proto_rewrite", "--version"], capture_output=True, text=True,
-                            cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "proto_rewrite", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0 and __version__ in result.stdout
 
 
@@ -105,14 +113,19 @@ def test_installed_console_script():
     script = shutil.which("proto-rewrite", path=str(Path(sys.executable).parent))
     if script is None:
         pytest.skip("proto-rewrite is not installed in this environment (pip install .)")
-    result = subprocess.run([script, "inspect", str(SAMPLES / "lenet" / "lenet.prototxt"), "--format", "json"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [script, "inspect", str(SAMPLES / "lenet" / "lenet.prototxt"), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["totals"]["parameters"] == 431080
 
 
-FORK_FIELD_NET = ('layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 3 } } }\n'
-                  'layer { name: "w" type: "Warp" bottom: "d" top: "w" warp_param { strength: 2 } }\n')
+FORK_FIELD_NET = (
+    'layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 3 } } }\n'
+    'layer { name: "w" type: "Warp" bottom: "d" top: "w" warp_param { strength: 2 } }\n'
+)
 
 
 def test_another_forks_schema_can_be_passed(tmp_path):
@@ -126,19 +139,42 @@ def test_another_forks_schema_can_be_passed(tmp_path):
     assert code == 2 and "unknown field 'warp_param'" in err and "--caffe-schema" in err
 
     proto = (ROOT / "schemas" / "caffe.proto").read_text()
-    proto = proto.replace("message LayerParameter {", "message WarpParameter { optional float strength = 1; }\n"
-                          "message LayerParameter {\n  optional WarpParameter warp_param = 777777;", 1)
+    proto = proto.replace(
+        "message LayerParameter {",
+        "message WarpParameter { optional float strength = 1; }\n"
+        "message LayerParameter {\n  optional WarpParameter warp_param = 777777;",
+        1,
+    )
     (tmp_path / "caffe.proto").write_text(proto)
     descriptor = tmp_path / "fork.pb"
-    assert protoc.main(["protoc", f"-I{tmp_path}", f"--descriptor_set_out={descriptor}",
-                        str(tmp_path / "caffe.proto")]) == 0
-    result = subprocess.run([sys.executable, "-m", "proto_rewrite", "inspect", str(model),
-                             "--caffe-schema", str(descriptor), "--format", "json"],
-                            capture_output=True, text=True, cwd=ROOT)
+    assert (
+        protoc.main(["protoc", f"-I{tmp_path}", f"--descriptor_set_out={descriptor}", str(tmp_path / "caffe.proto")])
+        == 0
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proto_rewrite",
+            "inspect",
+            str(model),
+            "--caffe-schema",
+            str(descriptor),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert [layer["type"] for layer in json.loads(result.stdout)["layers"]] == ["Input", "Warp"]
 
-    not_a_schema = subprocess.run([sys.executable, "-m", "proto_rewrite", "inspect", str(model),
-                                   "--caffe-schema", str(model)], capture_output=True, text=True, cwd=ROOT)
+    not_a_schema = subprocess.run(
+        [sys.executable, "-m", "proto_rewrite", "inspect", str(model), "--caffe-schema", str(model)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert not_a_schema.returncode == 2 and "not a compiled Caffe schema" in not_a_schema.stderr
     assert "Traceback" not in not_a_schema.stderr

@@ -4,6 +4,7 @@ import io
 import json
 
 from corpus import ROOT
+
 from proto_rewrite.cli import main
 
 LENET = ROOT / "samples" / "lenet" / "lenet.prototxt"
@@ -42,10 +43,13 @@ def test_save_plan(tmp_path):
 
 
 def test_explicit_request_that_cannot_be_done_is_an_error(tmp_path, write_text):
-    model = write_text("axis.prototxt", """
+    model = write_text(
+        "axis.prototxt",
+        """
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }
 layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 4 axis: 2 } }
-""")
+""",
+    )
     code, out, err = run(["convert", model, "-o", tmp_path / "out.prototxt", "--only", "fc", "--format", "json"])
     assert code == 2 and "unsupported-axis" in out and "flattens from an axis other than 1" in err
     assert not (tmp_path / "out.prototxt").exists()
@@ -65,8 +69,9 @@ def test_refuses_to_overwrite_its_input(tmp_path):
 def test_output_weights_options(tmp_path):
     code, _, _ = run(["convert", LENET, "-o", tmp_path / "a.prototxt", "--output-weights", tmp_path / "w.caffemodel"])
     assert code == 0 and (tmp_path / "w.caffemodel").exists() and not (tmp_path / "a.caffemodel").exists()
-    code, _, err = run(["convert", LENET, "--no-weights", "-o", tmp_path / "b.prototxt", "--output-weights",
-                        tmp_path / "v.caffemodel"])
+    code, _, err = run(
+        ["convert", LENET, "--no-weights", "-o", tmp_path / "b.prototxt", "--output-weights", tmp_path / "v.caffemodel"]
+    )
     assert code == 2 and "no weights" in err
     code, _, _ = run(["convert", LENET, "--no-weights", "-o", tmp_path / "c.prototxt"])
     assert code == 0 and not (tmp_path / "c.caffemodel").exists()

@@ -3,8 +3,8 @@
 import io
 
 import numpy as np
-
 from corpus import SAMPLES
+
 from proto_rewrite.caffe.caffemodel import read_caffemodel
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.cli import main
@@ -45,8 +45,11 @@ def test_input_shape_changes_the_input_dependent_blobs(tmp_path):
 
 def test_bad_input_shapes_and_too_small_inputs_write_nothing(tmp_path):
     out = tmp_path / "w.caffemodel"
-    for bad, message in [("1,1,28,28", "expected NAME:D0,D1"), ("data:1,1,28,", "integers"),
-                         ("image:1,1,28,28", "its inputs are: data")]:
+    for bad, message in [
+        ("1,1,28,28", "expected NAME:D0,D1"),
+        ("data:1,1,28,", "integers"),
+        ("image:1,1,28,28", "its inputs are: data"),
+    ]:
         code, _, err = run(["init-weights", LENET, "-o", str(out), "--input-shape", bad])
         assert code == 2 and message in err, (bad, err)
     code, _, err = run(["init-weights", LENET, "-o", str(out), "--input-shape", "data:1,1,9,9"])
@@ -57,8 +60,10 @@ def test_bad_input_shapes_and_too_small_inputs_write_nothing(tmp_path):
 
 
 def test_unknown_shapes_name_the_layer(write_text, tmp_path):
-    text = ('layer { name: "data" type: "Input" top: "data" }\n'
-            'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }\n')
+    text = (
+        'layer { name: "data" type: "Input" top: "data" }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }\n'
+    )
     prototxt = write_text("n.prototxt", text)
     out = tmp_path / "n.caffemodel"
     code, _, err = run(["init-weights", str(prototxt), "-o", str(out)])
@@ -69,8 +74,10 @@ def test_unknown_shapes_name_the_layer(write_text, tmp_path):
 
 
 def test_layers_without_known_blobs_are_warned_about(write_text, tmp_path):
-    text = ('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 } } }\n'
-            'layer { name: "py" type: "Python" bottom: "data" top: "py" python_param { module: "m" layer: "L" } }\n')
+    text = (
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 } } }\n'
+        'layer { name: "py" type: "Python" bottom: "data" top: "py" python_param { module: "m" layer: "L" } }\n'
+    )
     code, _, err = run(["init-weights", str(write_text("p.prototxt", text)), "-o", str(tmp_path / "p.caffemodel")])
     assert code == 0 and "layer 'py'" in err and "gets none" in err
 

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-
 from corpus import CAFFE_DATA, ROOT
 
 SCHEMA_PATH = ROOT / "schemas" / "diff.schema.json"
@@ -79,10 +78,23 @@ def _make_fc_onnx(path, *, node_name_fc1: str = "fc1") -> None:
         helper.make_node("MatMul", ["r3", "fc3.w"], ["fc3_mm"], name="fc3"),
         helper.make_node("Add", ["fc3_mm", "fc3.b"], ["y"], name="fc3_add"),
     ]
-    initializers = [init("c1.w", (8, 4, 1, 1)), init("c1.b", (8,)), init("fc1.w", (72, 16)), init("fc1.b", (16,)),
-                    init("fc2.w", (12, 16)), init("fc2.b", (12,)), init("fc3.w", (12, 5)), init("fc3.b", (5,))]
-    graph = helper.make_graph(nodes, "fc_forms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializers)
+    initializers = [
+        init("c1.w", (8, 4, 1, 1)),
+        init("c1.b", (8,)),
+        init("fc1.w", (72, 16)),
+        init("fc1.b", (16,)),
+        init("fc2.w", (12, 16)),
+        init("fc2.b", (12,)),
+        init("fc3.w", (12, 5)),
+        init("fc3.b", (5,)),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fc_forms",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -131,6 +143,7 @@ def _convert_caffe(prototxt, folder, stem: str, *, weights=None, mode: str = "fc
 @pytest.fixture(scope="session")
 def caffenet_fcn_prototxt(tmp_path_factory):
     """CaffeNet's fcn conversion, structure only (no weights)."""
-    prototxt, _, _ = _convert_caffe(CAFFE_DATA / "bvlc_reference_caffenet.prototxt",
-                                    tmp_path_factory.mktemp("caffenet_fcn"), "caffenet_fcn")
+    prototxt, _, _ = _convert_caffe(
+        CAFFE_DATA / "bvlc_reference_caffenet.prototxt", tmp_path_factory.mktemp("caffenet_fcn"), "caffenet_fcn"
+    )
     return prototxt

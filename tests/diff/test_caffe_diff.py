@@ -7,8 +7,8 @@ import json
 import re
 
 import pytest
-
 from corpus import CAFFE_DATA, ROOT
+
 from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe
@@ -70,8 +70,12 @@ def test_caffenet_text_report(cli, caffenet_fcn):
     code, out, _ = cli("diff", CAFFENET, caffenet_fcn, "--no-weights")
     assert code == 1
     headers = [line for line in out.splitlines() if re.match(r"[-+~] \S", line)]
-    assert headers == ["~ output prob: 10x1000 -> 10x1000x1x1", "~ fc6 (InnerProduct -> Convolution)",
-                       "~ fc7 (InnerProduct -> Convolution)", "~ fc8 (InnerProduct -> Convolution)"]
+    assert headers == [
+        "~ output prob: 10x1000 -> 10x1000x1x1",
+        "~ fc6 (InnerProduct -> Convolution)",
+        "~ fc7 (InnerProduct -> Convolution)",
+        "~ fc8 (InnerProduct -> Convolution)",
+    ]
     assert "+     kernel: 6x6, stride: 1x1, pad: 0x0, dilation: 1x1, group: 1" in out
     assert "~     weight 4096x9216 -> 4096x256x6x6: values not compared (no weights read)" in out
     assert "  21 unchanged: data, conv1, relu1" in out
@@ -128,8 +132,9 @@ def test_sample_with_weights_through_the_cli(cli, tmp_path, check_schema, conver
     assert nodes["fc6"]["a"]["weights"][0]["dtype"] == "float32"
     # explicit weights and -o
     report = tmp_path / "diff.txt"
-    code, out, _ = cli("diff", MINI, prototxt, "--weights-a", MINI.with_suffix(".caffemodel"), "--weights-b", caffemodel,
-                       "-o", report)
+    code, out, _ = cli(
+        "diff", MINI, prototxt, "--weights-a", MINI.with_suffix(".caffemodel"), "--weights-b", caffemodel, "-o", report
+    )
     assert code == 1 and out == ""
     assert "~     weight 256x576 -> 256x64x3x3: same bytes, new shape" in report.read_text()
 
@@ -145,8 +150,9 @@ def test_a_model_against_itself_is_equal(cli, check_schema):
 
 
 def test_renamed_layers_matched_by_plan_or_by_derived_name(cli, tmp_path, convert_caffe):
-    prototxt, _, plan = convert_caffe(MINI, tmp_path, "mini_exact", weights=MINI.with_suffix(".caffemodel"),
-                                      mode="exact", rename="-conv")
+    prototxt, _, plan = convert_caffe(
+        MINI, tmp_path, "mini_exact", weights=MINI.with_suffix(".caffemodel"), mode="exact", rename="-conv"
+    )
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(plan.to_json())
     for extra, how in (([], "derived-name"), (["--plan", plan_path], "plan")):
@@ -194,8 +200,8 @@ def test_transposed_inner_product(tmp_path):
 def test_text_option_adds_the_prototxt_diff(cli, caffenet_fcn):
     code, out, _ = cli("diff", CAFFENET, caffenet_fcn, "--no-weights", "--text")
     assert code == 1
-    unified = out[out.rindex("\n--- "):]  # after the report, which starts with its own ---/+++ lines
-    unified = unified[unified.index("\n@@") + 1:]
+    unified = out[out.rindex("\n--- ") :]  # after the report, which starts with its own ---/+++ lines
+    unified = unified[unified.index("\n@@") + 1 :]
     assert '-  type: "InnerProduct"' in unified and '+  type: "Convolution"' in unified
     assert "+    kernel_size: 6" in unified
     code, out, _ = cli("diff", CAFFENET, caffenet_fcn, "--no-weights", "--text", "--format", "json")
@@ -216,7 +222,8 @@ def test_legacy_prototxt_is_compared_after_its_upgrade(cli):
     assert code == 1 and report["counts"]["changed"] == 1 and report["counts"]["unchanged"] == 23
     (node,) = [n for n in report["nodes"] if n["status"] == "changed"]
     assert node["matched_by"] == "position" and node["changes"] == [
-        {"field": "name", "a": "input", "b": "data", "status": "changed"}]
+        {"field": "name", "a": "input", "b": "data", "status": "changed"}
+    ]
 
 
 def test_costs_follow_the_declared_input(cli):

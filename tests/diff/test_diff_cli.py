@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from corpus import CAFFE_DATA, ROOT
 
 LENET = ROOT / "samples" / "lenet" / "lenet.prototxt"
@@ -42,11 +41,14 @@ def test_errors_as_json(cli):
     assert code == 2 and error["error"] == "UsageError" and error["hint"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json", "the plan is not JSON"),
-    ('{"plan_version": 1}', "not a proto-rewrite plan"),
-    ('{"plan_version": 99}', "unsupported plan version"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "the plan is not JSON"),
+        ('{"plan_version": 1}', "not a proto-rewrite plan"),
+        ('{"plan_version": 99}', "unsupported plan version"),
+    ],
+)
 def test_bad_plan_files(cli, tmp_path, content, message):
     plan = tmp_path / "plan.json"
     plan.write_text(content)
@@ -87,8 +89,9 @@ def test_installed_console_script(tmp_path):
     script = shutil.which("proto-rewrite", path=str(Path(sys.executable).parent))
     if script is None:
         pytest.skip("proto-rewrite is not installed in this environment (pip install .)")
-    result = subprocess.run([script, "diff", str(LENET), str(LENET)], capture_output=True, text=True, cwd=ROOT,
-                            check=False)
+    result = subprocess.run(
+        [script, "diff", str(LENET), str(LENET)], capture_output=True, text=True, cwd=ROOT, check=False
+    )
     if "invalid choice: 'diff'" in result.stderr:
         pytest.skip("the installed proto-rewrite predates the diff command (reinstall with pip install .)")
     assert result.returncode == 0, result.stderr

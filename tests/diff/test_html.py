@@ -14,18 +14,29 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from corpus import CAFFE_DATA
+
 from proto_rewrite.graphdiff.compare import diff_graphs
 from proto_rewrite.graphdiff.html import render_html
 from proto_rewrite.graphdiff.load import load_pair
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         # no network: every host unresolvable, every request sent to a closed proxy
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
-         "--enable-logging=stderr", "--v=0", "--window-size=1400,1000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # no network: every host unresolvable, every request sent to a closed proxy
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=http://127.0.0.1:9",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--window-size=1400,1000",
+]
 EVIL = '</script><img src=x onerror="document.title=1">fc1'
 
 
@@ -68,8 +79,13 @@ def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProces
         pytest.skip("headless Chromium is not installed (/usr/bin/chromium, Debian package 'chromium'); CI installs it")
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
     profile.mkdir()
-    result = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, url],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console  # no console output at all: no errors, no CSP violations

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from proto_rewrite.graphdiff.match import match_nodes
 from proto_rewrite.graph_view import Node
+from proto_rewrite.graphdiff.match import match_nodes
 
 
 def nodes(*specs: str) -> list[Node]:
-    """"name:Op" specs."""
+    """ "name:Op" specs."""
     return [Node(*spec.split(":")) for spec in specs]
 
 
 def pairs(a, b, renames=None):
-    return [(None if p.a is None else a[p.a].name, None if p.b is None else b[p.b].name, p.matched_by)
-            for p in match_nodes(a, b, renames)]
+    return [
+        (None if p.a is None else a[p.a].name, None if p.b is None else b[p.b].name, p.matched_by)
+        for p in match_nodes(a, b, renames)
+    ]
 
 
 def test_same_names_in_order():
@@ -37,8 +39,14 @@ def test_plan_rename_of_a_blob_does_not_hide_the_layer():
 
 def test_derived_names_need_a_compatible_op_and_one_candidate():
     a = nodes("fc6:InnerProduct", "fc7:InnerProduct", "fc8:InnerProduct")
-    b = nodes("fc6-conv:Convolution", "fc6-conv_flatten:Flatten", "fc7_conv:Convolution", "fc7.fcn:Convolution",
-              "fc8_reshape:Reshape", "fc8-conv:Convolution")
+    b = nodes(
+        "fc6-conv:Convolution",
+        "fc6-conv_flatten:Flatten",
+        "fc7_conv:Convolution",
+        "fc7.fcn:Convolution",
+        "fc8_reshape:Reshape",
+        "fc8-conv:Convolution",
+    )
     found = pairs(a, b)
     assert ("fc6", "fc6-conv", "derived-name") in found
     assert ("fc8", "fc8-conv", "derived-name") in found
@@ -65,8 +73,12 @@ def test_order_follows_b_and_puts_removals_first():
     a = nodes("a:Input", "shape:Shape", "reshape:Reshape", "fc:Gemm", "relu:Relu")
     b = nodes("a:Input", "fc:Conv", "flat:Flatten", "relu:Relu")
     assert pairs(a, b) == [
-        ("a", "a", "name"), ("shape", None, None), ("reshape", None, None), ("fc", "fc", "name"),
-        (None, "flat", None), ("relu", "relu", "name"),
+        ("a", "a", "name"),
+        ("shape", None, None),
+        ("reshape", None, None),
+        ("fc", "fc", "name"),
+        (None, "flat", None),
+        ("relu", "relu", "name"),
     ]
 
 

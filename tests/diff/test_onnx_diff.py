@@ -7,7 +7,6 @@ import json
 
 import onnx
 import pytest
-
 from corpus import ROOT
 
 VGG = ROOT / "samples" / "onnx" / "vgg_mini.onnx"
@@ -28,8 +27,17 @@ def test_fc_forms_against_their_conversion(cli, onnx_pair, check_schema):
     report = check_schema(json.loads(out))
     nodes = by_name(report)
     status = {name: node["status"] for name, node in nodes.items()}
-    assert status == {"c1": "unchanged", "r1": "unchanged", "flatten": "removed", "fc1": "changed", "r2": "unchanged",
-                      "fc2": "changed", "r3": "unchanged", "fc3": "changed", "fc3_add": "removed"}
+    assert status == {
+        "c1": "unchanged",
+        "r1": "unchanged",
+        "flatten": "removed",
+        "fc1": "changed",
+        "r2": "unchanged",
+        "fc2": "changed",
+        "r3": "unchanged",
+        "fc3": "changed",
+        "fc3_add": "removed",
+    }
     assert [n["name"] for n in report["nodes"]] == ["c1", "r1", "flatten", "fc1", "r2", "fc2", "r3", "fc3", "fc3_add"]
     # Gemm transB=0: the (K, M) weight is transposed into the kernel
     assert relation(nodes["fc1"], "weight")["kind"] == "transposed"
@@ -46,8 +54,9 @@ def test_fc_forms_against_their_conversion(cli, onnx_pair, check_schema):
     assert moved["from_node"] == "fc3_add" and moved["relation"]["kind"] == "identical"
     assert nodes["fc3"]["a"]["op"] == "MatMul" and nodes["fc3"]["b"]["op"] == "Conv"
     # the input became symbolic; the costs are still at the declared 1x4x3x3
-    assert {"field": "input x", "a": [1, 4, 3, 3], "b": [1, 4, "x_height", "x_width"],
-            "status": "changed"} in report["io"]
+    assert {"field": "input x", "a": [1, 4, 3, 3], "b": [1, 4, "x_height", "x_width"], "status": "changed"} in report[
+        "io"
+    ]
     totals = report["totals"]
     assert totals["parameters"]["a"] == totals["parameters"]["b"]
     assert totals["macs"]["a"] == totals["macs"]["b"] == 4 * 8 * 9 + 72 * 16 + 16 * 12 + 12 * 5
@@ -57,10 +66,17 @@ def test_fc_forms_text(cli, onnx_pair):
     before, after, _ = onnx_pair
     code, out, _ = cli("diff", before, after)
     assert code == 1
-    for line in ("- flatten (Flatten): r1 -> flat", "~ fc1 (Gemm -> Conv)", "~     weight 72x16 -> 16x8x3x3: transposed",
-                 "-     alpha: 0.5, beta: 2.0, transB: 1", "~     weight 12x16 -> 12x16x1x1: scaled x0.5",
-                 "~     bias 12: scaled x2", "~     bias 5 (from fc3_add): identical",
-                 "~ input x: 1x4x3x3 -> (1, 4, x_height, x_width)", "  4 unchanged: c1, r1, r2, r3"):
+    for line in (
+        "- flatten (Flatten): r1 -> flat",
+        "~ fc1 (Gemm -> Conv)",
+        "~     weight 72x16 -> 16x8x3x3: transposed",
+        "-     alpha: 0.5, beta: 2.0, transB: 1",
+        "~     weight 12x16 -> 12x16x1x1: scaled x0.5",
+        "~     bias 12: scaled x2",
+        "~     bias 5 (from fc3_add): identical",
+        "~ input x: 1x4x3x3 -> (1, 4, x_height, x_width)",
+        "  4 unchanged: c1, r1, r2, r3",
+    ):
         assert line in out, line
 
 
@@ -98,7 +114,12 @@ def test_vgg_sample_against_its_conversion(cli, tmp_path, check_schema):
     assert code == 1
     assert {n["name"] for n in report["nodes"] if n["status"] == "changed"} == {"fc1", "fc2", "fc3"}
     assert {n["name"] for n in report["nodes"] if n["status"] == "removed"} == {
-        "view1.Shape", "view1.Gather", "view1.Unsqueeze", "view1.Concat", "view1.Reshape"}
+        "view1.Shape",
+        "view1.Gather",
+        "view1.Unsqueeze",
+        "view1.Concat",
+        "view1.Reshape",
+    }
     assert all(relation(n, "weight")["kind"] == "reshaped" for n in report["nodes"] if n["status"] == "changed")
     assert report["totals"]["macs"]["a"] == report["totals"]["macs"]["b"] is not None
 
@@ -120,7 +141,7 @@ def test_weights_options_are_for_caffe(cli, onnx_pair, option):
 def test_text_option_adds_the_printed_graphs_diff(cli, onnx_pair):
     before, after, _ = onnx_pair
     code, out, _ = cli("diff", before, after, "--text")
-    unified = out[out.rindex("\n--- ") + 1:].splitlines()
+    unified = out[out.rindex("\n--- ") + 1 :].splitlines()
     assert code == 1 and unified[1].startswith("+++ ")
     assert any(line.startswith("-") and "Gemm" in line for line in unified)
     assert any(line.startswith("+") and "Conv <kernel_shape" in line for line in unified)

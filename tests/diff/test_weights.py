@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from proto_rewrite.fc_math import fc_weight_to_kernel
 from proto_rewrite.graphdiff import weights
 from proto_rewrite.graphdiff.weights import relate
-from proto_rewrite.fc_math import fc_weight_to_kernel
 
 RNG = np.random.default_rng(7)
 

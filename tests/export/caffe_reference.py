@@ -12,7 +12,7 @@ def conv2d(x, w, b=None, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
     xp = np.zeros((n, c, h + 2 * pad[0], wd + 2 * pad[1]), np.float64)
-    xp[:, :, pad[0]:pad[0] + h, pad[1]:pad[1] + wd] = x
+    xp[:, :, pad[0] : pad[0] + h, pad[1] : pad[1] + wd] = x
     eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     oh, ow = (h + 2 * pad[0] - eh) // stride[0] + 1, (wd + 2 * pad[1] - ew) // stride[1] + 1
     out = np.zeros((n, m, oh, ow), np.float64)
@@ -21,8 +21,12 @@ def conv2d(x, w, b=None, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
         g = o // per
         for i in range(oh):
             for j in range(ow):
-                patch = xp[:, g * cg:(g + 1) * cg, i * stride[0]:i * stride[0] + eh:dilation[0],
-                           j * stride[1]:j * stride[1] + ew:dilation[1]]
+                patch = xp[
+                    :,
+                    g * cg : (g + 1) * cg,
+                    i * stride[0] : i * stride[0] + eh : dilation[0],
+                    j * stride[1] : j * stride[1] + ew : dilation[1],
+                ]
                 out[:, o, i, j] = np.sum(patch * w[o], axis=(1, 2, 3))
         if b is not None:
             out[:, o] += b[o]
@@ -42,9 +46,13 @@ def deconv2d(x, w, b=None, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1):
         g = ci // per_in
         for i in range(h):
             for j in range(wd):
-                full[:, g * mg:(g + 1) * mg, i * stride[0]:i * stride[0] + eh:dilation[0],
-                     j * stride[1]:j * stride[1] + ew:dilation[1]] += x[:, ci, i, j][:, None, None, None] * w[ci]
-    out = full[:, :, pad[0]:full_h - pad[0], pad[1]:full_w - pad[1]]
+                full[
+                    :,
+                    g * mg : (g + 1) * mg,
+                    i * stride[0] : i * stride[0] + eh : dilation[0],
+                    j * stride[1] : j * stride[1] + ew : dilation[1],
+                ] += x[:, ci, i, j][:, None, None, None] * w[ci]
+    out = full[:, :, pad[0] : full_h - pad[0], pad[1] : full_w - pad[1]]
     if b is not None:
         out = out + b[None, :, None, None]
     return out
@@ -88,7 +96,7 @@ def lrn_across(x, size, alpha, beta, k):
     for ch in range(c):
         lo, hi = max(ch - pre, 0), min(ch - pre + size, c)
         scale[:, ch] = k + alpha / size * sq[:, lo:hi].sum(axis=1)
-    return x * scale ** -beta
+    return x * scale**-beta
 
 
 def lrn_within(x, size, alpha, beta):
@@ -129,7 +137,7 @@ def mvn(x, across_channels=False, normalize_variance=True, eps=1e-9):
     centered = x - x.mean(axis=axes, keepdims=True)
     if not normalize_variance:
         return centered
-    return centered / (np.sqrt((centered ** 2).mean(axis=axes, keepdims=True)) + eps)
+    return centered / (np.sqrt((centered**2).mean(axis=axes, keepdims=True)) + eps)
 
 
 def normalize(x, scale, across_spatial=True, channel_shared=True, eps=1e-10):
@@ -165,8 +173,21 @@ def argmax(x, top_k=1, out_max_val=False, axis=None):
 # ---------------------------------------------------------------------------------------------
 # SSD
 
-def prior_box(layer_h, layer_w, img_h, img_w, min_sizes, max_sizes=(), aspect_ratios=(), flip=True, clip=False,
-              variance=(0.1,), step=None, offset=0.5):
+
+def prior_box(
+    layer_h,
+    layer_w,
+    img_h,
+    img_w,
+    min_sizes,
+    max_sizes=(),
+    aspect_ratios=(),
+    flip=True,
+    clip=False,
+    variance=(0.1,),
+    step=None,
+    offset=0.5,
+):
     ratios = [1.0]
     for ar in aspect_ratios:
         if all(abs(ar - r) >= 1e-6 for r in ratios):
@@ -190,8 +211,9 @@ def prior_box(layer_h, layer_w, img_h, img_w, min_sizes, max_sizes=(), aspect_ra
                         continue
                     sizes.append((min_size * math.sqrt(ar), min_size / math.sqrt(ar)))
                 for bw, bh in sizes:
-                    boxes.append([(cx - bw / 2) / img_w, (cy - bh / 2) / img_h, (cx + bw / 2) / img_w,
-                                  (cy + bh / 2) / img_h])
+                    boxes.append(
+                        [(cx - bw / 2) / img_w, (cy - bh / 2) / img_h, (cx + bw / 2) / img_w, (cy + bh / 2) / img_h]
+                    )
     boxes = np.array(boxes, np.float64)
     if clip:
         boxes = np.clip(boxes, 0, 1)
@@ -204,7 +226,10 @@ def _iou(a, b):
         return 0.0
     iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
     inter = iw * ih
-    size = lambda r: 0.0 if r[2] < r[0] or r[3] < r[1] else (r[2] - r[0]) * (r[3] - r[1])
+
+    def size(r):
+        return 0.0 if r[2] < r[0] or r[3] < r[1] else (r[2] - r[0]) * (r[3] - r[1])
+
     return inter / (size(a) + size(b) - inter)
 
 
@@ -221,8 +246,20 @@ def _decode(prior, var, loc, code_type, encoded):
     return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
-def detection_output(loc, conf, priors, num_classes, share_location=True, background=0, nms_threshold=0.3,
-                     top_k=-1, keep_top_k=-1, confidence_threshold=None, code_type="CENTER_SIZE", encoded=False):
+def detection_output(
+    loc,
+    conf,
+    priors,
+    num_classes,
+    share_location=True,
+    background=0,
+    nms_threshold=0.3,
+    top_k=-1,
+    keep_top_k=-1,
+    confidence_threshold=None,
+    code_type="CENTER_SIZE",
+    encoded=False,
+):
     """detection_output_layer.cpp Forward_cpu with bbox_util's ApplyNMSFast: rows in Caffe's order."""
     num = loc.shape[0]
     num_priors = priors.shape[2] // 4
@@ -234,8 +271,10 @@ def detection_output(loc, conf, priors, num_classes, share_location=True, backgr
     threshold = -np.inf if confidence_threshold is None else confidence_threshold
     rows = []
     for i in range(num):
-        decoded = {c: [_decode(prior_boxes[p], prior_vars[p], loc[i, p, c], code_type, encoded)
-                       for p in range(num_priors)] for c in range(loc_classes)}
+        decoded = {
+            c: [_decode(prior_boxes[p], prior_vars[p], loc[i, p, c], code_type, encoded) for p in range(num_priors)]
+            for c in range(loc_classes)
+        }
         indices = {}
         for c in range(num_classes):
             if c == background:

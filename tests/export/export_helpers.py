@@ -34,8 +34,7 @@ def session(model_proto: onnx.ModelProto, extra_outputs: dict[str, int] | None =
     import onnxruntime as ort
 
     for name, rank in (extra_outputs or {}).items():
-        model_proto.graph.output.append(
-            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [None] * rank))
+        model_proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [None] * rank))
     data = model_proto.SerializeToString()
     if check:
         onnx.checker.check_model(data, full_check=True)
@@ -108,8 +107,12 @@ def newest_runnable_opset() -> int:
 
         for opset in range(max_opset(), 10, -1):
             node = helper.make_node("Relu", ["x"], ["y"])
-            graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", 1, [1])],
-                                      [helper.make_tensor_value_info("y", 1, [1])])
+            graph = helper.make_graph(
+                [node],
+                "probe",
+                [helper.make_tensor_value_info("x", 1, [1])],
+                [helper.make_tensor_value_info("y", 1, [1])],
+            )
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
             model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
             try:

@@ -16,12 +16,13 @@ from proto_rewrite.cli import export_cmd
 
 cli_main = importlib.import_module("proto_rewrite.cli.main")
 
-NET = (input_layer(1, 3, 8, 8)
-       + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
-         'convolution_param { num_output: 4 kernel_size: 3 } }\n'
-       + 'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }\n'
-       + 'layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }\n'
-       + 'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n')
+NET = (
+    input_layer(1, 3, 8, 8) + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+    "convolution_param { num_output: 4 kernel_size: 3 } }\n"
+    + 'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }\n'
+    + 'layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 5 } }\n'
+    + 'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }\n'
+)
 
 
 @pytest.fixture
@@ -56,8 +57,12 @@ def test_export_with_weights(cli, trained, tmp_path):
     x = rng_input((1, 3, 8, 8))
     got = session(proto).run(None, {"data": x})[0]
     w, b = model.weights["conv"]
-    conv = np.maximum(np.stack([(x[0, :, i:i + 3, j:j + 3] * w).sum(axis=(1, 2, 3)) + b
-                                for i in range(6) for j in range(6)], axis=1), 0).reshape(1, -1)
+    conv = np.maximum(
+        np.stack(
+            [(x[0, :, i : i + 3, j : j + 3] * w).sum(axis=(1, 2, 3)) + b for i in range(6) for j in range(6)], axis=1
+        ),
+        0,
+    ).reshape(1, -1)
     logits = conv @ model.weights["fc"][0].T + model.weights["fc"][1]
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert_rel(got, expected, 1e-5)
@@ -89,8 +94,10 @@ def test_export_without_weights_says_so_loudly(cli, tmp_path):
 
 def test_export_refuses_a_python_layer_with_its_line(cli, tmp_path):
     prototxt = tmp_path / "py.prototxt"
-    prototxt.write_text(input_layer(1, 3) + 'layer { name: "mine" type: "Python" bottom: "data" top: "y" '
-                                            'python_param { module: "my_layers" layer: "Mine" } }\n')
+    prototxt.write_text(
+        input_layer(1, 3) + 'layer { name: "mine" type: "Python" bottom: "data" top: "y" '
+        'python_param { module: "my_layers" layer: "Mine" } }\n'
+    )
     out = tmp_path / "py.onnx"
     code, _, stderr = cli("export", prototxt, "-o", out, "--no-weights")
     assert code == 2
@@ -98,11 +105,14 @@ def test_export_refuses_a_python_layer_with_its_line(cli, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--opset", "5"], "opset 5"),
-    (["--dynamic-size"], "InnerProduct"),
-    (["--input-shape", "nope:1,2"], "no input named 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--opset", "5"], "opset 5"),
+        (["--dynamic-size"], "InnerProduct"),
+        (["--input-shape", "nope:1,2"], "no input named 'nope'"),
+    ],
+)
 def test_export_bad_requests(cli, trained, tmp_path, args, message):
     _, prototxt, _ = trained
     code, _, stderr = cli("export", prototxt, "-o", tmp_path / "x.onnx", *args)

@@ -20,8 +20,15 @@ cv2 = pytest.importorskip("cv2")
 RTOL = 1e-4
 # Fully convolutional nets run at a smaller input than declared, to keep the suite fast.
 SMALLER_INPUT = {"fcn8s_voc.prototxt": (1, 3, 64, 64)}
-HEAVY = {"vgg16.prototxt", "fcn8s_voc.prototxt", "bvlc_alexnet.prototxt", "bvlc_reference_caffenet.prototxt",
-         "caffenet_v0.prototxt", "bvlc_caffenet_full_conv.prototxt", "ssd300_vgg16_voc.prototxt"}
+HEAVY = {
+    "vgg16.prototxt",
+    "fcn8s_voc.prototxt",
+    "bvlc_alexnet.prototxt",
+    "bvlc_reference_caffenet.prototxt",
+    "caffenet_v0.prototxt",
+    "bvlc_caffenet_full_conv.prototxt",
+    "ssd300_vgg16_voc.prototxt",
+}
 
 
 def _assert_onnx_shapes_are_caffes(skeleton, caffe_shapes) -> None:
@@ -47,8 +54,7 @@ def _softmax_logits(net) -> list[str]:
     return [layer.bottom[0] for layer in net.layer if layer.type == "Softmax"]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-                                  for n in corpus_names()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in corpus_names()])
 def test_corpus_net_matches_opencv(name, tmp_path, error_table):
     model = with_random_weights(corpus_file(name))
     shapes = batch_one(model)

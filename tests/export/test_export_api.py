@@ -35,15 +35,16 @@ from proto_rewrite.caffe.onnx_export import (
 )
 from proto_rewrite.errors import OutputError, ProtoRewriteError, UsageError
 
-SMALL = (input_layer(2, 3, 8, 8)
-         + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
-           'convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }\n'
-         + 'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }\n'
-         + 'layer { name: "drop" type: "Dropout" bottom: "conv" top: "conv" }\n'
-         + 'layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" '
-           'pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }\n'
-         + 'layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "fc" inner_product_param { num_output: 5 } }\n'
-         + 'layer { name: "fc_relu" type: "ReLU" bottom: "fc" top: "fc" }\n')
+SMALL = (
+    input_layer(2, 3, 8, 8) + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+    "convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }\n"
+    + 'layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }\n'
+    + 'layer { name: "drop" type: "Dropout" bottom: "conv" top: "conv" }\n'
+    + 'layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" '
+    "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }\n"
+    + 'layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "fc" inner_product_param { num_output: 5 } }\n'
+    + 'layer { name: "fc_relu" type: "ReLU" bottom: "fc" top: "fc" }\n'
+)
 
 
 def values_of(proto) -> list[str]:
@@ -65,8 +66,11 @@ def test_names_follow_the_blobs_and_in_place_layers(tmp_path):
 
 
 def test_an_input_rewritten_in_place_keeps_its_name(tmp_path):
-    text = (input_layer(1, 3) + 'layer { name: "abs" type: "AbsVal" bottom: "data" top: "data" }\n'
-            + 'layer { name: "exp" type: "Exp" bottom: "data" top: "data" }\n')
+    text = (
+        input_layer(1, 3)
+        + 'layer { name: "abs" type: "AbsVal" bottom: "data" top: "data" }\n'
+        + 'layer { name: "exp" type: "Exp" bottom: "data" top: "data" }\n'
+    )
     model = caffe_net(tmp_path, text, weights={})
     proto = export_onnx(model)
     assert [v.name for v in proto.graph.input] == ["data"]
@@ -80,9 +84,12 @@ def test_python_layers_are_refused_by_name_and_never_imported(tmp_path):
     (tmp_path / f"{module}.py").write_text("raise SystemExit('imported!')\n")
     sys.path.insert(0, str(tmp_path))
     try:
-        text = (input_layer(1, 3) + 'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n'
-                + f'layer {{ name: "custom" type: "Python" bottom: "r" top: "y" '
-                  f'python_param {{ module: "{module}" layer: "Custom" }} }}\n')
+        text = (
+            input_layer(1, 3)
+            + 'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n'
+            + f'layer {{ name: "custom" type: "Python" bottom: "r" top: "y" '
+            f'python_param {{ module: "{module}" layer: "Custom" }} }}\n'
+        )
         model = caffe_net(tmp_path, text, weights={})
         with pytest.raises(UnsupportedLayerError) as caught:
             export_onnx(model)
@@ -95,12 +102,24 @@ def test_python_layers_are_refused_by_name_and_never_imported(tmp_path):
     assert isinstance(error, ProtoRewriteError) and error.exit_code == 2
 
 
-@pytest.mark.parametrize("text, kind, hint", [
-    (('layer { name: "roi" type: "ROIPooling" bottom: "data" bottom: "data" top: "y" '
-     'roi_pooling_param { pooled_h: 2 pooled_w: 2 } }'), "ROIPooling", "converts"),
-    ('layer { name: "loss" type: "SoftmaxWithLoss" bottom: "data" bottom: "data" top: "y" }', "SoftmaxWithLoss",
-     "deploy"),
-])
+@pytest.mark.parametrize(
+    "text, kind, hint",
+    [
+        (
+            (
+                'layer { name: "roi" type: "ROIPooling" bottom: "data" bottom: "data" top: "y" '
+                "roi_pooling_param { pooled_h: 2 pooled_w: 2 } }"
+            ),
+            "ROIPooling",
+            "converts",
+        ),
+        (
+            'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "data" bottom: "data" top: "y" }',
+            "SoftmaxWithLoss",
+            "deploy",
+        ),
+    ],
+)
 def test_unsupported_layers_are_typed_errors(tmp_path, text, kind, hint):
     model = caffe_net(tmp_path, input_layer(1, 3, 4, 4) + text + "\n", weights={})
     with pytest.raises(UnsupportedLayerError, match=kind) as caught:
@@ -123,11 +142,14 @@ def test_weights_of_the_wrong_shape_are_an_error(tmp_path):
 
 
 def test_weights_are_stored_once(tmp_path):
-    shared = ('param { name: "w" } param { name: "b" } '
-              'convolution_param { num_output: 3 kernel_size: 1 } }\n')
-    text = (input_layer(1, 3, 4, 4)
-            + 'layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" ' + shared
-            + 'layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2" ' + shared)
+    shared = 'param { name: "w" } param { name: "b" } convolution_param { num_output: 3 kernel_size: 1 } }\n'
+    text = (
+        input_layer(1, 3, 4, 4)
+        + 'layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" '
+        + shared
+        + 'layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2" '
+        + shared
+    )
     model = caffe_net(tmp_path, text)
     model.weights["c2"] = model.weights["c1"]
     proto = export_onnx(model)
@@ -167,10 +189,43 @@ def test_opsets_out_of_range(tmp_path, opset):
 
 
 def test_supported_layer_types():
-    wanted = {"Convolution", "Deconvolution", "Pooling", "InnerProduct", "LRN", "BatchNorm", "Scale", "Bias",
-              "Eltwise", "Concat", "Slice", "Split", "Flatten", "Reshape", "Crop", "Softmax", "ReLU", "PReLU", "ELU",
-              "Sigmoid", "TanH", "AbsVal", "Power", "Exp", "Log", "BNLL", "Threshold", "Dropout", "ArgMax", "MVN",
-              "Permute", "Normalize", "PriorBox", "DetectionOutput", "Input"}
+    wanted = {
+        "Convolution",
+        "Deconvolution",
+        "Pooling",
+        "InnerProduct",
+        "LRN",
+        "BatchNorm",
+        "Scale",
+        "Bias",
+        "Eltwise",
+        "Concat",
+        "Slice",
+        "Split",
+        "Flatten",
+        "Reshape",
+        "Crop",
+        "Softmax",
+        "ReLU",
+        "PReLU",
+        "ELU",
+        "Sigmoid",
+        "TanH",
+        "AbsVal",
+        "Power",
+        "Exp",
+        "Log",
+        "BNLL",
+        "Threshold",
+        "Dropout",
+        "ArgMax",
+        "MVN",
+        "Permute",
+        "Normalize",
+        "PriorBox",
+        "DetectionOutput",
+        "Input",
+    }
     assert wanted <= supported_layer_types()
     assert "Python" not in supported_layer_types()
 
@@ -189,17 +244,17 @@ def test_dynamic_batch(tmp_path):
 
 
 FULLY_CONVOLUTIONAL = (
-    input_layer(1, 3, 20, 22)
-    + 'layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" '
-      'convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }\n'
+    input_layer(1, 3, 20, 22) + 'layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" '
+    "convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }\n"
     + 'layer { name: "p1" type: "Pooling" bottom: "c1" top: "p1" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n'
     + 'layer { name: "p2" type: "Pooling" bottom: "p1" top: "p2" pooling_param { pool: AVE kernel_size: 3 stride: 2 } }\n'
     + 'layer { name: "p3" type: "Pooling" bottom: "p2" top: "p3" pooling_param { pool: AVE kernel_size: 2 stride: 2 pad: 1 } }\n'
     + 'layer { name: "up" type: "Deconvolution" bottom: "p3" top: "up" '
-      'convolution_param { num_output: 2 kernel_size: 16 stride: 8 } }\n'
+    "convolution_param { num_output: 2 kernel_size: 16 stride: 8 } }\n"
     + 'layer { name: "crop" type: "Crop" bottom: "up" bottom: "data" top: "crop" crop_param { axis: 2 offset: 3 } }\n'
     + 'layer { name: "flat" type: "Flatten" bottom: "crop" top: "flat" flatten_param { axis: 2 } }\n'
-    + 'layer { name: "prob" type: "Softmax" bottom: "flat" top: "prob" }\n')
+    + 'layer { name: "prob" type: "Softmax" bottom: "flat" top: "prob" }\n'
+)
 
 
 def test_dynamic_size(tmp_path):
@@ -246,10 +301,13 @@ def _legacy_caffemodel(text: str, weights: dict) -> bytes:
 
 def test_v1_prototxt_with_legacy_blob_shapes(tmp_path):
     rs = np.random.RandomState(0)
-    weights = {"conv1": [(rs.standard_normal((4, 1, 5, 5)) * 0.2).astype(np.float32),
-                         rs.standard_normal(4).astype(np.float32)],
-               "ip1": [(rs.standard_normal((10, 576)) * 0.05).astype(np.float32),
-                       rs.standard_normal(10).astype(np.float32)]}
+    weights = {
+        "conv1": [
+            (rs.standard_normal((4, 1, 5, 5)) * 0.2).astype(np.float32),
+            rs.standard_normal(4).astype(np.float32),
+        ],
+        "ip1": [(rs.standard_normal((10, 576)) * 0.05).astype(np.float32), rs.standard_normal(10).astype(np.float32)],
+    }
     (tmp_path / "lenet.prototxt").write_text(LENET_V1)
     (tmp_path / "lenet.caffemodel").write_bytes(_legacy_caffemodel(LENET_V1, weights))
     model = load_caffe(tmp_path / "lenet.prototxt", tmp_path / "lenet.caffemodel")
@@ -284,7 +342,9 @@ def test_v0_prototxt_exports_every_layer(tmp_path):
 
 
 def test_unknown_input_shape_is_an_error(tmp_path):
-    text = 'layer { name: "data" type: "Input" top: "data" }\nlayer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
+    text = (
+        'layer { name: "data" type: "Input" top: "data" }\nlayer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
+    )
     model = caffe_net(tmp_path, text, weights={})
     with pytest.raises(ExportError, match="input 'data'") as caught:
         export_onnx(model)
@@ -295,6 +355,7 @@ def test_unknown_input_shape_is_an_error(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # write_onnx
+
 
 def test_write_onnx_writes_what_onnx_save_writes(tmp_path):
     proto = export_onnx(caffe_net(tmp_path, SMALL))

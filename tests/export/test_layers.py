@@ -37,46 +37,76 @@ def single(tmp_path, kind: str, params: str, shape, weights=None, x=None, **expo
 # ---------------------------------------------------------------------------------------------
 # Convolution, Deconvolution, InnerProduct
 
-@pytest.mark.parametrize("params, cin, cout, kernel, pad, stride, dilation, group, bias", [
-    ("kernel_size: 3 pad: 1", 4, 6, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
-    ("kernel_size: 3 stride: 2 group: 2", 4, 6, (3, 3), (0, 0), (2, 2), (1, 1), 2, True),
-    ("kernel_h: 3 kernel_w: 1 pad_h: 2 pad_w: 0 stride_h: 1 stride_w: 2", 4, 5, (3, 1), (2, 0), (1, 2), (1, 1), 1, True),
-    ("kernel_size: 3 dilation: 2 pad: 2 bias_term: false", 3, 4, (3, 3), (2, 2), (1, 1), (2, 2), 1, False),
-    ("kernel_size: 3 group: 4", 4, 4, (3, 3), (0, 0), (1, 1), (1, 1), 4, True),
-])
+
+@pytest.mark.parametrize(
+    "params, cin, cout, kernel, pad, stride, dilation, group, bias",
+    [
+        ("kernel_size: 3 pad: 1", 4, 6, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+        ("kernel_size: 3 stride: 2 group: 2", 4, 6, (3, 3), (0, 0), (2, 2), (1, 1), 2, True),
+        (
+            "kernel_h: 3 kernel_w: 1 pad_h: 2 pad_w: 0 stride_h: 1 stride_w: 2",
+            4,
+            5,
+            (3, 1),
+            (2, 0),
+            (1, 2),
+            (1, 1),
+            1,
+            True,
+        ),
+        ("kernel_size: 3 dilation: 2 pad: 2 bias_term: false", 3, 4, (3, 3), (2, 2), (1, 1), (2, 2), 1, False),
+        ("kernel_size: 3 group: 4", 4, 4, (3, 3), (0, 0), (1, 1), (1, 1), 4, True),
+    ],
+)
 def test_convolution(tmp_path, params, cin, cout, kernel, pad, stride, dilation, group, bias):
     rs = np.random.RandomState(0)
     w = rs.standard_normal((cout, cin // group, *kernel)).astype(np.float32)
     b = rs.standard_normal(cout).astype(np.float32)
-    x, y = single(tmp_path, "Convolution", f"convolution_param {{ num_output: {cout} {params} }}", (2, cin, 9, 8),
-                  weights={"y": [w, b] if bias else [w]})
+    x, y = single(
+        tmp_path,
+        "Convolution",
+        f"convolution_param {{ num_output: {cout} {params} }}",
+        (2, cin, 9, 8),
+        weights={"y": [w, b] if bias else [w]},
+    )
     assert_rel(y, ref.conv2d(x, w, b if bias else None, stride, pad, dilation, group))
 
 
-@pytest.mark.parametrize("params, cin, cout, kernel, pad, stride, group", [
-    ("kernel_size: 4 stride: 2 pad: 1", 3, 5, (4, 4), (1, 1), (2, 2), 1),
-    ("kernel_size: 3 stride: 3 group: 2", 4, 6, (3, 3), (0, 0), (3, 3), 2),
-    ("kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 1 pad_h: 0 pad_w: 1", 2, 3, (2, 3), (0, 1), (2, 1), 1),
-])
+@pytest.mark.parametrize(
+    "params, cin, cout, kernel, pad, stride, group",
+    [
+        ("kernel_size: 4 stride: 2 pad: 1", 3, 5, (4, 4), (1, 1), (2, 2), 1),
+        ("kernel_size: 3 stride: 3 group: 2", 4, 6, (3, 3), (0, 0), (3, 3), 2),
+        ("kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 1 pad_h: 0 pad_w: 1", 2, 3, (2, 3), (0, 1), (2, 1), 1),
+    ],
+)
 def test_deconvolution(tmp_path, params, cin, cout, kernel, pad, stride, group):
     rs = np.random.RandomState(1)
     w = rs.standard_normal((cin, cout // group, *kernel)).astype(np.float32)
     b = rs.standard_normal(cout).astype(np.float32)
-    x, y = single(tmp_path, "Deconvolution", f"convolution_param {{ num_output: {cout} {params} }}", (2, cin, 5, 6),
-                  weights={"y": [w, b]})
+    x, y = single(
+        tmp_path,
+        "Deconvolution",
+        f"convolution_param {{ num_output: {cout} {params} }}",
+        (2, cin, 5, 6),
+        weights={"y": [w, b]},
+    )
     assert_rel(y, ref.deconv2d(x, w, b, stride, pad, (1, 1), group))
 
 
-@pytest.mark.parametrize("axis, transpose, shape", [
-    (1, False, (3, 4, 5, 2)),  # flattens C*H*W per item, never the batch
-    (1, True, (3, 4, 5, 2)),
-    (2, False, (2, 3, 4, 5)),
-    (-1, False, (2, 3, 6)),
-    (0, False, (2, 3)),
-])
+@pytest.mark.parametrize(
+    "axis, transpose, shape",
+    [
+        (1, False, (3, 4, 5, 2)),  # flattens C*H*W per item, never the batch
+        (1, True, (3, 4, 5, 2)),
+        (2, False, (2, 3, 4, 5)),
+        (-1, False, (2, 3, 6)),
+        (0, False, (2, 3)),
+    ],
+)
 def test_inner_product(tmp_path, axis, transpose, shape):
     rs = np.random.RandomState(2)
-    k = int(np.prod(shape[axis % len(shape):]))
+    k = int(np.prod(shape[axis % len(shape) :]))
     w = rs.standard_normal((k, 7) if transpose else (7, k)).astype(np.float32)
     b = rs.standard_normal(7).astype(np.float32)
     params = f"inner_product_param {{ num_output: 7 axis: {axis} transpose: {str(transpose).lower()} }}"
@@ -108,8 +138,10 @@ POOL_CASES = {
 
 
 def _pool_params(mode, kernel, stride, pad, ceil, rounding="round_mode"):
-    text = (f"pool: {mode} kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} stride_w: {stride[1]} "
-            f"pad_h: {pad[0]} pad_w: {pad[1]}")
+    text = (
+        f"pool: {mode} kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} stride_w: {stride[1]} "
+        f"pad_h: {pad[0]} pad_w: {pad[1]}"
+    )
     if not ceil:
         text += " round_mode: FLOOR" if rounding == "round_mode" else " ceil_mode: false"
     return f"pooling_param {{ {text} }}"
@@ -154,7 +186,8 @@ def test_pooling_matches_opencv_at_the_edges(tmp_path):
     x = rng_input(shape, scale="pixel")
     text = input_layer(*shape) + "".join(
         layer(f"p{i}", "Pooling", "data", params=_pool_params(*POOL_CASES[case][:5]))
-        for i, case in enumerate(["ave ceil pad", "ave last window in padding", "max ceil pad"]))
+        for i, case in enumerate(["ave ceil pad", "ave last window in padding", "max ceil pad"])
+    )
     model = caffe_net(tmp_path, text, weights={})
     got = run(model, {"data": x})
     path = tmp_path / "net.prototxt"
@@ -166,6 +199,7 @@ def test_pooling_matches_opencv_at_the_edges(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # LRN and normalisations
+
 
 @pytest.mark.parametrize("k", [1.0, 2.0])
 def test_lrn_across_channels(tmp_path, k):
@@ -182,8 +216,10 @@ def test_lrn_within_channel(tmp_path):
     assert_rel(y, ref.lrn_within(x, 3, 0.5, 0.75))  # k is not used within a channel, as in Caffe
 
 
-@pytest.mark.parametrize("factor, eps, shape", [(1.0, 1e-5, (2, 3, 4, 5)), (0.5, 1e-3, (2, 3, 4, 5)),
-                                                (0.0, 1e-5, (2, 4)), (999.9, 1e-5, (1, 3, 2, 2))])
+@pytest.mark.parametrize(
+    "factor, eps, shape",
+    [(1.0, 1e-5, (2, 3, 4, 5)), (0.5, 1e-3, (2, 3, 4, 5)), (0.0, 1e-5, (2, 4)), (999.9, 1e-5, (1, 3, 2, 2))],
+)
 def test_batch_norm_with_the_stored_statistics(tmp_path, factor, eps, shape):
     rs = np.random.RandomState(4)
     channels = shape[1]
@@ -201,19 +237,23 @@ def test_batch_norm_with_the_batch_statistics(tmp_path):
     assert_rel(y, ref.batch_norm(x, None, None, 1.0, 1e-5, use_global_stats=False), 1e-5)
 
 
-@pytest.mark.parametrize("params, shape, blob_shapes", [
-    ("scale_param { bias_term: true }", (2, 3, 4, 5), [(3,), (3,)]),
-    ("scale_param { axis: 2 num_axes: 2 }", (2, 3, 4, 5), [(4, 5)]),
-    ("scale_param { axis: 0 num_axes: -1 }", (2, 3, 4), [(2, 3, 4)]),
-    ("scale_param { num_axes: 0 bias_term: true }", (2, 3, 4), [(), ()]),
-    ("scale_param { axis: -2 }", (2, 3, 4, 5), [(4,)]),
-])
+@pytest.mark.parametrize(
+    "params, shape, blob_shapes",
+    [
+        ("scale_param { bias_term: true }", (2, 3, 4, 5), [(3,), (3,)]),
+        ("scale_param { axis: 2 num_axes: 2 }", (2, 3, 4, 5), [(4, 5)]),
+        ("scale_param { axis: 0 num_axes: -1 }", (2, 3, 4), [(2, 3, 4)]),
+        ("scale_param { num_axes: 0 bias_term: true }", (2, 3, 4), [(), ()]),
+        ("scale_param { axis: -2 }", (2, 3, 4, 5), [(4,)]),
+    ],
+)
 def test_scale_learned(tmp_path, params, shape, blob_shapes):
     rs = np.random.RandomState(5)
     blobs = [rs.standard_normal(s).astype(np.float32) for s in blob_shapes]
     x, y = single(tmp_path, "Scale", params, shape, weights={"y": blobs})
-    axis = {"axis: 2": 2, "axis: 0": 0, "axis: -2": 2}.get(next((a for a in ("axis: 2", "axis: 0", "axis: -2")
-                                                                 if a in params), ""), 1)
+    axis = {"axis: 2": 2, "axis: 0": 0, "axis: -2": 2}.get(
+        next((a for a in ("axis: 2", "axis: 0", "axis: -2") if a in params), ""), 1
+    )
     trailing = (1,) * (len(shape) - axis - len(blob_shapes[0]))
     expected = x * blobs[0].reshape(blob_shapes[0] + trailing)
     if len(blobs) > 1:
@@ -222,9 +262,12 @@ def test_scale_learned(tmp_path, params, shape, blob_shapes):
 
 
 def test_scale_and_bias_from_a_second_bottom(tmp_path):
-    text = (input_layer(2, 3, 4, 5) + input_layer(3, 4, name="factor")
-            + layer("s", "Scale", ["data", "factor"], params="scale_param { axis: 1 bias_term: true }")
-            + layer("b", "Bias", ["s", "factor"], params="bias_param { axis: 1 }"))
+    text = (
+        input_layer(2, 3, 4, 5)
+        + input_layer(3, 4, name="factor")
+        + layer("s", "Scale", ["data", "factor"], params="scale_param { axis: 1 bias_term: true }")
+        + layer("b", "Bias", ["s", "factor"], params="bias_param { axis: 1 }")
+    )
     bias = np.arange(12, dtype=np.float32).reshape(3, 4)
     model = caffe_net(tmp_path, text, weights={"s": [bias]})
     x, f = rng_input((2, 3, 4, 5)), rng_input((3, 4), seed=1)
@@ -238,9 +281,15 @@ def test_bias_learned(tmp_path):
     assert_rel(y, x + blob[:, None])
 
 
-@pytest.mark.parametrize("params, across, variance", [
-    ("", False, True), ("mvn_param { across_channels: true }", True, True),
-    ("mvn_param { normalize_variance: false }", False, False), ("mvn_param { eps: 0.01 }", False, True)])
+@pytest.mark.parametrize(
+    "params, across, variance",
+    [
+        ("", False, True),
+        ("mvn_param { across_channels: true }", True, True),
+        ("mvn_param { normalize_variance: false }", False, False),
+        ("mvn_param { eps: 0.01 }", False, True),
+    ],
+)
 def test_mvn(tmp_path, params, across, variance):
     x, y = single(tmp_path, "MVN", params, (2, 3, 4, 5))
     eps = 0.01 if "eps" in params else 1e-9
@@ -258,6 +307,7 @@ def test_normalize(tmp_path, across, shared):
 
 # ---------------------------------------------------------------------------------------------
 # Element-wise
+
 
 def _softplus(x):
     x = x.astype(np.float64)
@@ -316,11 +366,16 @@ def test_prelu(tmp_path, shared):
     assert_rel(y, np.where(x > 0, x, factor * x))
 
 
-@pytest.mark.parametrize("operation, coeff", [("SUM", ""), ("SUM", "coeff: 0.5 coeff: -2 coeff: 3"), ("PROD", ""),
-                                              ("MAX", "")])
+@pytest.mark.parametrize(
+    "operation, coeff", [("SUM", ""), ("SUM", "coeff: 0.5 coeff: -2 coeff: 3"), ("PROD", ""), ("MAX", "")]
+)
 def test_eltwise(tmp_path, operation, coeff):
-    text = (input_layer(2, 3, 4) + input_layer(2, 3, 4, name="b") + input_layer(2, 3, 4, name="c")
-            + layer("y", "Eltwise", ["data", "b", "c"], params=f"eltwise_param {{ operation: {operation} {coeff} }}"))
+    text = (
+        input_layer(2, 3, 4)
+        + input_layer(2, 3, 4, name="b")
+        + input_layer(2, 3, 4, name="c")
+        + layer("y", "Eltwise", ["data", "b", "c"], params=f"eltwise_param {{ operation: {operation} {coeff} }}")
+    )
     model = caffe_net(tmp_path, text, weights={})
     a, b, c = (rng_input((2, 3, 4), seed=s) for s in range(3))
     y = run(model, {"data": a, "b": b, "c": c})["y"]
@@ -333,12 +388,18 @@ def test_eltwise(tmp_path, operation, coeff):
 # ---------------------------------------------------------------------------------------------
 # Shapes: Concat, Slice, Split, Flatten, Reshape, Crop, Permute
 
+
 def test_concat_slice_split(tmp_path):
-    text = (input_layer(2, 3, 4) + input_layer(2, 5, 4, name="b")
-            + layer("cat", "Concat", ["data", "b"], params="concat_param { axis: 1 }")
-            + layer("sl", "Slice", "cat", ["s1", "s2", "s3"], params="slice_param { axis: 1 slice_point: 2 slice_point: 7 }")
-            + layer("even", "Slice", "b", ["e1", "e2"], params="slice_param { slice_dim: 2 }")
-            + layer("sp", "Split", "s2", ["t1", "t2"]))
+    text = (
+        input_layer(2, 3, 4)
+        + input_layer(2, 5, 4, name="b")
+        + layer("cat", "Concat", ["data", "b"], params="concat_param { axis: 1 }")
+        + layer(
+            "sl", "Slice", "cat", ["s1", "s2", "s3"], params="slice_param { axis: 1 slice_point: 2 slice_point: 7 }"
+        )
+        + layer("even", "Slice", "b", ["e1", "e2"], params="slice_param { slice_dim: 2 }")
+        + layer("sp", "Split", "s2", ["t1", "t2"])
+    )
     model = caffe_net(tmp_path, text, weights={})
     a, b = rng_input((2, 3, 4)), rng_input((2, 5, 4), seed=1)
     got = run(model, {"data": a, "b": b})
@@ -350,36 +411,52 @@ def test_concat_slice_split(tmp_path):
     assert_rel(got["e2"], b[:, :, 2:])
 
 
-@pytest.mark.parametrize("params, expected_shape", [
-    ("", (2, 60)), ("flatten_param { axis: 2 }", (2, 3, 20)), ("flatten_param { axis: 1 end_axis: 2 }", (2, 12, 5)),
-    ("flatten_param { axis: 0 }", (120,)), ("flatten_param { axis: -2 end_axis: -1 }", (2, 3, 20))])
+@pytest.mark.parametrize(
+    "params, expected_shape",
+    [
+        ("", (2, 60)),
+        ("flatten_param { axis: 2 }", (2, 3, 20)),
+        ("flatten_param { axis: 1 end_axis: 2 }", (2, 12, 5)),
+        ("flatten_param { axis: 0 }", (120,)),
+        ("flatten_param { axis: -2 end_axis: -1 }", (2, 3, 20)),
+    ],
+)
 def test_flatten(tmp_path, params, expected_shape):
     x, y = single(tmp_path, "Flatten", params, (2, 3, 4, 5))
     np.testing.assert_array_equal(y, x.reshape(expected_shape))
 
 
-@pytest.mark.parametrize("params, expected_shape", [
-    ("reshape_param { shape { dim: 0 dim: -1 } }", (2, 60)),
-    ("reshape_param { shape { dim: 0 dim: 3 dim: -1 dim: 2 } }", (2, 3, 10, 2)),
-    ("reshape_param { shape { dim: 6 dim: 2 } axis: 1 num_axes: 2 }", (2, 6, 2, 5)),
-    ("reshape_param { shape { dim: -1 } axis: 2 }", (2, 3, 20)),
-    ("reshape_param { shape { dim: 1 } axis: 0 num_axes: 0 }", (1, 2, 3, 4, 5)),
-    ("reshape_param { shape { dim: 0 dim: 0 dim: 0 dim: 0 } }", (2, 3, 4, 5)),
-])
+@pytest.mark.parametrize(
+    "params, expected_shape",
+    [
+        ("reshape_param { shape { dim: 0 dim: -1 } }", (2, 60)),
+        ("reshape_param { shape { dim: 0 dim: 3 dim: -1 dim: 2 } }", (2, 3, 10, 2)),
+        ("reshape_param { shape { dim: 6 dim: 2 } axis: 1 num_axes: 2 }", (2, 6, 2, 5)),
+        ("reshape_param { shape { dim: -1 } axis: 2 }", (2, 3, 20)),
+        ("reshape_param { shape { dim: 1 } axis: 0 num_axes: 0 }", (1, 2, 3, 4, 5)),
+        ("reshape_param { shape { dim: 0 dim: 0 dim: 0 dim: 0 } }", (2, 3, 4, 5)),
+    ],
+)
 def test_reshape(tmp_path, params, expected_shape):
     x, y = single(tmp_path, "Reshape", params, (2, 3, 4, 5))
     np.testing.assert_array_equal(y, x.reshape(expected_shape))
 
 
-@pytest.mark.parametrize("params, cut", [
-    ("", (slice(None), slice(None), slice(0, 3), slice(0, 4))),
-    ("crop_param { axis: 2 offset: 2 }", (slice(None), slice(None), slice(2, 5), slice(2, 6))),
-    ("crop_param { axis: 1 offset: 1 offset: 2 offset: 3 }", (slice(None), slice(1, 3), slice(2, 5), slice(3, 7))),
-    ("crop_param { axis: 3 offset: 1 }", (slice(None), slice(None), slice(None), slice(1, 5))),
-])
+@pytest.mark.parametrize(
+    "params, cut",
+    [
+        ("", (slice(None), slice(None), slice(0, 3), slice(0, 4))),
+        ("crop_param { axis: 2 offset: 2 }", (slice(None), slice(None), slice(2, 5), slice(2, 6))),
+        ("crop_param { axis: 1 offset: 1 offset: 2 offset: 3 }", (slice(None), slice(1, 3), slice(2, 5), slice(3, 7))),
+        ("crop_param { axis: 3 offset: 1 }", (slice(None), slice(None), slice(None), slice(1, 5))),
+    ],
+)
 def test_crop(tmp_path, params, cut):
-    text = (input_layer(2, 4, 7, 8) + input_layer(2, 2, 3, 4, name="like")
-            + layer("y", "Crop", ["data", "like"], params=params))
+    text = (
+        input_layer(2, 4, 7, 8)
+        + input_layer(2, 2, 3, 4, name="like")
+        + layer("y", "Crop", ["data", "like"], params=params)
+    )
     model = caffe_net(tmp_path, text, weights={})
     x = rng_input((2, 4, 7, 8))
     y = run(model, {"data": x, "like": rng_input((2, 2, 3, 4))})["y"]
@@ -396,20 +473,26 @@ def test_permute(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Softmax and ArgMax
 
+
 @pytest.mark.parametrize("opset", OPSETS + [newest_runnable_opset()])
 @pytest.mark.parametrize("axis, shape", [(1, (2, 5, 3, 4)), (2, (2, 3, 4, 5)), (1, (3, 6)), (1, (2, 5, 1, 1))])
 def test_softmax_over_one_axis(tmp_path, opset, axis, shape):
-    x, y = single(tmp_path, "Softmax", f"softmax_param {{ axis: {axis} }}", shape, x=rng_input(shape) * 3,
-                  opset=opset)
+    x, y = single(tmp_path, "Softmax", f"softmax_param {{ axis: {axis} }}", shape, x=rng_input(shape) * 3, opset=opset)
     assert_rel(y, ref.softmax(x, axis))  # not over C*H*W, whatever the opset
 
 
-@pytest.mark.parametrize("params, kwargs", [
-    ("", {}), ("argmax_param { top_k: 3 }", {"top_k": 3}), ("argmax_param { out_max_val: true }", {"out_max_val": True}),
-    ("argmax_param { top_k: 2 out_max_val: true }", {"top_k": 2, "out_max_val": True}),
-    ("argmax_param { axis: 1 }", {"axis": 1}), ("argmax_param { axis: 1 top_k: 2 }", {"axis": 1, "top_k": 2}),
-    ("argmax_param { axis: 2 out_max_val: true }", {"axis": 2, "out_max_val": True}),
-])
+@pytest.mark.parametrize(
+    "params, kwargs",
+    [
+        ("", {}),
+        ("argmax_param { top_k: 3 }", {"top_k": 3}),
+        ("argmax_param { out_max_val: true }", {"out_max_val": True}),
+        ("argmax_param { top_k: 2 out_max_val: true }", {"top_k": 2, "out_max_val": True}),
+        ("argmax_param { axis: 1 }", {"axis": 1}),
+        ("argmax_param { axis: 1 top_k: 2 }", {"axis": 1, "top_k": 2}),
+        ("argmax_param { axis: 2 out_max_val: true }", {"axis": 2, "out_max_val": True}),
+    ],
+)
 def test_argmax(tmp_path, params, kwargs):
     x, y = single(tmp_path, "ArgMax", params, (2, 4, 3, 5))
     expected = ref.argmax(x, **kwargs)

@@ -18,24 +18,34 @@ from export_helpers import (
 PRIOR_CASES = {  # name: (arguments of the reference, prior_box_param)
     "ssd conv4_3": (
         {"min_sizes": [30], "max_sizes": [60], "aspect_ratios": [2], "variance": (0.1, 0.1, 0.2, 0.2), "step": 8},
-        ("min_size: 30 max_size: 60 aspect_ratio: 2 flip: true clip: false variance: 0.1 variance: 0.1 "
-         "variance: 0.2 variance: 0.2 step: 8 offset: 0.5")),
+        (
+            "min_size: 30 max_size: 60 aspect_ratio: 2 flip: true clip: false variance: 0.1 variance: 0.1 "
+            "variance: 0.2 variance: 0.2 step: 8 offset: 0.5"
+        ),
+    ),
     "two min sizes, ratios, clip": (
         {"min_sizes": [20, 41.5], "max_sizes": [40, 80], "aspect_ratios": [2, 3, 2.0000001], "clip": True},
-        ("min_size: 20 min_size: 41.5 max_size: 40 max_size: 80 aspect_ratio: 2 aspect_ratio: 3 "
-         "aspect_ratio: 2.0000001 clip: true")),
+        (
+            "min_size: 20 min_size: 41.5 max_size: 40 max_size: 80 aspect_ratio: 2 aspect_ratio: 3 "
+            "aspect_ratio: 2.0000001 clip: true"
+        ),
+    ),
     "no max, no flip, one variance": (
         {"min_sizes": [25], "aspect_ratios": [0.5], "flip": False, "variance": (0.2,), "offset": 0.3},
-        "min_size: 25 aspect_ratio: 0.5 flip: false variance: 0.2 offset: 0.3"),
+        "min_size: 25 aspect_ratio: 0.5 flip: false variance: 0.2 offset: 0.3",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(PRIOR_CASES))
 def test_prior_box(tmp_path, case):
     expected_args, params = PRIOR_CASES[case]
-    text = (input_layer(1, 4, 5, 6, name="feature") + input_layer(1, 3, 60, 75)
-            + f'layer {{ name: "y" type: "PriorBox" bottom: "feature" bottom: "data" top: "y" '
-              f'prior_box_param {{ {params} }} }}\n')
+    text = (
+        input_layer(1, 4, 5, 6, name="feature")
+        + input_layer(1, 3, 60, 75)
+        + f'layer {{ name: "y" type: "PriorBox" bottom: "feature" bottom: "data" top: "y" '
+        f"prior_box_param {{ {params} }} }}\n"
+    )
     model = caffe_net(tmp_path, text, weights={})
     y = run(model, {"feature": rng_input((1, 4, 5, 6)), "data": rng_input((1, 3, 60, 75))})["y"]
     expected = ref.prior_box(5, 6, 60, 75, **expected_args)
@@ -46,9 +56,12 @@ def test_prior_box(tmp_path, case):
 def test_prior_box_matches_opencv(tmp_path):
     cv2 = pytest.importorskip("cv2")
     _, params = PRIOR_CASES["ssd conv4_3"]
-    text = (input_layer(1, 4, 5, 6, name="feature") + input_layer(1, 3, 60, 75)
-            + f'layer {{ name: "y" type: "PriorBox" bottom: "feature" bottom: "data" top: "y" '
-              f'prior_box_param {{ {params} }} }}\n')
+    text = (
+        input_layer(1, 4, 5, 6, name="feature")
+        + input_layer(1, 3, 60, 75)
+        + f'layer {{ name: "y" type: "PriorBox" bottom: "feature" bottom: "data" top: "y" '
+        f"prior_box_param {{ {params} }} }}\n"
+    )
     model = caffe_net(tmp_path, text, weights={})
     feeds = {"feature": rng_input((1, 4, 5, 6)), "data": rng_input((1, 3, 60, 75))}
     y = run(model, feeds)["y"]
@@ -74,33 +87,44 @@ def _detection_inputs(batch, priors, classes, loc_classes, seed=0):
 DETECTION_CASES = {  # params: detection_output_param; kwargs: arguments of the reference
     "ssd voc": {
         "params": "nms_param { nms_threshold: 0.45 top_k: 40 } keep_top_k: 30 code_type: CENTER_SIZE "
-                  "confidence_threshold: 0.01",
-        "kwargs": {"nms_threshold": 0.45, "top_k": 40, "keep_top_k": 30, "confidence_threshold": 0.01}},
+        "confidence_threshold: 0.01",
+        "kwargs": {"nms_threshold": 0.45, "top_k": 40, "keep_top_k": 30, "confidence_threshold": 0.01},
+    },
     "batch of 3, keep_top_k cuts per image": {
-        "batch": 3, "params": "nms_param { nms_threshold: 0.5 top_k: 50 } keep_top_k: 7 code_type: CENTER_SIZE",
-        "kwargs": {"nms_threshold": 0.5, "top_k": 50, "keep_top_k": 7}},
+        "batch": 3,
+        "params": "nms_param { nms_threshold: 0.5 top_k: 50 } keep_top_k: 7 code_type: CENTER_SIZE",
+        "kwargs": {"nms_threshold": 0.5, "top_k": 50, "keep_top_k": 7},
+    },
     "no background, no top_k, no keep_top_k": {
         "params": "background_label_id: -1 nms_param { nms_threshold: 0.3 } code_type: CENTER_SIZE",
-        "kwargs": {"background": -1, "nms_threshold": 0.3}},
+        "kwargs": {"background": -1, "nms_threshold": 0.3},
+    },
     "background 2, threshold": {
         "params": "background_label_id: 2 nms_param { nms_threshold: 0.4 top_k: 20 } confidence_threshold: 0.3 "
-                  "code_type: CENTER_SIZE",
-        "kwargs": {"background": 2, "nms_threshold": 0.4, "top_k": 20, "confidence_threshold": 0.3}},
+        "code_type: CENTER_SIZE",
+        "kwargs": {"background": 2, "nms_threshold": 0.4, "top_k": 20, "confidence_threshold": 0.3},
+    },
     "locations per class": {
         "share": False,
         "params": "share_location: false nms_param { nms_threshold: 0.45 top_k: 30 } keep_top_k: 25 "
-                  "code_type: CENTER_SIZE",
-        "kwargs": {"share_location": False, "nms_threshold": 0.45, "top_k": 30, "keep_top_k": 25}},
+        "code_type: CENTER_SIZE",
+        "kwargs": {"share_location": False, "nms_threshold": 0.45, "top_k": 30, "keep_top_k": 25},
+    },
     "corner": {
         "params": "nms_param { nms_threshold: 0.45 top_k: 30 } code_type: CORNER",
-        "kwargs": {"nms_threshold": 0.45, "top_k": 30, "code_type": "CORNER"}, "loc_scale": 0.05},
+        "kwargs": {"nms_threshold": 0.45, "top_k": 30, "code_type": "CORNER"},
+        "loc_scale": 0.05,
+    },
     "corner size, variance in target": {
         "params": "nms_param { nms_threshold: 0.45 top_k: 30 } code_type: CORNER_SIZE variance_encoded_in_target: true",
         "kwargs": {"nms_threshold": 0.45, "top_k": 30, "code_type": "CORNER_SIZE", "encoded": True},
-        "loc_scale": 0.05},
+        "loc_scale": 0.05,
+    },
     "nothing above the threshold": {
-        "batch": 2, "params": "nms_param { nms_threshold: 0.45 } confidence_threshold: 0.99 code_type: CENTER_SIZE",
-        "kwargs": {"nms_threshold": 0.45, "confidence_threshold": 0.99}},
+        "batch": 2,
+        "params": "nms_param { nms_threshold: 0.45 } confidence_threshold: 0.99 code_type: CENTER_SIZE",
+        "kwargs": {"nms_threshold": 0.45, "confidence_threshold": 0.99},
+    },
 }
 
 
@@ -111,10 +135,13 @@ def test_detection_output(tmp_path, case):
     loc_classes = 1 if spec.get("share", True) else classes
     loc, conf, prior = _detection_inputs(batch, priors, classes, loc_classes)
     loc *= spec.get("loc_scale", 1.0)
-    text = (input_layer(batch, priors * loc_classes * 4, name="loc") + input_layer(batch, priors * classes, name="conf")
-            + input_layer(1, 2, priors * 4, name="prior")
-            + f'layer {{ name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "prior" top: "det" '
-              f'detection_output_param {{ num_classes: {classes} {spec["params"]} }} }}\n')
+    text = (
+        input_layer(batch, priors * loc_classes * 4, name="loc")
+        + input_layer(batch, priors * classes, name="conf")
+        + input_layer(1, 2, priors * 4, name="prior")
+        + f'layer {{ name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "prior" top: "det" '
+        f"detection_output_param {{ num_classes: {classes} {spec['params']} }} }}\n"
+    )
     model = caffe_net(tmp_path, text, weights={})
     got = run(model, {"loc": loc, "conf": conf, "prior": prior})["det"]
     expected = ref.detection_output(loc, conf, prior, classes, **spec["kwargs"])
@@ -126,10 +153,14 @@ def test_detection_output_matches_opencv_as_a_set(tmp_path):
     cv2 = pytest.importorskip("cv2")
     spec = DETECTION_CASES["ssd voc"]
     loc, conf, prior = _detection_inputs(1, 60, 4, 1, seed=3)
-    text = (input_layer(1, 240, name="loc") + input_layer(1, 240, name="conf") + input_layer(1, 2, 240, name="prior")
-            + 'layer { name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "prior" top: "det" '
-              f'detection_output_param {{ num_classes: 4 share_location: true background_label_id: 0 '
-              f'{spec["params"]} }} }}\n')  # OpenCV wants the defaults spelled out
+    text = (
+        input_layer(1, 240, name="loc")
+        + input_layer(1, 240, name="conf")
+        + input_layer(1, 2, 240, name="prior")
+        + 'layer { name: "det" type: "DetectionOutput" bottom: "loc" bottom: "conf" bottom: "prior" top: "det" '
+        f"detection_output_param {{ num_classes: 4 share_location: true background_label_id: 0 "
+        f"{spec['params']} }} }}\n"
+    )  # OpenCV wants the defaults spelled out
     model = caffe_net(tmp_path, text, weights={})
     got = run(model, {"loc": loc, "conf": conf, "prior": prior})["det"]
     net = cv2.dnn.readNetFromCaffe(str(tmp_path / "net.prototxt"))

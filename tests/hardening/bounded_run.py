@@ -25,15 +25,23 @@ class Bounded:
     stderr: str
 
 
-def run_bounded(argv, *, memory: int = MEMORY, seconds: float = SECONDS, env: dict | None = None,
-                driver: str = DRIVER) -> Bounded:
+def run_bounded(
+    argv, *, memory: int = MEMORY, seconds: float = SECONDS, env: dict | None = None, driver: str = DRIVER
+) -> Bounded:
     """``proto-rewrite ARGV`` in a fresh process limited to ``memory`` bytes and ``seconds``."""
+
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
-    result = subprocess.run([sys.executable, "-c", driver, *map(str, argv)], capture_output=True, text=True,
-                            timeout=seconds, preexec_fn=limit, cwd=ROOT,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, "-c", driver, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=seconds,
+        preexec_fn=limit,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     return Bounded(result.returncode, result.stdout, result.stderr)
 
 

@@ -67,10 +67,41 @@ def digest(folder: Path) -> dict[str, str]:
     return result
 
 
+def _peak_rss(pid: int) -> int:
+    """VmHWM of ``pid``'s own memory since its exec, in bytes (0 when it is gone). Not ru_maxrss:
+    that also keeps the RSS the process had as a fork of the (large) test process."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    kids = [int(k) for k in children.read().split()]
+            except OSError:
+                continue
+            found += kids
+            stack += kids
+    return found
+
+
 def wait_measured(process, timeout: float) -> tuple[int, str, str, int]:
-    """Wait for ``process`` (a Popen with text pipes): (exit code, stdout, stderr, the peak RSS in
-    bytes of that process and of the children it waited for). Reaped with wait4, so the peak is
-    this process's own, not that of every child the test session ever started (RUSAGE_CHILDREN).
+    """Wait for ``process`` (a Popen with text pipes): (exit code, stdout, stderr, the largest peak
+    RSS in bytes seen in that process or any process it started), sampled from /proc while it runs.
     Raises subprocess.TimeoutExpired after ``timeout`` seconds."""
     import subprocess
     import time
@@ -83,14 +114,15 @@ def wait_measured(process, timeout: float) -> tuple[int, str, str, int]:
             reader.start()
             readers.append(reader)
     deadline = time.monotonic() + timeout
+    peak = 0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
+        for pid in [process.pid, *_descendants(process.pid)]:
+            peak = max(peak, _peak_rss(pid))
+        if process.poll() is not None:
             break
         if time.monotonic() > deadline:
             raise subprocess.TimeoutExpired(process.args, timeout)
         time.sleep(0.01)
-    process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join(timeout)
-    return process.returncode, "".join(chunks["out"]), "".join(chunks["err"]), usage.ru_maxrss * 1024
+    return process.returncode, "".join(chunks["out"]), "".join(chunks["err"]), peak

@@ -125,11 +125,14 @@ def slice_caffemodel(data: bytes) -> bytes:
     out = bytearray()
     for record in iter_fields(data):
         if record.number == NET_LAYER and record.wire_type == LEN and record.end - record.value_start > SLICE_BYTES:
-            kept = b"".join(data[part.start:part.end] for part in iter_fields(data, record.value_start, record.end)
-                            if part.number != LAYER_BLOBS)
+            kept = b"".join(
+                data[part.start : part.end]
+                for part in iter_fields(data, record.value_start, record.end)
+                if part.number != LAYER_BLOBS
+            )
             out += len_header(NET_LAYER, len(kept)) + kept
         else:
-            out += data[record.start:record.end]
+            out += data[record.start : record.end]
     return bytes(out)
 
 
@@ -143,21 +146,39 @@ def prototxt_seeds(names=None) -> list[Seed]:
 
 
 def caffemodel_seeds() -> list[Seed]:
-    seeds = [Seed("good.caffemodel", (BAD / "good.caffemodel").read_bytes(), (),
-                  {"model.prototxt": (BAD / "good.prototxt").read_bytes()})]
+    seeds = [
+        Seed(
+            "good.caffemodel",
+            (BAD / "good.caffemodel").read_bytes(),
+            (),
+            {"model.prototxt": (BAD / "good.prototxt").read_bytes()},
+        )
+    ]
     for folder in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
         for caffemodel in sorted(folder.glob("*.caffemodel")):
             prototxt = caffemodel.with_suffix(".prototxt")
-            seeds.append(Seed(caffemodel.name, slice_caffemodel(caffemodel.read_bytes()), (),
-                              {"model.prototxt": prototxt.read_bytes()}))
+            seeds.append(
+                Seed(
+                    caffemodel.name,
+                    slice_caffemodel(caffemodel.read_bytes()),
+                    (),
+                    {"model.prototxt": prototxt.read_bytes()},
+                )
+            )
     return [Seed(s.name, s.data, structural_offsets(s.data), s.companions) for s in seeds]
 
 
 def onnx_seeds() -> list[Seed]:
     seeds = [Seed(p.name, p.read_bytes()) for p in sorted((SAMPLES / "onnx").glob("*.onnx"))]
     seeds.append(Seed("good.onnx", (BAD / "good.onnx").read_bytes()))
-    seeds.append(Seed("ox_ext_good.onnx", (BAD / "ox_ext_good.onnx").read_bytes(), (),
-                      {"ox_ext_good.bin": (BAD / "ox_ext_good.bin").read_bytes()}))
+    seeds.append(
+        Seed(
+            "ox_ext_good.onnx",
+            (BAD / "ox_ext_good.onnx").read_bytes(),
+            (),
+            {"ox_ext_good.bin": (BAD / "ox_ext_good.bin").read_bytes()},
+        )
+    )
     return [Seed(s.name, s.data, structural_offsets(s.data), s.companions) for s in seeds]
 
 
@@ -172,8 +193,15 @@ def plan_seeds() -> list[Seed]:
 
     model = load_caffe(LENET, None)
     companions = {"model.prototxt": LENET.read_bytes()}
-    return [Seed(f"lenet_{mode}.json", plan_caffe_rewrite(model, CaffeRewriteOptions(mode=mode)).to_json().encode(),
-                 (), companions) for mode in ("fcn", "exact")]
+    return [
+        Seed(
+            f"lenet_{mode}.json",
+            plan_caffe_rewrite(model, CaffeRewriteOptions(mode=mode)).to_json().encode(),
+            (),
+            companions,
+        )
+        for mode in ("fcn", "exact")
+    ]
 
 
 def npz_seeds() -> list[Seed]:
@@ -214,8 +242,25 @@ def schema_seeds() -> list[Seed]:
 # Hostile environments: the limits' variables with garbage, a schema path that is no schema, an
 # output encoding that cannot show every name.
 LIMIT_VARIABLES = ("PROTO_REWRITE_MAX_TENSOR_BYTES", "PROTO_REWRITE_MAX_TEXT_BYTES", "PROTO_REWRITE_MAX_RANDOM_BYTES")
-HOSTILE_SIZES = ("", "0", "-1", "1", "100", "1" * 400, "1e999", "nan", "inf", "16GiB", "abc", " 5 M ", "0x10",
-                 "9" * 30 + "TiB", "\u00e9", "1.5.5", "-0")
+HOSTILE_SIZES = (
+    "",
+    "0",
+    "-1",
+    "1",
+    "100",
+    "1" * 400,
+    "1e999",
+    "nan",
+    "inf",
+    "16GiB",
+    "abc",
+    " 5 M ",
+    "0x10",
+    "9" * 30 + "TiB",
+    "\u00e9",
+    "1.5.5",
+    "-0",
+)
 HOSTILE_SCHEMAS = ("/nonexistent/fork.pb", "/", "/dev/null", "{folder}/model.prototxt", "{folder}", "")
 ENCODINGS = ("ascii", "latin-1", "utf-8", "ascii:strict", "utf-16")
 
@@ -261,14 +306,14 @@ def mutated_bytes(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
         elif edit == "truncate":
             del data[at:]
         elif edit == "delete":
-            del data[at:at + draw(st.integers(1, 16))]
+            del data[at : at + draw(st.integers(1, 16))]
         elif edit == "insert":
             data[at:at] = draw(st.one_of(st.sampled_from(HOSTILE_BYTES), st.binary(min_size=1, max_size=8)))
         elif edit == "duplicate":
             length = draw(st.integers(1, 64))
-            data[at:at] = data[at:at + length]
+            data[at:at] = data[at : at + length]
         else:  # a length or value replaced by a large varint
-            data[at:at + 1] = draw(st.sampled_from((b"\xff\xff\xff\xff\x07", b"\xff" * 9 + b"\x01", b"\x80\x80\x01")))
+            data[at : at + 1] = draw(st.sampled_from((b"\xff\xff\xff\xff\x07", b"\xff" * 9 + b"\x01", b"\x80\x80\x01")))
     return seed, bytes(data)
 
 
@@ -297,9 +342,9 @@ def parse_tree(data: bytes, start: int = 0, end: int | None = None, depth: int =
             if depth < 12 and record.end > record.value_start:
                 value = parse_tree(data, record.value_start, record.end, depth + 1)
             if value is None:
-                value = bytes(data[record.value_start:record.end])
+                value = bytes(data[record.value_start : record.end])
         else:
-            value = bytes(data[record.value_start:record.end])
+            value = bytes(data[record.value_start : record.end])
         nodes.append((record.number, record.wire_type, value))
     return tuple(nodes)
 
@@ -334,7 +379,7 @@ def replace_at(nodes, path: tuple, change):
     if len(path) == 1:
         return change(nodes, index)
     number, wire_type, value = nodes[index]
-    return nodes[:index] + ((number, wire_type, replace_at(value, path[1:], change)),) + nodes[index + 1:]
+    return nodes[:index] + ((number, wire_type, replace_at(value, path[1:], change)),) + nodes[index + 1 :]
 
 
 def leaf_payloads(nodes, found=None) -> list[bytes]:
@@ -359,9 +404,9 @@ def mutated_tree(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
         path = paths[draw(st.integers(0, len(paths) - 1))]
         edit = draw(st.sampled_from(TREE_EDITS))
         if edit == "delete":
-            tree = replace_at(tree, path, lambda sib, i: sib[:i] + sib[i + 1:])
+            tree = replace_at(tree, path, lambda sib, i: sib[:i] + sib[i + 1 :])
         elif edit == "duplicate":
-            tree = replace_at(tree, path, lambda sib, i: sib[:i + 1] + sib[i:])
+            tree = replace_at(tree, path, lambda sib, i: sib[: i + 1] + sib[i:])
         elif edit == "swap":
             other = draw(st.integers(0, 1000))
 
@@ -380,11 +425,17 @@ def mutated_tree(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
                 if wire_type == VARINT:
                     value = draw(st.one_of(st.sampled_from(INTERESTING_VARINTS), st.integers(0, 2**64 - 1)))
                 elif wire_type == LEN and (edit == "payload" or not isinstance(value, tuple)):
-                    value = draw(st.one_of(st.sampled_from(leaves or [b""]), st.binary(max_size=12),
-                                           st.just(b"../../x"), st.just(b"\xff\xfe")))
+                    value = draw(
+                        st.one_of(
+                            st.sampled_from(leaves or [b""]),
+                            st.binary(max_size=12),
+                            st.just(b"../../x"),
+                            st.just(b"\xff\xfe"),
+                        )
+                    )
                 elif wire_type in (I32, I64):
                     value = draw(st.binary(min_size=len(value), max_size=len(value)))
-                return sib[:i] + ((number, wire_type, value),) + sib[i + 1:]
+                return sib[:i] + ((number, wire_type, value),) + sib[i + 1 :]
 
             tree = replace_at(tree, path, change)
     return seed, serialize_tree(tree)
@@ -392,8 +443,26 @@ def mutated_tree(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
 
 # Side inputs: a valid JSON plan with a value replaced, a valid npz with odd members.
 
-HOSTILE_JSON = (None, True, 0, -1, 2**63, 1e308, float("nan"), "", "x" * 300, "../../etc", [], {}, [[[]]],
-                {"a": 1}, "Convolution", "fcn", [1, 2, 3], [-1, 0])
+HOSTILE_JSON = (
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    1e308,
+    float("nan"),
+    "",
+    "x" * 300,
+    "../../etc",
+    [],
+    {},
+    [[[]]],
+    {"a": 1},
+    "Convolution",
+    "fcn",
+    [1, 2, 3],
+    [-1, 0],
+)
 
 
 def json_paths(value, prefix: tuple = ()) -> list[tuple]:
@@ -425,8 +494,9 @@ def mutated_json(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
         if action == "delete":
             del parent[path[-1]]
         elif action == "nest":
-            parent[path[-1]] = functools.reduce(lambda inner, _: [inner], range(draw(st.integers(1, 60))),
-                                                parent[path[-1]])
+            parent[path[-1]] = functools.reduce(
+                lambda inner, _: [inner], range(draw(st.integers(1, 60))), parent[path[-1]]
+            )
         else:
             parent[path[-1]] = new
     return seed, json.dumps(document).encode()
@@ -447,8 +517,11 @@ def odd_npz(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
     members = {}
     for _ in range(draw(st.integers(0, 3))):
         key = draw(st.sampled_from((name, name, "other", "", "a/b", "x" * 200)))
-        shape = draw(st.sampled_from(((1, 1, 28, 28), (2, 1, 28, 28), (1, 28, 28), (), (0, 1, 28, 28),
-                                      (1, 1, 28, 29), (1, 1, 1, 1))))
+        shape = draw(
+            st.sampled_from(
+                ((1, 1, 28, 28), (2, 1, 28, 28), (1, 28, 28), (), (0, 1, 28, 28), (1, 1, 28, 29), (1, 1, 1, 1))
+            )
+        )
         dtype = np.dtype(draw(st.sampled_from(NPZ_DTYPES)))
         values = np.zeros(shape, dtype)
         if values.size and dtype.kind == "f" and draw(st.booleans()):
@@ -467,9 +540,14 @@ def odd_npz(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
             data = member.getvalue()
             if draw(st.integers(0, 4)) == 0:  # a forged header: another shape, same data
                 forged = io.BytesIO()
-                np.lib.format.write_array_header_1_0(forged, {"descr": values.dtype.str, "fortran_order": False,
-                                                              "shape": draw(st.sampled_from(((2**42,), (1, 1, 280, 28),
-                                                                                             (-1,))))})
+                np.lib.format.write_array_header_1_0(
+                    forged,
+                    {
+                        "descr": values.dtype.str,
+                        "fortran_order": False,
+                        "shape": draw(st.sampled_from(((2**42,), (1, 1, 280, 28), (-1,)))),
+                    },
+                )
                 header_end = len(data) - values.nbytes
                 data = forged.getvalue() + data[header_end:]
             archive.writestr(key + ".npy", data)
@@ -477,9 +555,33 @@ def odd_npz(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
 
 
 TOKEN = re.compile(r'"[^"\n]*"|[\w.+-]+|[{}:<>\[\],]')
-HOSTILE_TOKENS = ("-1", "0", "99999999999", "4294967296", "nan", "inf", "-inf", "1e400", "{", "}", '"', "layer",
-                  "layers", "bottom", "top", "type", '"Python"', '"data"', "dim:", "num_output:", "\\", "#", "<",
-                  "\x00", "\u00e9")
+HOSTILE_TOKENS = (
+    "-1",
+    "0",
+    "99999999999",
+    "4294967296",
+    "nan",
+    "inf",
+    "-inf",
+    "1e400",
+    "{",
+    "}",
+    '"',
+    "layer",
+    "layers",
+    "bottom",
+    "top",
+    "type",
+    '"Python"',
+    '"data"',
+    "dim:",
+    "num_output:",
+    "\\",
+    "#",
+    "<",
+    "\x00",
+    "\u00e9",
+)
 TEXT_EDITS = ("delete_line", "duplicate_line", "swap_lines", "replace_token", "insert_token", "truncate")
 
 
@@ -500,15 +602,19 @@ def mutated_text(draw, seeds: list[Seed]) -> tuple[Seed, bytes]:
             other = draw(st.integers(0, len(lines) - 1))
             lines[index], lines[other] = lines[other], lines[index]
         elif edit == "truncate":
-            lines = lines[:index] + [lines[index][:draw(st.integers(0, len(lines[index])))]]
+            lines = lines[:index] + [lines[index][: draw(st.integers(0, len(lines[index])))]]
         else:
             tokens = list(TOKEN.finditer(lines[index]))
-            new = draw(st.one_of(st.sampled_from(HOSTILE_TOKENS),
-                                 st.sampled_from([m.group(0) for m in TOKEN.finditer(seed.data.decode())][:2000])))
+            new = draw(
+                st.one_of(
+                    st.sampled_from(HOSTILE_TOKENS),
+                    st.sampled_from([m.group(0) for m in TOKEN.finditer(seed.data.decode())][:2000]),
+                )
+            )
             line = lines[index]
             if edit == "replace_token" and tokens:
                 token = draw(st.sampled_from(tokens))
-                lines[index] = line[:token.start()] + new + line[token.end():]
+                lines[index] = line[: token.start()] + new + line[token.end() :]
             else:
                 at = draw(st.integers(0, len(line)))
                 lines[index] = line[:at] + " " + new + " " + line[at:]
@@ -547,8 +653,14 @@ class Target:
     def argv(self, folder: Path) -> list[str]:
         out = folder / "out"
         if self.name == "plan":
-            return ["diff", folder / "model.prototxt", folder / "model.prototxt", "--no-weights", "--plan",
-                    folder / self.file_name]
+            return [
+                "diff",
+                folder / "model.prototxt",
+                folder / "model.prototxt",
+                "--no-weights",
+                "--plan",
+                folder / self.file_name,
+            ]
         if self.name == "npz":
             return ["validate", LENET_ONNX, LENET_ONNX, "--inputs", folder / self.file_name]
         if self.name == "schema":
@@ -560,8 +672,14 @@ class Target:
         if self.name == "export":  # the prototxt through the Caffe -> ONNX exporter, random weights
             return ["export", folder / self.file_name, "-o", out / "exported.onnx"]
         if self.name == "caffemodel":
-            return ["convert", folder / "model.prototxt", "--weights", folder / self.file_name,
-                    "-o", out / "converted.prototxt"]
+            return [
+                "convert",
+                folder / "model.prototxt",
+                "--weights",
+                folder / self.file_name,
+                "-o",
+                out / "converted.prototxt",
+            ]
         return ["convert", folder / self.file_name, "-o", out / "converted.onnx"]
 
 
@@ -574,8 +692,14 @@ def targets() -> dict[str, Target]:
         "plan": Target("plan", "plan.json", tuple(plan_seeds()), True, codes=(0, 1, 2)),
         "npz": Target("npz", "inputs.npz", tuple(npz_seeds()), False, codes=(0, 1, 2)),
         "schema": Target("schema", "fork.pb", tuple(schema_seeds()), False, subprocess=True),
-        "environment": Target("environment", "model.prototxt", tuple(prototxt_seeds(("lenet", "cifar10_quick"))),
-                              True, subprocess=True, hostile_env=True),
+        "environment": Target(
+            "environment",
+            "model.prototxt",
+            tuple(prototxt_seeds(("lenet", "cifar10_quick"))),
+            True,
+            subprocess=True,
+            hostile_env=True,
+        ),
     }
 
 
@@ -599,8 +723,13 @@ def _run_subprocess(argv: list, env: dict[str, str], folder: Path) -> Run:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("PROTO_REWRITE_")}
     environment.update({key: value.format(folder=folder) for key, value in env.items()})
     try:
-        result = subprocess.run([sys.executable, "-c", DRIVER, *map(str, argv)], capture_output=True,
-                                timeout=EXAMPLE_SECONDS, cwd=ROOT, env=environment)
+        result = subprocess.run(
+            [sys.executable, "-c", DRIVER, *map(str, argv)],
+            capture_output=True,
+            timeout=EXAMPLE_SECONDS,
+            cwd=ROOT,
+            env=environment,
+        )
     except subprocess.TimeoutExpired:
         return Run(-1, "", f"the example took longer than {EXAMPLE_SECONDS} s")
     encoding = env.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
@@ -613,8 +742,9 @@ def _run_subprocess(argv: list, env: dict[str, str], folder: Path) -> Run:
     return Run(code, decode(result.stdout), decode(result.stderr))
 
 
-def run_example(target: Target, seed: Seed, data: bytes, folder: Path | None = None, env: dict | None = None,
-                *, check: bool = True) -> Outcome:
+def run_example(
+    target: Target, seed: Seed, data: bytes, folder: Path | None = None, env: dict | None = None, *, check: bool = True
+) -> Outcome:
     """Write the mutated file (and its companions) into a fresh folder, run the target's command,
     check that it ended cleanly; raise :class:`FuzzFailure` otherwise (``check`` False: return
     the outcome with its ``problem`` set instead)."""
@@ -668,7 +798,7 @@ def _json_error(stdout: str) -> dict | None:
     """The JSON error object a failed ``--format json`` run prints last on stdout, if any."""
     text = stdout.strip()
     start = text.rfind("\n{\n")
-    for candidate in (text, text[start + 1:] if start >= 0 else None):
+    for candidate in (text, text[start + 1 :] if start >= 0 else None):
         if not candidate:
             continue
         try:

@@ -24,7 +24,7 @@ BAD = DATA / "bad"
 MEMORY = 2 * 2**30  # bytes: the bound on every run's peak RSS
 TIMEOUT = 90
 
-DRIVER = r'''
+DRIVER = r"""
 import os, sys, time
 from proto_rewrite import fileio
 if os.environ.get("NO_TMPFILE"):
@@ -46,7 +46,7 @@ def stalling_open(self, path, mode="wb"):
 fileio.OutputFiles.open = stalling_open
 from proto_rewrite.cli.main import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 @pytest.fixture
@@ -65,9 +65,13 @@ def start(argv, tmp_path, **env):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     ready = tmp_path / "ready"
-    process = subprocess.Popen([sys.executable, str(driver), *map(str, argv)],
-                               env={**os.environ, "READY": str(ready), **env},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(driver), *map(str, argv)],
+        env={**os.environ, "READY": str(ready), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + TIMEOUT
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -93,8 +97,11 @@ def finish(process):
 def test_a_killed_worker_fails_its_model_only(anonymous, batch, tmp_path):
     out = tmp_path / "out"
     before = digest(batch)
-    process, pid = start(["convert", batch, "-o", out, "--jobs", "2", "--format", "json"], tmp_path,
-                         **({} if anonymous else {"NO_TMPFILE": "1"}))
+    process, pid = start(
+        ["convert", batch, "-o", out, "--jobs", "2", "--format", "json"],
+        tmp_path,
+        **({} if anonymous else {"NO_TMPFILE": "1"}),
+    )
     assert pid != process.pid  # a worker, not the batch
     os.kill(pid, signal.SIGKILL)
     code, stdout, stderr = finish(process)

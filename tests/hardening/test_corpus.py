@@ -26,10 +26,21 @@ BAD = DATA / "bad"
 CASES = json.loads((BAD / "MANIFEST.json").read_text())
 FORMATS = ("prototxt", "caffemodel", "onnx")
 # Files that are no case of their own: the generator, the manifest, the good models, data files.
-HELPERS = {"make_bad.py", "MANIFEST.json", "good.prototxt", "ox_ext_good.onnx", "ox_ext_good.bin",
-           "ox_ext_short.bin", "ox_ext_symlink.bin"}
-ERROR_CLASSES = {name: cls for module in (errors, export_errors) for name, cls in inspect.getmembers(module, inspect.isclass)
-                 if issubclass(cls, errors.ProtoRewriteError)}
+HELPERS = {
+    "make_bad.py",
+    "MANIFEST.json",
+    "good.prototxt",
+    "ox_ext_good.onnx",
+    "ox_ext_good.bin",
+    "ox_ext_short.bin",
+    "ox_ext_symlink.bin",
+}
+ERROR_CLASSES = {
+    name: cls
+    for module in (errors, export_errors)
+    for name, cls in inspect.getmembers(module, inspect.isclass)
+    if issubclass(cls, errors.ProtoRewriteError)
+}
 
 
 def _ids() -> list[str]:
@@ -99,26 +110,41 @@ def test_corpus_is_regenerated_byte_for_byte(tmp_path):
     assert digest(tmp_path) == committed
 
 
-@pytest.mark.parametrize("argv", [
-    ["convert", BAD / "good.prototxt", "--weights", BAD / "good.caffemodel", "-o", "{out}/c.prototxt"],
-    ["export", BAD / "good.prototxt", "--weights", BAD / "good.caffemodel", "-o", "{out}/e.onnx"],
-    ["convert", BAD / "good.onnx", "-o", "{out}/c.onnx"],
-    ["convert", BAD / "ox_ext_good.onnx", "-o", "{out}/c.onnx"],
-    ["validate", BAD / "good.prototxt", BAD / "good.prototxt", "--weights-a", BAD / "good.caffemodel",
-     "--weights-b", BAD / "good.caffemodel"],
-    ["validate", BAD / "good.onnx", BAD / "ox_ext_good.onnx"],
-], ids=["convert-caffe", "export", "convert-onnx", "convert-onnx-external", "validate-caffe", "validate-onnx"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["convert", BAD / "good.prototxt", "--weights", BAD / "good.caffemodel", "-o", "{out}/c.prototxt"],
+        ["export", BAD / "good.prototxt", "--weights", BAD / "good.caffemodel", "-o", "{out}/e.onnx"],
+        ["convert", BAD / "good.onnx", "-o", "{out}/c.onnx"],
+        ["convert", BAD / "ox_ext_good.onnx", "-o", "{out}/c.onnx"],
+        [
+            "validate",
+            BAD / "good.prototxt",
+            BAD / "good.prototxt",
+            "--weights-a",
+            BAD / "good.caffemodel",
+            "--weights-b",
+            BAD / "good.caffemodel",
+        ],
+        ["validate", BAD / "good.onnx", BAD / "ox_ext_good.onnx"],
+    ],
+    ids=["convert-caffe", "export", "convert-onnx", "convert-onnx-external", "validate-caffe", "validate-onnx"],
+)
 def test_controls_pass(argv, tmp_path):
     run = run_cli([str(a).format(out=tmp_path) for a in argv])
     assert run.code == 0, run.stderr
 
 
-@pytest.mark.parametrize("file, argv", [
-    ("cm_nan.caffemodel", ["convert", BAD / "good.prototxt", "--weights", "{file}", "-o", "{out}/c.prototxt"]),
-    ("cm_inf.caffemodel", ["export", BAD / "good.prototxt", "--weights", "{file}", "-o", "{out}/e.onnx"]),
-    ("ox_nan.onnx", ["convert", "{file}", "-o", "{out}/c.onnx"]),
-    ("ox_nan_constant.onnx", ["convert", "{file}", "-o", "{out}/c.onnx"]),
-], ids=lambda value: value if isinstance(value, str) else "")
+@pytest.mark.parametrize(
+    "file, argv",
+    [
+        ("cm_nan.caffemodel", ["convert", BAD / "good.prototxt", "--weights", "{file}", "-o", "{out}/c.prototxt"]),
+        ("cm_inf.caffemodel", ["export", BAD / "good.prototxt", "--weights", "{file}", "-o", "{out}/e.onnx"]),
+        ("ox_nan.onnx", ["convert", "{file}", "-o", "{out}/c.onnx"]),
+        ("ox_nan_constant.onnx", ["convert", "{file}", "-o", "{out}/c.onnx"]),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
 def test_allow_nonfinite(file, argv, tmp_path):
     argv = [str(a).format(out=tmp_path, file=BAD / file) for a in argv]
     refused = run_cli(argv)

@@ -22,10 +22,13 @@ TARGETS = targets()
 
 
 def _settings(name: str):
-    return settings(max_examples=max(1, round(EXAMPLES * SHARE.get(name, 1.0))), deadline=timedelta(seconds=20),
-                    database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=max(1, round(EXAMPLES * SHARE.get(name, 1.0))),
+        deadline=timedelta(seconds=20),
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -43,6 +46,7 @@ def test_fuzz(name):
 
 # Cases the 10 000-case campaign (benchmarks/fuzz_campaign.py) found, kept as regressions.
 
+
 def test_campaign_case_a_plan_whose_renames_are_not_names():
     import json
 
@@ -57,7 +61,6 @@ def test_campaign_case_a_plan_whose_renames_are_not_names():
 
 def test_campaign_case_an_onnx_input_of_a_huge_declared_batch():
     import onnx
-
     from fuzzing import onnx_seeds
 
     target = TARGETS["onnx"]

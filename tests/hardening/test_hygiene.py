@@ -37,14 +37,17 @@ def hostile(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("argv", [
-    ["inspect", "{m}", "--no-weights"],
-    ["inspect", "{m}", "--no-weights", "-v"],
-    ["convert", "{m}", "--no-weights", "--dry-run"],
-    ["convert", "{m}", "--no-weights", "--strict", "-o", "{d}/x.prototxt"],
-    ["diff", "{m}", "{m}", "--no-weights", "--text"],
-    ["export", "{m}", "-o", "{d}/x.onnx"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "{m}", "--no-weights"],
+        ["inspect", "{m}", "--no-weights", "-v"],
+        ["convert", "{m}", "--no-weights", "--dry-run"],
+        ["convert", "{m}", "--no-weights", "--strict", "-o", "{d}/x.prototxt"],
+        ["diff", "{m}", "{m}", "--no-weights", "--text"],
+        ["export", "{m}", "-o", "{d}/x.onnx"],
+    ],
+)
 def test_no_raw_control_character_reaches_the_terminal(tmp_path, hostile, argv):
     before = snapshot(tmp_path)
     run = run_cli([a.format(m=hostile, d=tmp_path) for a in argv])
@@ -72,7 +75,7 @@ def test_escape_controls_keeps_our_newlines_and_tabs():
 def test_an_error_on_a_huge_line_quotes_an_excerpt(tmp_path):
     model = tmp_path / "one_line.prototxt"
     layer = 'layer { name: "r" type: "ReLU" bottom: "data" top: "data" } '
-    text = 'input: "data" input_dim: 1 input_dim: 1 input_dim: 2 input_dim: 2 ' + layer * 56000 + 'input: 7bogus'
+    text = 'input: "data" input_dim: 1 input_dim: 1 input_dim: 2 input_dim: 2 ' + layer * 56000 + "input: 7bogus"
     model.write_text(text)  # 3.2 MB, one line, the error at its end
     assert model.stat().st_size > 3_000_000
     column = len(text) - len("7bogus") + 1

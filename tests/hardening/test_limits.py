@@ -32,10 +32,18 @@ def default_limit(monkeypatch):
     set_max_tensor_bytes(None)
 
 
-@pytest.mark.parametrize("text, value", [
-    ("1000", 1000), ("64M", 64 * 10**6), ("64MB", 64 * 10**6), ("16GiB", 16 * 2**30), ("1.5k", 1500),
-    ("2 Ti", 2 * 2**40), ("512kib", 512 * 1024),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("1000", 1000),
+        ("64M", 64 * 10**6),
+        ("64MB", 64 * 10**6),
+        ("16GiB", 16 * 2**30),
+        ("1.5k", 1500),
+        ("2 Ti", 2 * 2**40),
+        ("512kib", 512 * 1024),
+    ],
+)
 def test_parse_size(text, value):
     assert parse_size(text) == value
 
@@ -80,8 +88,10 @@ def test_option_refuses_a_small_model():
 
 def test_environment_variable(monkeypatch):
     monkeypatch.setenv(ENV_MAX_TENSOR_BYTES, "100")
-    assert _json_error(run_cli(["convert", GOOD, "--no-weights", "--dry-run", "--format", "json"]))["error"] == \
-        "TensorTooLargeError"
+    assert (
+        _json_error(run_cli(["convert", GOOD, "--no-weights", "--dry-run", "--format", "json"]))["error"]
+        == "TensorTooLargeError"
+    )
     assert run_cli(["convert", GOOD, "--no-weights", "--dry-run", "--max-tensor-bytes", "1M"]).code == 0
     monkeypatch.setenv(ENV_MAX_TENSOR_BYTES, "lots")
     assert _json_error(run_cli(["inspect", GOOD, "--no-weights", "--format", "json"]))["error"] == "UsageError"
@@ -94,12 +104,16 @@ def test_validate_refuses_a_random_input_over_the_limit():
     assert report["path"].endswith("good.onnx")
 
 
-@pytest.mark.parametrize("argv", [
-    ["export", BAD / "pt_huge_fc.prototxt", "-o", "{out}/e.onnx"],
-    ["init-weights", BAD / "pt_huge_fc.prototxt", "-o", "{out}/w.caffemodel"],
-    ["inspect", BAD / "pt_huge_input.prototxt", "--no-weights"],
-    ["validate", BAD / "ox_huge_input.onnx", BAD / "ox_huge_input.onnx"],
-], ids=["export", "init-weights", "inspect", "validate"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", BAD / "pt_huge_fc.prototxt", "-o", "{out}/e.onnx"],
+        ["init-weights", BAD / "pt_huge_fc.prototxt", "-o", "{out}/w.caffemodel"],
+        ["inspect", BAD / "pt_huge_input.prototxt", "--no-weights"],
+        ["validate", BAD / "ox_huge_input.onnx", BAD / "ox_huge_input.onnx"],
+    ],
+    ids=["export", "init-weights", "inspect", "validate"],
+)
 def test_absurd_shapes_are_refused_before_allocating(argv, tmp_path):
     tracemalloc.start()
     try:

@@ -90,7 +90,9 @@ def _caffe_model(folder: Path, bad: bool = False) -> Path:
     weight = np.random.default_rng(0).standard_normal((128, 4096)).astype(np.float32)
     if bad:
         weight[100, 4000] = np.nan
-    write_caffemodel(folder / "wide.caffemodel", parse_net_text(NET, "wide"), {"fc": [weight, np.zeros(128, np.float32)]})
+    write_caffemodel(
+        folder / "wide.caffemodel", parse_net_text(NET, "wide"), {"fc": [weight, np.zeros(128, np.float32)]}
+    )
     return prototxt
 
 
@@ -117,10 +119,12 @@ def _onnx_model(folder: Path, value: float | None = None, data_type=TensorProto.
     if value is not None:
         weight[3, 4] = value
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)], "g",
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)],
+        "g",
         [helper.make_tensor_value_info("x", data_type, [1, 512])],
         [helper.make_tensor_value_info("y", data_type, [1, 256])],
-        [numpy_helper.from_array(weight, "w")])
+        [numpy_helper.from_array(weight, "w")],
+    )
     path = folder / "fc.onnx"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -163,9 +167,16 @@ def test_checking_a_large_caffemodel_does_not_grow_the_process(tmp_path):
     text = NET.replace("num_output: 128", "num_output: 4096")
     prototxt.write_text(text)
     weight = np.ones((4096, 4096), np.float32)
-    write_caffemodel(tmp_path / "big.caffemodel", parse_net_text(text, "big"), {"fc": [weight, np.zeros(4096, np.float32)]})
+    write_caffemodel(
+        tmp_path / "big.caffemodel", parse_net_text(text, "big"), {"fc": [weight, np.zeros(4096, np.float32)]}
+    )
     del weight
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(RUNNER), str(prototxt)], capture_output=True,
-                            text=True, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(RUNNER), str(prototxt)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     before, peak, _ = map(float, result.stdout.split())
     assert peak - before < 24, result.stdout  # MiB; without giving the pages back: + 64

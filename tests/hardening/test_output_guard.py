@@ -33,8 +33,14 @@ def work(tmp_path):
     for name in ("good.prototxt", "good.caffemodel", "good.onnx"):
         shutil.copy(BAD / name, folder / name)
     model = onnx.load(str(BAD / "good.onnx"))
-    onnx.save_model(model, str(folder / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="c.onnx.data", size_threshold=0)
+    onnx.save_model(
+        model,
+        str(folder / "ext.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="c.onnx.data",
+        size_threshold=0,
+    )
     assert (folder / "c.onnx.data").is_file()
     return folder
 
@@ -63,20 +69,31 @@ def spellings(folder, name):
 
 def test_save_plan_over_the_model_or_its_weights_is_refused(work, monkeypatch):
     for path in spellings(work, "good.onnx"):
-        refused(["convert", work / "good.onnx", "--dry-run", "--save-plan", path], work, named=path,
-                expect="is also an input")
+        refused(
+            ["convert", work / "good.onnx", "--dry-run", "--save-plan", path],
+            work,
+            named=path,
+            expect="is also an input",
+        )
     monkeypatch.chdir(work)
     refused(["convert", "good.onnx", "--dry-run", "--save-plan", "./good.onnx"], work, named="./good.onnx")
     # the caffemodel read by default beside the prototxt is an input too
     for path in spellings(work, "good.caffemodel")[:3]:
-        refused(["convert", work / "good.prototxt", "-o", work.parent / "c.prototxt", "--save-plan", path],
-                work, named=path, expect="is also an input")
+        refused(
+            ["convert", work / "good.prototxt", "-o", work.parent / "c.prototxt", "--save-plan", path],
+            work,
+            named=path,
+            expect="is also an input",
+        )
     assert not (work.parent / "c.prototxt").exists()
 
 
 def test_save_plan_over_the_input_is_refused_even_in_place(work):
-    refused(["convert", work / "good.onnx", "-o", work / "good.onnx", "--in-place", "--save-plan", work / "good.onnx"],
-            work, named=str(work / "good.onnx"))
+    refused(
+        ["convert", work / "good.onnx", "-o", work / "good.onnx", "--in-place", "--save-plan", work / "good.onnx"],
+        work,
+        named=str(work / "good.onnx"),
+    )
 
 
 def test_external_data_of_the_output_cannot_be_the_inputs_data(work):
@@ -85,8 +102,10 @@ def test_external_data_of_the_output_cannot_be_the_inputs_data(work):
     refused(["convert", work / "ext.onnx", "-o", work / "c.onnx"], work, named=str(data), expect="is also an input")
     assert not (work / "c.onnx").exists()
     # the input still computes what it computed
-    feed = {i.name: np.ones([d.dim_value or 1 for d in i.type.tensor_type.shape.dim], np.float32)
-            for i in onnx.load(str(work / "ext.onnx"), load_external_data=False).graph.input}
+    feed = {
+        i.name: np.ones([d.dim_value or 1 for d in i.type.tensor_type.shape.dim], np.float32)
+        for i in onnx.load(str(work / "ext.onnx"), load_external_data=False).graph.input
+    }
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     a = ort.InferenceSession(str(work / "ext.onnx"), options).run(None, feed)
@@ -124,8 +143,9 @@ def test_pipe_socket_and_folder_are_refused(work, tmp_path):
         refused(["convert", work / "good.onnx", "-o", sock_path], work, named=str(sock_path), expect="socket")
     folder = tmp_path / "dir.json"
     folder.mkdir()
-    refused(["convert", work / "good.onnx", "--dry-run", "--save-plan", folder], work, named=str(folder),
-            expect="folder")
+    refused(
+        ["convert", work / "good.onnx", "--dry-run", "--save-plan", folder], work, named=str(folder), expect="folder"
+    )
 
 
 def test_every_writer_refuses_an_input(work, tmp_path):
@@ -212,8 +232,12 @@ def test_without_anonymous_files_the_named_temporaries_work(work, tmp_path, monk
 def test_validate_never_writes_over_the_external_data_it_compares(work):
     data = work / "c.onnx.data"
     for option in ("--save-inputs", "--save-outputs"):
-        refused(["validate", work / "ext.onnx", work / "good.onnx", option, data], work, named=str(data),
-                expect="external data file")
+        refused(
+            ["validate", work / "ext.onnx", work / "good.onnx", option, data],
+            work,
+            named=str(data),
+            expect="external data file",
+        )
     refused(["diff", work / "ext.onnx", work / "good.onnx", "-o", data], work, named=str(data))
 
 

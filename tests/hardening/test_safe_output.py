@@ -33,7 +33,7 @@ class FailingFile:
     def write(self, data):
         size = len(data) if not isinstance(data, memoryview) else data.nbytes
         if size > self._budget:
-            self._handle.write(data[:self._budget])
+            self._handle.write(data[: self._budget])
             raise self._error
         self._budget -= size
         return self._handle.write(data)
@@ -115,8 +115,13 @@ def test_a_failed_write_keeps_the_old_output(command, models, tmp_path, monkeypa
     assert run_cli(_argv(command, models, out)).code == 0
     before = digest(out)
     real_open = OutputFiles.open
-    monkeypatch.setattr(OutputFiles, "open", lambda self, path, mode="wb": FailingFile(
-        real_open(self, path, mode), 50, OSError(errno.EIO, "Input/output error")))
+    monkeypatch.setattr(
+        OutputFiles,
+        "open",
+        lambda self, path, mode="wb": FailingFile(
+            real_open(self, path, mode), 50, OSError(errno.EIO, "Input/output error")
+        ),
+    )
     assert run_cli(_argv(command, models, out)).code == 2
     assert digest(out) == before
 
@@ -135,10 +140,14 @@ def test_a_failing_rename_leaves_nothing(models, tmp_path, monkeypatch):
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("model, extra", [
-    ("good.onnx", []),
-    ("good.prototxt", ["--weights", "{in}/good.caffemodel"]),
-], ids=["onnx", "caffe"])
+@pytest.mark.parametrize(
+    "model, extra",
+    [
+        ("good.onnx", []),
+        ("good.prototxt", ["--weights", "{in}/good.caffemodel"]),
+    ],
+    ids=["onnx", "caffe"],
+)
 def test_output_over_input_is_refused_unless_in_place(model, extra, models, tmp_path):
     source = models / model
     spellings = [source, models / "." / model, models.parent / "in" / ".." / "in" / model]

@@ -24,7 +24,7 @@ BAD = DATA / "bad"
 MEMORY = 2 * 2**30  # bytes: the bound on every run's peak RSS
 TIMEOUT = 60  # seconds: the bound on every run
 
-DRIVER = r'''
+DRIVER = r"""
 import os, sys, time
 from proto_rewrite import fileio
 if os.environ.get("NO_TMPFILE"):
@@ -46,7 +46,7 @@ def stalling_open(self, path, mode="wb"):
 fileio.OutputFiles.open = stalling_open
 from proto_rewrite.cli.main import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 @pytest.fixture
@@ -64,8 +64,13 @@ def start(argv, tmp_path, stall_on: str, **env) -> tuple[subprocess.Popen, int]:
     driver.write_text(DRIVER)
     ready = tmp_path / "ready"
     environ = {**os.environ, "STALL_ON": stall_on, "READY": str(ready), **env}
-    process = subprocess.Popen([sys.executable, str(driver), *map(str, argv)], env=environ,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(driver), *map(str, argv)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + TIMEOUT
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -134,8 +139,9 @@ def test_after_sigkill_nothing_is_visible_or_the_next_run_cleans_up(anonymous, m
         assert left == []
         return
     assert len(left) == 1 and left[0].startswith(".c.onnx.prw") and left[0].endswith(".partial")
-    rerun = subprocess.run([sys.executable, "-m", "proto_rewrite", *argv], capture_output=True, text=True,
-                           timeout=TIMEOUT)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "proto_rewrite", *argv], capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert left[0] in rerun.stderr and "did not finish" in rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == ["c.onnx"]

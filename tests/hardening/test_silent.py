@@ -31,12 +31,18 @@ def _refused_without_output(tmp_path, argv, named, message):
 
 def test_every_layer_excluded_by_phase_is_an_error(tmp_path):
     model = tmp_path / "train_only.prototxt"
-    model.write_text('name: "t"\ninput: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
-                     'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" include { phase: TRAIN } }\n'
-                     'layer { name: "fc" type: "InnerProduct" bottom: "r" top: "fc" include { phase: TRAIN } '
-                     'inner_product_param { num_output: 2 } }\n')
-    _refused_without_output(tmp_path, ["convert", model, "--no-weights", "-o", tmp_path / "out" / "c.prototxt"],
-                            model, "excluded in phase TEST")
+    model.write_text(
+        'name: "t"\ninput: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+        'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" include { phase: TRAIN } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "r" top: "fc" include { phase: TRAIN } '
+        "inner_product_param { num_output: 2 } }\n"
+    )
+    _refused_without_output(
+        tmp_path,
+        ["convert", model, "--no-weights", "-o", tmp_path / "out" / "c.prototxt"],
+        model,
+        "excluded in phase TEST",
+    )
     assert run_cli(["inspect", model, "--no-weights", "--phase", "TRAIN"]).code == 0
 
 
@@ -48,23 +54,32 @@ def test_a_caffemodel_of_another_net_is_an_error(tmp_path):
     model.write_text(renamed)
     weights = tmp_path / "lenet.caffemodel"
     shutil.copy(LENET.with_suffix(".caffemodel"), weights)
-    _refused_without_output(tmp_path, ["convert", model, "--weights", weights, "-o", tmp_path / "out" / "c.prototxt"],
-                            weights, "no layer with weights in the caffemodel matches")
+    _refused_without_output(
+        tmp_path,
+        ["convert", model, "--weights", weights, "-o", tmp_path / "out" / "c.prototxt"],
+        weights,
+        "no layer with weights in the caffemodel matches",
+    )
 
 
 def test_a_negative_input_dim_is_an_error(tmp_path):
     model = tmp_path / "negative.prototxt"
-    model.write_text('input: "data" input_dim: 1 input_dim: -3 input_dim: 8 input_dim: 8\n'
-                     'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
-    _refused_without_output(tmp_path, ["convert", model, "--no-weights", "-o", tmp_path / "out" / "c.prototxt"],
-                            model, "negative dimension")
+    model.write_text(
+        'input: "data" input_dim: 1 input_dim: -3 input_dim: 8 input_dim: 8\n'
+        'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n'
+    )
+    _refused_without_output(
+        tmp_path, ["convert", model, "--no-weights", "-o", tmp_path / "out" / "c.prototxt"], model, "negative dimension"
+    )
 
 
 def test_doubles_beyond_float32_are_refused_naming_the_blob(tmp_path):
     model = tmp_path / "fc.prototxt"
-    model.write_text('input: "data" input_dim: 1 input_dim: 2 input_dim: 1 input_dim: 1\n'
-                     'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
-                     'inner_product_param { num_output: 2 } }\n')
+    model.write_text(
+        'input: "data" input_dim: 1 input_dim: 2 input_dim: 1 input_dim: 1\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+        "inner_product_param { num_output: 2 } }\n"
+    )
     net = schema.NetParameter()
     layer = net.layer.add(name="fc", type="InnerProduct")
     weight = layer.blobs.add()
@@ -75,25 +90,37 @@ def test_doubles_beyond_float32_are_refused_naming_the_blob(tmp_path):
     bias.double_data.extend([0.0, 0.0])
     weights = tmp_path / "fc.caffemodel"
     weights.write_bytes(net.SerializeToString())
-    _refused_without_output(tmp_path, ["export", model, "--weights", weights, "-o", tmp_path / "out" / "e.onnx"],
-                            weights, "blob 0 of layer 'fc' holds 1 double value beyond float32's range")
+    _refused_without_output(
+        tmp_path,
+        ["export", model, "--weights", weights, "-o", tmp_path / "out" / "e.onnx"],
+        weights,
+        "blob 0 of layer 'fc' holds 1 double value beyond float32's range",
+    )
 
 
 def _gemm_model(opset: int, ir_version: int | None = None) -> onnx.ModelProto:
     weight = numpy_helper.from_array(np.ones((2, 4), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
-                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     if ir_version is not None:
         model.ir_version = ir_version
     return model
 
 
-@pytest.mark.parametrize("opset, ir_version, message", [
-    (1, None, "opset 1, outside the range"), (99, None, "opset 99, outside the range"),
-    (13, 99, "IR version 99 is outside the range"),
-])
+@pytest.mark.parametrize(
+    "opset, ir_version, message",
+    [
+        (1, None, "opset 1, outside the range"),
+        (99, None, "opset 99, outside the range"),
+        (13, 99, "IR version 99 is outside the range"),
+    ],
+)
 def test_opsets_and_ir_versions_outside_the_readme_range_are_refused(tmp_path, opset, ir_version, message):
     model = tmp_path / "m.onnx"
     model.write_bytes(_gemm_model(opset, ir_version).SerializeToString())
@@ -115,9 +142,11 @@ def test_nan_tolerances_are_refused(option, value):
 
 def test_an_in_place_inner_product_gets_its_input_shape(tmp_path):
     model = tmp_path / "inplace.prototxt"
-    model.write_text('name: "inplace"\ninput: "data" input_dim: 1 input_dim: 3 input_dim: 4 input_dim: 4\n'
-                     'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "data" '
-                     'inner_product_param { num_output: 5 } }\n')
+    model.write_text(
+        'name: "inplace"\ninput: "data" input_dim: 1 input_dim: 3 input_dim: 4 input_dim: 4\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "data" '
+        "inner_product_param { num_output: 5 } }\n"
+    )
     assert run_cli(["init-weights", model, "-o", tmp_path / "inplace.caffemodel"]).code == 0
     plan_run = run_cli(["convert", model, "--dry-run", "--format", "json"])
     assert plan_run.code == 0, plan_run.stderr
@@ -133,4 +162,3 @@ def test_an_in_place_inner_product_gets_its_input_shape(tmp_path):
     converted = load_caffe(out / "fcn.prototxt")
     assert [layer.type for layer in converted.net.layer] == ["Input", "Convolution"]
     assert converted.weights["fc"][0].shape == (5, 3, 4, 4)
-

@@ -54,10 +54,18 @@ def limit_env(monkeypatch):
     set_max_tensor_bytes(None)
 
 
-@pytest.mark.parametrize("value, says", [
-    ("9" * 400, "too large"), ("-5", "not a size"), ("garbage", "not a size"), ("1e400", "not a size"),
-    ("0", "positive"), ("\x1b]0;owned\x07", "not a size"),
-], ids=["400-digits", "negative", "garbage", "float-overflow", "zero", "escape-sequence"])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("9" * 400, "too large"),
+        ("-5", "not a size"),
+        ("garbage", "not a size"),
+        ("1e400", "not a size"),
+        ("0", "positive"),
+        ("\x1b]0;owned\x07", "not a size"),
+    ],
+    ids=["400-digits", "negative", "garbage", "float-overflow", "zero", "escape-sequence"],
+)
 def test_a_bad_tensor_limit_in_the_environment(value, says, limit_env):
     limit_env.setenv(ENV_MAX_TENSOR_BYTES, value)
     for argv in (["inspect", GOOD_ONNX], ["convert", GOOD_ONNX, "--dry-run"]):
@@ -80,12 +88,23 @@ def _hollow_schema(path, *, drop=None) -> None:
     if drop is None:
         file_set = descriptor_pb2.FileDescriptorSet()
         proto = file_set.file.add(name="caffe.proto", package="caffe", syntax="proto2")
-        for name in ("NetParameter", "LayerParameter", "V1LayerParameter", "V0LayerParameter", "BlobProto",
-                     "BlobShape", "ParamSpec", "NetState", "NetStateRule", "InnerProductParameter"):
+        for name in (
+            "NetParameter",
+            "LayerParameter",
+            "V1LayerParameter",
+            "V0LayerParameter",
+            "BlobProto",
+            "BlobShape",
+            "ParamSpec",
+            "NetState",
+            "NetStateRule",
+            "InnerProductParameter",
+        ):
             proto.message_type.add(name=name)
     else:
         file_set = descriptor_pb2.FileDescriptorSet.FromString(
-            (ROOT / "proto_rewrite" / "caffe" / "caffe_descriptor.pb").read_bytes())
+            (ROOT / "proto_rewrite" / "caffe" / "caffe_descriptor.pb").read_bytes()
+        )
         for proto in file_set.file:
             for message in proto.message_type:
                 if message.name == "LayerParameter":
@@ -96,8 +115,12 @@ def _hollow_schema(path, *, drop=None) -> None:
 
 
 def _cli(argv, **env):
-    return subprocess.run([sys.executable, "-m", "proto_rewrite", *map(str, argv)], capture_output=True,
-                          timeout=TIMEOUT, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "proto_rewrite", *map(str, argv)],
+        capture_output=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.mark.parametrize("drop", [None, ("bottom", "top")], ids=["hollow", "core-fields-missing"])
@@ -106,8 +129,11 @@ def test_a_hollow_caffe_schema(drop, tmp_path):
     _hollow_schema(schema, drop=drop)
     shutil.copy(BAD / "good.prototxt", tmp_path / "m.prototxt")
     before = digest(tmp_path)
-    for argv in (["inspect", tmp_path / "m.prototxt"], ["convert", tmp_path / "m.prototxt", "-o", tmp_path / "o.prototxt"],
-                 ["export", tmp_path / "m.prototxt", "-o", tmp_path / "o.onnx"]):
+    for argv in (
+        ["inspect", tmp_path / "m.prototxt"],
+        ["convert", tmp_path / "m.prototxt", "-o", tmp_path / "o.prototxt"],
+        ["export", tmp_path / "m.prototxt", "-o", tmp_path / "o.onnx"],
+    ):
         result = _cli([*argv, "--caffe-schema", schema])
         err = result.stderr.decode()
         assert result.returncode == 2, err
@@ -126,8 +152,9 @@ def test_a_non_utf8_file_name_is_printed_escaped(tmp_path):
         "convert": _cli(["convert", os.fsdecode(odd), "-o", os.fsdecode(out)], **env),
         "missing": _cli(["convert", os.fsdecode(folder + b"/gone\xff.onnx"), "-o", os.fsdecode(out)], **env),
         "missing-json": _cli(["inspect", os.fsdecode(folder + b"/gone\xff.onnx"), "--format", "json"], **env),
-        "diff-html": _cli(["diff", os.fsdecode(odd), GOOD_ONNX, "--format", "html", "-o",
-                           os.fsdecode(folder + b"/d\xff.html")], **env),
+        "diff-html": _cli(
+            ["diff", os.fsdecode(odd), GOOD_ONNX, "--format", "html", "-o", os.fsdecode(folder + b"/d\xff.html")], **env
+        ),
         "batch": _cli(["convert", os.fsdecode(odd), GOOD_ONNX, "-o", os.fsdecode(folder + b"/dir\xff")], **env),
     }
     expected = {"inspect": 0, "convert": 0, "missing": 2, "missing-json": 2, "diff-html": 0, "batch": 0}

@@ -47,6 +47,7 @@ def _lenet_copy(folder: Path) -> Path:
 
 # --- pipes and devices ----------------------------------------------------------------------------
 
+
 def test_a_fifo_as_the_model_is_refused_without_opening_it(tmp_path):
     fifo = tmp_path / "model.prototxt"
     os.mkfifo(fifo)  # nobody writes: opening it for reading would block forever
@@ -94,6 +95,7 @@ def test_endless_devices_are_refused(tmp_path, device, role):
 
 # --- model text size ------------------------------------------------------------------------------
 
+
 def test_a_prototxt_over_the_text_limit_is_refused_from_its_size(tmp_path):
     big = tmp_path / "big.prototxt"
     line = "# " + "x" * 1021 + "\n"
@@ -117,8 +119,10 @@ def test_a_plan_over_the_text_limit_is_refused_from_its_size(tmp_path, monkeypat
     plan = tmp_path / "plan.json"
     plan.write_text('{"plan_version": 1, "padding": "' + "x" * 9000 + '"}')
     before = snapshot(tmp_path)
-    for argv in (["diff", LENET, LENET, "--no-weights", "--plan", plan],
-                 ["validate", LENET_ONNX, LENET_ONNX, "--localize", "--plan", plan]):
+    for argv in (
+        ["diff", LENET, LENET, "--no-weights", "--plan", plan],
+        ["validate", LENET_ONNX, LENET_ONNX, "--localize", "--plan", plan],
+    ):
         run = run_cli(argv, seconds=30)
         assert run.code == 2, run.stderr
         assert_refused(run, plan, message="over the limit")
@@ -154,15 +158,17 @@ def test_init_weights_honours_max_tensor_bytes(tmp_path):
 
 WIDE = 'input: "data" input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 2048\n' + "".join(
     f'layer {{ name: "fc{i}" type: "InnerProduct" bottom: "{"data" if i == 0 else f"fc{i - 1}"}" top: "fc{i}" '
-    'inner_product_param { num_output: 2048 } }\n' for i in range(10))  # 10 x 16 MiB of weights
+    "inner_product_param { num_output: 2048 } }\n"
+    for i in range(10)
+)  # 10 x 16 MiB of weights
 
-PEAK_DRIVER = r'''
+PEAK_DRIVER = r"""
 import resource, sys
 from proto_rewrite.cli.main import main
 code = main(sys.argv[1:])
 print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 sys.exit(code)
-'''
+"""
 
 
 def _peak_kb(argv) -> int:
@@ -201,6 +207,7 @@ def test_random_weights_are_drawn_and_written_one_layer_at_a_time(tmp_path, comm
 
 # --- validate inputs ------------------------------------------------------------------------------
 
+
 def test_batch_on_a_fixed_batch_model_is_refused_before_drawing():
     run = run_bounded(["validate", LENET_ONNX, LENET_ONNX, "--batch", "300000"], seconds=60)
     assert_refused(run, "--batch 300000", message="fixed batch size of 1")
@@ -227,10 +234,12 @@ def _make_npz(kind: str, path: Path, name: str) -> None:
         np.savez(path.with_suffix(".tmp.npz"), **{name: good})
         data = path.with_suffix(".tmp.npz").read_bytes()
         path.with_suffix(".tmp.npz").unlink()
-        path.write_bytes(data[:len(data) // 2])
+        path.write_bytes(data[: len(data) // 2])
     elif kind == "bomb":  # 256 MiB of zeros in a few hundred KiB, as one member
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, \
-                archive.open(name + ".npy", "w", force_zip64=True) as member:
+        with (
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+            archive.open(name + ".npy", "w", force_zip64=True) as member,
+        ):
             member.write(_npy_header((1, 1, 8192, 8192)))
             block = bytes(1 << 24)
             for _ in range(16):
@@ -242,10 +251,16 @@ def _make_npz(kind: str, path: Path, name: str) -> None:
         np.savez(path, **{name: np.zeros((1, 1, 30, 30), np.float32)})
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("npy", "is a .npy file"), ("truncated", "not a complete .npz"), ("bomb", "has shape (1, 1, 8192, 8192)"),
-    ("huge", "declares shape (4398046511104)"), ("shape", "has shape (1, 1, 30, 30) in the file"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("npy", "is a .npy file"),
+        ("truncated", "not a complete .npz"),
+        ("bomb", "has shape (1, 1, 8192, 8192)"),
+        ("huge", "declares shape (4398046511104)"),
+        ("shape", "has shape (1, 1, 30, 30) in the file"),
+    ],
+)
 def test_bad_npz_inputs_are_blamed_on_the_npz(tmp_path, kind, message):
     npz = tmp_path / f"{kind}.npz"
     _make_npz(kind, npz, _lenet_input())
@@ -257,14 +272,22 @@ def test_bad_npz_inputs_are_blamed_on_the_npz(tmp_path, kind, message):
 
 # --- a model too large to inline ------------------------------------------------------------------
 
+
 def _external_model(folder: Path) -> Path:
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((10, 48), dtype=np.float32), "fc_w")
     bias = numpy_helper.from_array(rng.standard_normal(10, dtype=np.float32), "fc_b")
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "ext", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [weight, bias])
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [weight, bias],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     folder.mkdir()
     path = folder / "ext.onnx"
@@ -292,8 +315,9 @@ def test_a_model_over_the_inline_limit_runs_with_its_external_data(tmp_path, mon
     assert run.code == 0 and "PASSED" in run.stderr, run.stderr
     # The session made from the kept references computes what onnxruntime computes from the file.
     x = np.random.default_rng(1).standard_normal((1, 3, 4, 4), dtype=np.float32)
-    session = runtime.make_session(proto.SerializeToString(), runtime.RuntimeOptions(),
-                                   external_folder=runtime.external_folder(proto))
+    session = runtime.make_session(
+        proto.SerializeToString(), runtime.RuntimeOptions(), external_folder=runtime.external_folder(proto)
+    )
     reference = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
     (ours,), (theirs,) = session.run(None, {"x": x}), reference.run(None, {"x": x})
     assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
@@ -302,7 +326,7 @@ def test_a_model_over_the_inline_limit_runs_with_its_external_data(tmp_path, mon
 
 # --- an input truncated while it is mapped --------------------------------------------------------
 
-TRUNCATE_DRIVER = r'''
+TRUNCATE_DRIVER = r"""
 import os, subprocess, sys, time
 import proto_rewrite.nonfinite as nonfinite
 WEIGHTS = sys.argv[-1]
@@ -317,7 +341,7 @@ def scan(array, **kw):  # the first weight scan: the file is mapped and being re
 nonfinite.scan = scan
 from proto_rewrite.cli.main import main
 sys.exit(main(sys.argv[1:-1]))
-'''
+"""
 
 
 def test_an_input_truncated_while_mapped_is_an_error_not_sigbus(tmp_path):
@@ -325,9 +349,11 @@ def test_an_input_truncated_while_mapped_is_an_error_not_sigbus(tmp_path):
     from proto_rewrite.caffe.model import load_caffe
 
     model = tmp_path / "net.prototxt"
-    model.write_text('input: "data" input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 2048\n'
-                     'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
-                     'inner_product_param { num_output: 2048 } }\n')
+    model.write_text(
+        'input: "data" input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 2048\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+        "inner_product_param { num_output: 2048 } }\n"
+    )
     weights = tmp_path / "net.caffemodel"
     net = load_caffe(model, None).net
     write_caffemodel(weights, net, {"fc": [np.ones((2048, 2048), np.float32), np.zeros(2048, np.float32)]})

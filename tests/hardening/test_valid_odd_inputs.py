@@ -37,6 +37,7 @@ def _close(a: np.ndarray, b: np.ndarray) -> None:
 
 # --- unpacked floats ------------------------------------------------------------------------------
 
+
 def _unpacked_blob(values: np.ndarray, *, double: bool = False, split: int | None = None) -> bytes:
     """A BlobProto with ``shape`` and each value as its own field record (tag + fixed32/64); with
     ``split``, the first ``split`` values packed and the rest unpacked (both in one blob)."""
@@ -86,7 +87,9 @@ def test_unpacked_floats_read_as_packed_ones(tmp_path):
     assert run.code == 0 and "PASSED" in run.stderr, run.stderr
     converted = load_caffe(tmp_path / "out" / "fcn.prototxt")
     assert [layer.type for layer in converted.net.layer if layer.name.startswith("ip")] == ["Convolution"] * 2
-    assert {k: v for k, v in snapshot(tmp_path)[str(tmp_path)].items() if not k.startswith("out")} == before[str(tmp_path)]
+    assert {k: v for k, v in snapshot(tmp_path)[str(tmp_path)].items() if not k.startswith("out")} == before[
+        str(tmp_path)
+    ]
 
 
 def test_unpacked_doubles_and_large_blobs(tmp_path):
@@ -105,20 +108,30 @@ def test_unpacked_doubles_and_large_blobs(tmp_path):
 
 # --- a sparse initializer as the Gemm weight ------------------------------------------------------
 
+
 def _sparse_gemm(path) -> np.ndarray:
     rng = np.random.default_rng(3)
     dense = rng.standard_normal((6, 48)).astype(np.float32)
     dense[rng.random(dense.shape) < 0.7] = 0.0
     flat = dense.reshape(-1)
     where = np.flatnonzero(flat)
-    sparse = helper.make_sparse_tensor(numpy_helper.from_array(flat[where], "fc_w"),
-                                       numpy_helper.from_array(where.astype(np.int64), "fc_w_indices"), [6, 48])
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "sparse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
-                              [numpy_helper.from_array(np.arange(6, dtype=np.float32), "fc_b")],
-                              sparse_initializer=[sparse])
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(flat[where], "fc_w"),
+        numpy_helper.from_array(where.astype(np.int64), "fc_w_indices"),
+        [6, 48],
+    )
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "sparse",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [numpy_helper.from_array(np.arange(6, dtype=np.float32), "fc_b")],
+        sparse_initializer=[sparse],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return dense
 
@@ -145,25 +158,34 @@ def test_a_sparse_gemm_weight_is_densified_and_converted(tmp_path):
     (got,) = _session(out / "fcn.onnx").run(None, {"x": x})
     _close(got.reshape(expected.shape), expected)
     assert run_cli(["validate", source, out / "fcn.onnx"]).code == 0
-    assert snapshot(tmp_path)[str(tmp_path)] == {**before[str(tmp_path)], **{
-        k: v for k, v in snapshot(tmp_path)[str(tmp_path)].items() if k.startswith("out")}}
+    assert snapshot(tmp_path)[str(tmp_path)] == {
+        **before[str(tmp_path)],
+        **{k: v for k, v in snapshot(tmp_path)[str(tmp_path)].items() if k.startswith("out")},
+    }
 
 
 # --- an Eltwise of 10 000 bottoms -----------------------------------------------------------------
+
 
 def test_eltwise_with_10000_bottoms(tmp_path):
     count = 10_000
     tops = " ".join(f'top: "s{i}"' for i in range(count))
     bottoms = " ".join(f'bottom: "s{i}"' for i in range(count))
     model = tmp_path / "wide_sum.prototxt"
-    model.write_text('input: "data" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3\n'
-                     f'layer {{ name: "split" type: "Split" bottom: "data" {tops} }}\n'
-                     f'layer {{ name: "sum" type: "Eltwise" {bottoms} top: "sum" }}\n')
+    model.write_text(
+        'input: "data" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3\n'
+        f'layer {{ name: "split" type: "Split" bottom: "data" {tops} }}\n'
+        f'layer {{ name: "sum" type: "Eltwise" {bottoms} top: "sum" }}\n'
+    )
     from bounded_run import run_bounded
 
-    peak = run_bounded(["inspect", model, "--no-weights"], driver=(
-        "import resource, sys; from proto_rewrite.cli.main import main; code = main(sys.argv[1:]); "
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"))
+    peak = run_bounded(
+        ["inspect", model, "--no-weights"],
+        driver=(
+            "import resource, sys; from proto_rewrite.cli.main import main; code = main(sys.argv[1:]); "
+            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+        ),
+    )
     assert peak.code == 0 and "3 layers" in peak.stdout, peak.stderr
     assert int(peak.stdout.split("PEAK_KB")[-1]) < 400 * 1024  # the table once padded every row: 1.7 GB
     exported = tmp_path / "wide_sum.onnx"
@@ -177,6 +199,7 @@ def test_eltwise_with_10000_bottoms(tmp_path):
 
 
 # --- a UTF-8 byte-order mark ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("command", ["inspect", "convert"])
 def test_a_byte_order_mark_is_skipped(tmp_path, command):
@@ -199,6 +222,7 @@ def test_a_byte_order_mark_is_skipped(tmp_path, command):
 
 
 # --- a fork's schema without a field Caffe added later --------------------------------------------
+
 
 def _schema_without(tmp_path, message: str, field: str, rename: str | None = None):
     from importlib import resources

@@ -20,9 +20,12 @@ TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float16): 1e-2, np.dtype(np
 def newest_opset() -> int:
     """The newest default-domain opset both the installed onnx and onnxruntime know."""
     for opset in range(onnx.defs.onnx_opset_version(), 10, -1):
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe",
-                                  [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                                  [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "probe",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
         try:
@@ -39,8 +42,9 @@ def to_proto(model) -> onnx.ModelProto:
 
 def run(model, feeds: dict) -> list[np.ndarray]:
     proto = to_proto(model)
-    if any(i.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE for i in proto.graph.input) or \
-            any(t.data_type == onnx.TensorProto.DOUBLE for t in proto.graph.initializer):
+    if any(i.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE for i in proto.graph.input) or any(
+        t.data_type == onnx.TensorProto.DOUBLE for t in proto.graph.initializer
+    ):
         from onnx.reference import ReferenceEvaluator
 
         return [np.asarray(o) for o in ReferenceEvaluator(proto).run(None, feeds)]
@@ -80,8 +84,9 @@ def feeds_for(proto: onnx.ModelProto, shapes: dict | None = None, seed: int = 1)
         if value.name in initializers:
             continue
         tensor_type = value.type.tensor_type
-        shape = (shapes or {}).get(value.name) or [d.dim_value if d.HasField("dim_value") else 2
-                                                   for d in tensor_type.shape.dim]
+        shape = (shapes or {}).get(value.name) or [
+            d.dim_value if d.HasField("dim_value") else 2 for d in tensor_type.shape.dim
+        ]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
         feeds[value.name] = rng.randn(*shape).astype(dtype)
     return feeds

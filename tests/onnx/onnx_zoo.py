@@ -56,22 +56,30 @@ class Net:
         bias = self.weight(f"{name}_b", (cout,), 0.1)
         return self.node("Relu", [self.node("Conv", [x, weight, bias], name=name)], name=f"{name}_relu")
 
-    def model(self, inputs: list[tuple[str, list]], outputs: list[str], value_info: bool = False,
-              input_elem=None, output_elems: dict | None = None) -> onnx.ModelProto:
+    def model(
+        self,
+        inputs: list[tuple[str, list]],
+        outputs: list[str],
+        value_info: bool = False,
+        input_elem=None,
+        output_elems: dict | None = None,
+    ) -> onnx.ModelProto:
         graph = helper.make_graph(
-            self.nodes, "zoo",
+            self.nodes,
+            "zoo",
             [helper.make_tensor_value_info(n, input_elem or self.elem, s) for n, s in inputs],
             [helper.make_tensor_value_info(n, (output_elems or {}).get(n, self.elem), None) for n in outputs],
-            self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
-                                  producer_name="proto-rewrite tests")
+            self.inits,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="proto-rewrite tests"
+        )
         model.ir_version = ir_for(self.opset)
         if model.ir_version < 4:
             listed = {vi.name for vi in model.graph.input}
             for tensor in self.inits:
                 if tensor.name not in listed:
-                    model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type,
-                                                                           tensor.dims))
+                    model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         for output in model.graph.output:
             found = [o for o in inferred.graph.output if o.name == output.name]
@@ -116,8 +124,18 @@ def _features(net: Net, input_shape=None) -> str:
     return net.conv("x", 3, 4)
 
 
-def _gemm(net: Net, x: str, k: int, m: int, name: str, *, trans_b: int = 1, alpha: float = 1.0,
-          beta: float = 1.0, bias: str | None = "1d") -> str:
+def _gemm(
+    net: Net,
+    x: str,
+    k: int,
+    m: int,
+    name: str,
+    *,
+    trans_b: int = 1,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    bias: str | None = "1d",
+) -> str:
     weight = net.weight(f"{name}_w", (m, k) if trans_b else (k, m))
     inputs = [x, weight]
     if bias == "1d":
@@ -243,18 +261,21 @@ def two_outputs(opset=13, dtype=np.float32) -> onnx.ModelProto:
 
 # -- models whose FC is not rewritten ----------------------------------------------------------
 
+
 def trans_a(opset=13, dtype=np.float32) -> onnx.ModelProto:
     net = Net(opset, dtype)
-    h = net.node("Gemm", ["x", net.weight("fc_w", (6, 16)), net.weight("fc_b", (6,))], name="fc", transA=1,
-                 transB=1)
+    h = net.node("Gemm", ["x", net.weight("fc_w", (6, 16)), net.weight("fc_b", (6,))], name="fc", transA=1, transB=1)
     return net.model([("x", [16, 2])], [h])
 
 
 def weight_input(opset=13, dtype=np.float32) -> onnx.ModelProto:
     net = Net(opset, dtype)
     flat = net.node("Flatten", [_features(net)], name="flatten", axis=1)
-    h = net.node("Gemm", [flat, "w"], name="fc", transB=1) if opset >= 11 else \
-        net.node("Gemm", [flat, "w", net.weight("fc_b", (5,))], name="fc", transB=1)
+    h = (
+        net.node("Gemm", [flat, "w"], name="fc", transB=1)
+        if opset >= 11
+        else net.node("Gemm", [flat, "w", net.weight("fc_b", (5,))], name="fc", transB=1)
+    )
     return net.model([("x", IN_SHAPE), ("w", [5, 144])], [h])
 
 
@@ -290,8 +311,9 @@ def quantized(opset=13, dtype=np.float32) -> onnx.ModelProto:
     net = Net(opset, dtype)
     q = numpy_helper.from_array(net.rng.randint(-100, 100, (16, 6)).astype(np.int8), "w_q")
     net.inits.append(q)
-    w = net.node("DequantizeLinear", ["w_q", net.const("w_scale", 0.01, np.float32),
-                                      net.const("w_zero", 0, np.int8)], name="dq")
+    w = net.node(
+        "DequantizeLinear", ["w_q", net.const("w_scale", 0.01, np.float32), net.const("w_zero", 0, np.int8)], name="dq"
+    )
     return net.model([("x", ["N", 16])], [net.node("MatMul", ["x", w], name="fc")], input_elem=TensorProto.FLOAT)
 
 

@@ -14,16 +14,17 @@ import pytest
 from onnx_check import assert_close, convert, feeds_for, newest_opset, ops, run
 from onnx_zoo import Net
 
-
 # -- the models -----------------------------------------------------------------------------------
+
 
 def _trunk(net: Net, x: str = "x", cin: int = 3, width: int = 4, pad: int = 0) -> str:
     """Two valid 3x3 convs and a 2x2 max pool: stride 2 and, on a 12 x 12 input, a 4 x 4 map."""
     for i in (1, 2):
         w = net.weight(f"c{i}_w", (width, cin if i == 1 else width, 3, 3))
         b = net.weight(f"c{i}_b", (width,), 0.1)
-        x = net.node("Relu", [net.node("Conv", [x, w, b], name=f"c{i}", pads=[pad] * 4, kernel_shape=[3, 3])],
-                     name=f"c{i}_relu")
+        x = net.node(
+            "Relu", [net.node("Conv", [x, w, b], name=f"c{i}", pads=[pad] * 4, kernel_shape=[3, 3])], name=f"c{i}_relu"
+        )
     return net.node("MaxPool", [x], name="pool", kernel_shape=[2, 2], strides=[2, 2])
 
 
@@ -33,11 +34,13 @@ def zoo_alexnet(opset: int = 8):
     net = Net(opset, seed=3)
     x = net.node("Flatten", [_trunk(net)], name="flatten", axis=1)
     for i, (k, m) in enumerate([(64, 10), (10, 10)], 6):
-        x = net.node("Gemm", [x, net.weight(f"fc{i}_w", (m, k)), net.weight(f"fc{i}_b", (m,), 0.1)],
-                     name=f"fc{i}", transB=1)
+        x = net.node(
+            "Gemm", [x, net.weight(f"fc{i}_w", (m, k)), net.weight(f"fc{i}_b", (m,), 0.1)], name=f"fc{i}", transB=1
+        )
         x = net.node("Relu", [x], name=f"relu{i}")
-        x = net.node("Dropout", [x], [f"drop{i}", f"drop{i}_mask"], name=f"drop{i}", **(
-            {"ratio": 0.5} if opset < 12 else {}))
+        x = net.node(
+            "Dropout", [x], [f"drop{i}", f"drop{i}_mask"], name=f"drop{i}", **({"ratio": 0.5} if opset < 12 else {})
+        )
     x = net.node("Gemm", [x, net.weight("fc8_w", (5, 10)), net.weight("fc8_b", (5,), 0.1)], name="fc8", transB=1)
     prob = net.node("Softmax", [x], name="prob")
     return net.model([("x", [1, 3, 12, 12])], [prob])
@@ -56,8 +59,7 @@ def torch_legacy(optimised: bool):
         first = net.node("Unsqueeze", [batch], name="unsq0", axes=[0])
         target = net.node("Concat", [first, net.const("minus_one", [-1])], name="concat", axis=0)
         flat = net.node("Reshape", [feat, target], name="reshape")
-    x = net.node("Gemm", [flat, net.weight("fc1_w", (12, 64)), net.weight("fc1_b", (12,), 0.1)], name="fc1",
-                 transB=1)
+    x = net.node("Gemm", [flat, net.weight("fc1_w", (12, 64)), net.weight("fc1_b", (12,), 0.1)], name="fc1", transB=1)
     x = net.node("Relu", [x], name="relu")
     x = net.node("Gemm", [x, net.weight("fc2_w", (6, 12)), net.weight("fc2_b", (6,), 0.1)], name="fc2", transB=1)
     return net.model([("x", ["N", 3, 12, 12])], [x])
@@ -68,15 +70,20 @@ def torch_dynamo():
     decomposition between the FCs (x * 0.5 * (1 + erf(x / sqrt 2)))."""
     net = Net(18, seed=5)
     flat = net.node("Reshape", [_trunk(net), net.const("view_shape", [1, 64])], name="view")
-    x = net.node("Gemm", [flat, net.weight("linear_w", (12, 64)), net.weight("linear_b", (12,), 0.1)],
-                 name="linear", transB=1)
+    x = net.node(
+        "Gemm", [flat, net.weight("linear_w", (12, 64)), net.weight("linear_b", (12,), 0.1)], name="linear", transB=1
+    )
     half = net.node("Mul", [x, net.const("half", 0.5, np.float32)], name="mul_half")
     scaled = net.node("Div", [x, net.const("sqrt2", 1.4142135, np.float32)], name="div")
     erf = net.node("Erf", [scaled], name="erf")
     one_plus = net.node("Add", [erf, net.const("one", 1.0, np.float32)], name="add_one")
     gelu = net.node("Mul", [half, one_plus], name="gelu")
-    x = net.node("Gemm", [gelu, net.weight("linear_1_w", (5, 12)), net.weight("linear_1_b", (5,), 0.1)],
-                 name="linear_1", transB=1)
+    x = net.node(
+        "Gemm",
+        [gelu, net.weight("linear_1_w", (5, 12)), net.weight("linear_1_b", (5,), 0.1)],
+        name="linear_1",
+        transB=1,
+    )
     return net.model([("x", [1, 3, 12, 12])], [x])
 
 
@@ -125,8 +132,16 @@ def keras_mtcnn_onet(opset: int = 12):
 def batchnorm_between(opset: int = 13):
     """A BatchNorm1d between two FCs (per-feature scale, bias, mean, variance on (N, K))."""
     net = Net(opset, seed=7)
-    x = net.node("Gemm", [net.node("Flatten", [_trunk(net)], name="flatten"), net.weight("fc1_w", (12, 64)),
-                          net.weight("fc1_b", (12,), 0.1)], name="fc1", transB=1)
+    x = net.node(
+        "Gemm",
+        [
+            net.node("Flatten", [_trunk(net)], name="flatten"),
+            net.weight("fc1_w", (12, 64)),
+            net.weight("fc1_b", (12,), 0.1),
+        ],
+        name="fc1",
+        transB=1,
+    )
     stats = [net.weight("bn_scale", (12,), 1.0), net.weight("bn_bias", (12,), 0.1), net.weight("bn_mean", (12,), 0.1)]
     var = net.const("bn_var", np.abs(np.random.RandomState(1).randn(12)) + 0.5, np.float32)
     x = net.node("BatchNormalization", [x] + stats + [var], name="bn")
@@ -147,15 +162,24 @@ def two_heads(join: str, opset: int = 13):
     elif join == "concat":
         out = net.node("Concat", [a, b], name="join", axis=1)
     else:
-        out = net.node("Mul", [net.node("Add", [a, b], name="sum"), net.weight("class_scale", (1, 5), 1.0)],
-                       name="join")
+        out = net.node(
+            "Mul", [net.node("Add", [a, b], name="sum"), net.weight("class_scale", (1, 5), 1.0)], name="join"
+        )
     return net.model([("x", [1, 3, 12, 12])], [out])
 
 
 def softmax_head(opset: int):
     net = Net(opset, seed=9)
-    x = net.node("Gemm", [net.node("Flatten", [_trunk(net)], name="flatten"), net.weight("fc_w", (5, 64)),
-                          net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    x = net.node(
+        "Gemm",
+        [
+            net.node("Flatten", [_trunk(net)], name="flatten"),
+            net.weight("fc_w", (5, 64)),
+            net.weight("fc_b", (5,), 0.1),
+        ],
+        name="fc",
+        transB=1,
+    )
     log = net.node("LogSoftmax", [x], name="logsoftmax", **({"axis": 1} if opset < 13 else {}))
     top = net.node("ArgMax", [log], name="argmax", axis=1, keepdims=1)
     return net.model([("x", [1, 3, 12, 12])], [log, top], output_elems={top: onnx.TensorProto.INT64})
@@ -167,11 +191,16 @@ def layernorm_head():
     net = Net(17, seed=10)
     pooled = net.node("GlobalAveragePool", [_trunk(net, pad=1)], name="gap")
     nhwc = net.node("Transpose", [pooled], name="ln_in", perm=[0, 2, 3, 1])
-    normed = net.node("LayerNormalization", [nhwc, net.weight("ln_g", (4,), 1.0), net.weight("ln_b", (4,), 0.1)],
-                      name="ln", axis=-1)
+    normed = net.node(
+        "LayerNormalization", [nhwc, net.weight("ln_g", (4,), 1.0), net.weight("ln_b", (4,), 0.1)], name="ln", axis=-1
+    )
     nchw = net.node("Transpose", [normed], name="ln_out", perm=[0, 3, 1, 2])
-    x = net.node("Gemm", [net.node("Flatten", [nchw], name="flatten"), net.weight("fc_w", (5, 4)),
-                          net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
+    x = net.node(
+        "Gemm",
+        [net.node("Flatten", [nchw], name="flatten"), net.weight("fc_w", (5, 4)), net.weight("fc_b", (5,), 0.1)],
+        name="fc",
+        transB=1,
+    )
     return net.model([("x", [1, 3, 12, 12])], [x])
 
 
@@ -179,20 +208,39 @@ def token_model():
     """A token model (ViT / Swin style): patches as tokens by a Reshape that bakes the token
     count, a position embedding of that many tokens, a mean over tokens and a Linear head."""
     net = Net(13, seed=11)
-    patches = net.node("Conv", ["x", net.weight("patch_w", (8, 3, 4, 4)), net.weight("patch_b", (8,), 0.1)],
-                       name="patch", kernel_shape=[4, 4], strides=[4, 4])
+    patches = net.node(
+        "Conv",
+        ["x", net.weight("patch_w", (8, 3, 4, 4)), net.weight("patch_b", (8,), 0.1)],
+        name="patch",
+        kernel_shape=[4, 4],
+        strides=[4, 4],
+    )
     tokens = net.node("Reshape", [patches, net.const("tok_shape", [1, 8, 9])], name="to_tokens")
     tokens = net.node("Transpose", [tokens], name="tokens_last", perm=[0, 2, 1])
     tokens = net.node("Add", [tokens, net.weight("pos_embed", (1, 9, 8), 0.1)], name="pos")
     mean = net.node("ReduceMean", [tokens], name="token_mean", axes=[1], keepdims=0)
-    head = net.node("Gemm", [mean, net.weight("head_w", (5, 8)), net.weight("head_b", (5,), 0.1)], name="head",
-                    transB=1)
+    head = net.node(
+        "Gemm", [mean, net.weight("head_w", (5, 8)), net.weight("head_b", (5,), 0.1)], name="head", transB=1
+    )
     return net.model([("x", [1, 3, 12, 12])], [head])
 
 
-PADDING_FREE = {"zoo_alexnet", "legacy_opt", "legacy_chain", "dynamo", "keras_onet_12", "keras_onet_13",
-                "bn_between", "heads_add", "heads_concat", "heads_scaled", "softmax_11", "softmax_12", "softmax_13",
-                "softmax_newest"}
+PADDING_FREE = {
+    "zoo_alexnet",
+    "legacy_opt",
+    "legacy_chain",
+    "dynamo",
+    "keras_onet_12",
+    "keras_onet_13",
+    "bn_between",
+    "heads_add",
+    "heads_concat",
+    "heads_scaled",
+    "softmax_11",
+    "softmax_12",
+    "softmax_13",
+    "softmax_newest",
+}
 MODELS = {
     "zoo_alexnet": lambda: zoo_alexnet(8),
     "zoo_alexnet_12": lambda: zoo_alexnet(12),
@@ -215,6 +263,7 @@ PADDING_FREE.update({"zoo_alexnet_12", "dynamo_unoptimised"})
 
 
 # -- the checks -------------------------------------------------------------------------------------
+
 
 def _input_layout(proto):
     value = proto.graph.input[0]
@@ -350,6 +399,7 @@ def test_report_text_and_json_say_what_was_proven():
 
 
 # -- --classifier-before-pool on the global-pool heads exporters write ------------------------------
+
 
 def pooled_head(pool: str, hidden: str | None = None, opset: int = 13):
     """A trunk, a global average pool as the exporters write it, then the classifier: one FC, or

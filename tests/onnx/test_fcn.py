@@ -12,8 +12,12 @@ from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
 
 @pytest.mark.parametrize("case", ["flatten", "dynamic-chain", "reshape-1,CHW", "matmul-add"])
 def test_score_map_cells_are_the_crops(case):
-    builders = {"flatten": zoo.flatten_gemm, "dynamic-chain": zoo.dynamic_chain, "matmul-add": zoo.matmul_add,
-                "reshape-1,CHW": lambda o, d: zoo.reshape_gemm(o, d, target=(1, 144), batch=1)}
+    builders = {
+        "flatten": zoo.flatten_gemm,
+        "dynamic-chain": zoo.dynamic_chain,
+        "matmul-add": zoo.matmul_add,
+        "reshape-1,CHW": lambda o, d: zoo.reshape_gemm(o, d, target=(1, 144), batch=1),
+    }
     original = builders[case](13, np.float32)
     _, new = convert(original, mode="fcn")
     batch = 1 if case == "reshape-1,CHW" else 2
@@ -22,7 +26,7 @@ def test_score_map_cells_are_the_crops(case):
     assert scores.shape == (batch, 5, 4, 5)  # a 3x3 conv, then a 6x6 kernel: 11-2-5 = 4, 12-2-5 = 5
     for row in range(4):
         for col in range(5):
-            crop = np.ascontiguousarray(image[:, :, row:row + 8, col:col + 8])
+            crop = np.ascontiguousarray(image[:, :, row : row + 8, col : col + 8])
             assert_close(run(original, {"x": crop})[0], scores[:, :, row, col], f"cell {row},{col}")
 
 

@@ -26,8 +26,9 @@ def inception_v1(opset=13):
     """The model-zoo Inception v1 idiom: the FC weight is an initializer reshaped by a node."""
     net = zoo.Net(opset)
     flat = _head(net)
-    weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])],
-                      name="fc_w_reshape")
+    weight = net.node(
+        "Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])], name="fc_w_reshape"
+    )
     out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
     return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_reshape"}
 
@@ -36,11 +37,15 @@ def constant_node_target(opset=13):
     """As Inception v1, the target shape a Constant node and the weight squeezed from 3-D."""
     net = zoo.Net(opset)
     flat = _head(net)
-    target = net.node("Constant", [], name="fc_w_target",
-                      value=helper.make_tensor("t", TensorProto.INT64, [3], [5, 144, 1]))
+    target = net.node(
+        "Constant", [], name="fc_w_target", value=helper.make_tensor("t", TensorProto.INT64, [3], [5, 144, 1])
+    )
     weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 36)), target], name="fc_w_reshape")
-    weight = net.node("Squeeze", [weight, net.const("sq_axes", [2])], name="fc_w_squeeze") if opset >= 13 else \
-        net.node("Squeeze", [weight], name="fc_w_squeeze", axes=[2])
+    weight = (
+        net.node("Squeeze", [weight, net.const("sq_axes", [2])], name="fc_w_squeeze")
+        if opset >= 13
+        else net.node("Squeeze", [weight], name="fc_w_squeeze", axes=[2])
+    )
     out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
     return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_target", "fc_w_reshape", "fc_w_squeeze"}
 
@@ -53,8 +58,9 @@ def transposed(opset=13):
     weight = net.node("Transpose", [net.weight("fc_w_0", (5, 144))], name="fc_w_t", perm=[1, 0])
     scale = net.node("Constant", [], name="fc_scale", value=numpy_helper.from_array(np.float32(0.5), "s"))
     weight = net.node("Mul", [weight, scale], name="fc_w_scale")
-    bias = net.node("Cast", [net.const("fc_b16", np.linspace(-1, 1, 5), np.float16)], name="fc_b_cast",
-                    to=TensorProto.FLOAT)
+    bias = net.node(
+        "Cast", [net.const("fc_b16", np.linspace(-1, 1, 5), np.float16)], name="fc_b_cast", to=TensorProto.FLOAT
+    )
     bias = net.unsqueeze(bias, [0], name="fc_b_unsqueeze")
     out = net.node("Add", [net.node("MatMul", [flat, weight], name="fc"), bias], name="fc_add")
     nodes = {"fc_w_t", "fc_scale", "fc_w_scale", "fc_b_cast", "fc_b_unsqueeze"}
@@ -65,8 +71,9 @@ def shared_leaf(opset=13):
     """The reshaped initializer is also read directly by another node: not folded."""
     net = zoo.Net(opset)
     flat = _head(net)
-    weight = net.node("Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])],
-                      name="fc_w_reshape")
+    weight = net.node(
+        "Reshape", [net.weight("fc_w_0", (5, 4, 6, 6)), net.const("fc_w_shape", [5, 144])], name="fc_w_reshape"
+    )
     out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
     norm = net.node("ReduceSum", [net.node("Abs", ["fc_w_0"], name="w_abs")], name="w_norm", keepdims=0)
     return net.model([("x", zoo.IN_SHAPE)], [out, norm]), {"fc_w_reshape"}
@@ -97,8 +104,9 @@ def half_weight(opset=13):
     """A float16 weight cast to float32 before the FC (weights stored at half size)."""
     net = zoo.Net(opset)
     flat = _head(net)
-    weight = net.node("Cast", [net.const("fc_w16", net.rng.randn(5, 144) / 12, np.float16)], name="fc_w_cast",
-                      to=TensorProto.FLOAT)
+    weight = net.node(
+        "Cast", [net.const("fc_w16", net.rng.randn(5, 144) / 12, np.float16)], name="fc_w_cast", to=TensorProto.FLOAT
+    )
     out = net.node("Gemm", [flat, weight, net.weight("fc_b", (5,), 0.1)], name="fc", transB=1)
     return net.model([("x", zoo.IN_SHAPE)], [out]), {"fc_w_cast"}
 
@@ -153,8 +161,13 @@ def test_folded_operand(case, opset, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("builder, shared", [(shared_leaf, "'fc_w_0' is also read by Abs 'w_abs'"),
-                                             (shared_step, "'fc_w_t_out' is also read by a graph output")])
+@pytest.mark.parametrize(
+    "builder, shared",
+    [
+        (shared_leaf, "'fc_w_0' is also read by Abs 'w_abs'"),
+        (shared_step, "'fc_w_t_out' is also read by a graph output"),
+    ],
+)
 def test_shared_weight_data_is_not_folded(builder, shared, mode):
     """Folding would keep the shared tensor and store a second copy: a shared-weights skip, the
     model left as it was."""
@@ -184,8 +197,9 @@ def test_reshape_only_chain_keeps_the_bytes():
     original, _ = inception_v1()
     plan, new = convert(original, mode="fcn")
     leaf = numpy_helper.to_array(next(t for t in original.graph.initializer if t.name == "fc_w_0"))
-    kernel = numpy_helper.to_array(next(t for t in new.to_proto().graph.initializer
-                                        if t.name == plan.rewrites[0].weights[0].name))
+    kernel = numpy_helper.to_array(
+        next(t for t in new.to_proto().graph.initializer if t.name == plan.rewrites[0].weights[0].name)
+    )
     assert kernel.tobytes() == leaf.tobytes()
 
 
@@ -213,8 +227,9 @@ def _weight_from(op: str):
     return net.model(inputs, [out])
 
 
-@pytest.mark.parametrize("op, why", [("input", "Transpose 'fc_w_t', from graph input 'w_in'"),
-                                     ("Relu", "Relu 'fc_w_op'")])
+@pytest.mark.parametrize(
+    "op, why", [("input", "Transpose 'fc_w_t', from graph input 'w_in'"), ("Relu", "Relu 'fc_w_op'")]
+)
 def test_not_foldable_is_still_a_skip(op, why):
     """A weight computed from a graph input, or by an op the folder does not know: still a skip,
     naming where folding stopped."""
@@ -238,8 +253,14 @@ def test_folded_from_external_data(case, tmp_path):
     folder.mkdir()
     copy = onnx.ModelProto()
     copy.CopyFrom(original)
-    onnx.save(copy, folder / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-              location="m.onnx.weights", size_threshold=0)
+    onnx.save(
+        copy,
+        folder / "m.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.onnx.weights",
+        size_threshold=0,
+    )
     plan, new = convert(load_onnx(folder / "m.onnx"), mode="fcn")
     assert not plan.skips and [r.name for r in plan.rewrites] == ["fc"]
     out = tmp_path / "out" / "converted.onnx"
@@ -267,8 +288,13 @@ def test_outer_product_broadcast_is_not_folded():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-STEPS = st.lists(st.sampled_from(["transpose", "reshape", "unsqueeze", "squeeze", "flatten", "cast", "mul",
-                                  "div", "add", "sub", "identity"]), min_size=1, max_size=5)
+STEPS = st.lists(
+    st.sampled_from(
+        ["transpose", "reshape", "unsqueeze", "squeeze", "flatten", "cast", "mul", "div", "add", "sub", "identity"]
+    ),
+    min_size=1,
+    max_size=5,
+)
 
 
 @settings(max_examples=30, deadline=None)
@@ -284,20 +310,26 @@ def test_fold_matches_onnxruntime(steps, opset, seed):
             perm = [int(p) for p in rng.permutation(len(shape))]
             x, shape = net.node("Transpose", [x], name=f"s{i}", perm=perm), [shape[p] for p in perm]
         elif step == "reshape":
-            x, shape = net.node("Reshape", [x, net.const(f"t{i}", [0, -1])], name=f"s{i}"), \
-                [shape[0], int(np.prod(shape[1:]))]
+            x, shape = (
+                net.node("Reshape", [x, net.const(f"t{i}", [0, -1])], name=f"s{i}"),
+                [shape[0], int(np.prod(shape[1:]))],
+            )
         elif step == "unsqueeze":
             x, shape = net.unsqueeze(x, [0], name=f"s{i}"), [1] + shape
         elif step == "squeeze" and 1 in shape:
             axis = shape.index(1)
-            x = net.node("Squeeze", [x, net.const(f"a{i}", [axis])], name=f"s{i}") if opset >= 13 else \
-                net.node("Squeeze", [x], name=f"s{i}", axes=[axis])
-            shape = shape[:axis] + shape[axis + 1:]
+            x = (
+                net.node("Squeeze", [x, net.const(f"a{i}", [axis])], name=f"s{i}")
+                if opset >= 13
+                else net.node("Squeeze", [x], name=f"s{i}", axes=[axis])
+            )
+            shape = shape[:axis] + shape[axis + 1 :]
         elif step == "flatten":
             x, shape = net.node("Flatten", [x], name=f"s{i}", axis=1), [shape[0], int(np.prod(shape[1:]))]
         elif step == "cast":
-            x = net.node("Cast", [net.node("Cast", [x], name=f"d{i}", to=TensorProto.DOUBLE)], name=f"s{i}",
-                         to=TensorProto.FLOAT)
+            x = net.node(
+                "Cast", [net.node("Cast", [x], name=f"d{i}", to=TensorProto.DOUBLE)], name=f"s{i}", to=TensorProto.FLOAT
+            )
         elif step in ("mul", "div", "add", "sub"):
             other = net.weight(f"c{i}", (shape[-1],) if rng.rand() < 0.5 else ())
             x = net.node(step.capitalize(), [x, other] if rng.rand() < 0.5 else [other, x], name=f"s{i}")

@@ -36,14 +36,23 @@ class Net:
     def conv(self, out, k, stride=1, pad=0, dilation=1, **attrs):
         kh, kw = (k, k) if isinstance(k, int) else k
         weight = f"w{self.count + 1}"
-        self.inits.append(numpy_helper.from_array(
-            (self.rng.standard_normal((out, self.channels, kh, kw)) * 0.1).astype(np.float32), weight))
+        self.inits.append(
+            numpy_helper.from_array(
+                (self.rng.standard_normal((out, self.channels, kh, kw)) * 0.1).astype(np.float32), weight
+            )
+        )
         pads = [pad] * 4 if isinstance(pad, int) else pad
         if "auto_pad" not in attrs:
             attrs["pads"] = pads
         self.channels = out
-        return self.op("Conv", [self.last, weight], kernel_shape=[kh, kw], strides=[stride, stride],
-                       dilations=[dilation, dilation], **attrs)
+        return self.op(
+            "Conv",
+            [self.last, weight],
+            kernel_shape=[kh, kw],
+            strides=[stride, stride],
+            dilations=[dilation, dilation],
+            **attrs,
+        )
 
     def pool(self, k, stride, pad=0, op="MaxPool", **attrs):
         pads = [pad] * 4 if isinstance(pad, int) else pad
@@ -56,8 +65,12 @@ class Net:
         output = output or self.last
         shape = ["N", "H", "W", 3] if self.nhwc else ["N", 3, "H", "W"]
         graph = helper.make_graph(
-            self.nodes, "geo", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+            self.nodes,
+            "geo",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+            self.inits,
+        )
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
 
 
@@ -77,7 +90,7 @@ def alexnet(torchvision: bool) -> Net:
 
 def vgg16() -> Net:
     net = Net()
-    for block, convs in enumerate((2, 2, 3, 3, 3)):
+    for convs in (2, 2, 3, 3, 3):
         for _ in range(convs):
             net.conv(4, 3, pad=1), net.relu()
         net.pool(2, 2)
@@ -112,10 +125,13 @@ def ort_map_size(model: onnx.ModelProto, size: int, nhwc: bool = False) -> tuple
     return out.shape[1:3] if nhwc and out.ndim == 4 and out.shape[3] != out.shape[1] else out.shape[2:4]
 
 
-@pytest.mark.parametrize("torchvision, expected", [
-    (False, AxisGeometry(stride=32, min_size=227, receptive_field=355)),  # Caffe AlexNet (conv1 pad 0)
-    (True, AxisGeometry(stride=32, min_size=223, receptive_field=355)),  # torchvision (conv1 pad 2)
-])
+@pytest.mark.parametrize(
+    "torchvision, expected",
+    [
+        (False, AxisGeometry(stride=32, min_size=227, receptive_field=355)),  # Caffe AlexNet (conv1 pad 0)
+        (True, AxisGeometry(stride=32, min_size=223, receptive_field=355)),  # torchvision (conv1 pad 2)
+    ],
+)
 def test_alexnet_hand_computed(torchvision, expected):
     # conv1 k11 s4: M = 1 + (11 - P - 1), S 4; each 3/2 pool: M += 2 S, S *= 2; conv2 k5 p2 and the
     # 3x3 p1 convs keep M; fc6 (6 x 6): M += 5 * 32.  rf: 11, 19, 51, 67, 163, 195, 355.
@@ -189,9 +205,18 @@ def _const(net, name, value):
     return name
 
 
-@pytest.mark.parametrize("build, nhwc", [
-    (lambda: alexnet(True), False), (vgg16, False), (resnet_stem, False), (_ceil_net, False),
-    (_pad_net, False), (_nhwc_net, True), (_se_net, False)])
+@pytest.mark.parametrize(
+    "build, nhwc",
+    [
+        (lambda: alexnet(True), False),
+        (vgg16, False),
+        (resnet_stem, False),
+        (_ceil_net, False),
+        (_pad_net, False),
+        (_nhwc_net, True),
+        (_se_net, False),
+    ],
+)
 def test_map_sizes_match_onnxruntime(build, nhwc):
     net = build()
     model = net.model()
@@ -217,23 +242,50 @@ def test_rectangular_kernels_give_each_axis_its_own_geometry():
     assert height == AxisGeometry(2, 3, 3) and width == AxisGeometry(2, 5, 5)
 
 
-@pytest.mark.parametrize("tail, why", [
-    (lambda net: net.op("GlobalAveragePool"), "global pool"),
-    (lambda net: net.op("ReduceMean", axes=[2, 3], keepdims=0), "global pool"),
-    (lambda net: net.op("Flatten", axis=1), "not spatial"),
-    (lambda net: net.op("ConvTranspose", [net.last, _const(net, "wt", np.ones((4, 4, 2, 2), np.float32))],
-                        strides=[2, 2]), "not spatial"),
-    (lambda net: net.op("Resize", [net.last, "", _const(net, "sc", np.array([1, 1, 2, 2], np.float32))]),
-     "not spatial"),
-    (lambda net: net.op("Concat", [net.last, net.last], axis=2), "spatial axis"),
-    (lambda net: net.op("NonMaxSuppression"), "no rule"),
-    (lambda net: net.op("Slice", [net.last, _const(net, "s0", np.array([0], np.int64)),
-                                  _const(net, "s1", np.array([4], np.int64)), _const(net, "s2", np.array([2], np.int64))]),
-     "not computed from the map's own extent"),
-    (lambda net: net.op("Slice", [net.last, _const(net, "s0", np.array([1], np.int64)),
-                                  _const(net, "s1", np.array([2**62], np.int64)), _const(net, "s2", np.array([3], np.int64))]),
-     "crops the start"),
-])
+@pytest.mark.parametrize(
+    "tail, why",
+    [
+        (lambda net: net.op("GlobalAveragePool"), "global pool"),
+        (lambda net: net.op("ReduceMean", axes=[2, 3], keepdims=0), "global pool"),
+        (lambda net: net.op("Flatten", axis=1), "not spatial"),
+        (
+            lambda net: net.op(
+                "ConvTranspose", [net.last, _const(net, "wt", np.ones((4, 4, 2, 2), np.float32))], strides=[2, 2]
+            ),
+            "not spatial",
+        ),
+        (
+            lambda net: net.op("Resize", [net.last, "", _const(net, "sc", np.array([1, 1, 2, 2], np.float32))]),
+            "not spatial",
+        ),
+        (lambda net: net.op("Concat", [net.last, net.last], axis=2), "spatial axis"),
+        (lambda net: net.op("NonMaxSuppression"), "no rule"),
+        (
+            lambda net: net.op(
+                "Slice",
+                [
+                    net.last,
+                    _const(net, "s0", np.array([0], np.int64)),
+                    _const(net, "s1", np.array([4], np.int64)),
+                    _const(net, "s2", np.array([2], np.int64)),
+                ],
+            ),
+            "not computed from the map's own extent",
+        ),
+        (
+            lambda net: net.op(
+                "Slice",
+                [
+                    net.last,
+                    _const(net, "s0", np.array([1], np.int64)),
+                    _const(net, "s1", np.array([2**62], np.int64)),
+                    _const(net, "s2", np.array([3], np.int64)),
+                ],
+            ),
+            "crops the start",
+        ),
+    ],
+)
 def test_unknown_geometry_names_the_node(tail, why):
     net = Net()
     net.conv(4, 3)
@@ -279,12 +331,16 @@ def test_caffe_exporters_ceil_pooling_at_any_size(tmp_path):
     import io
 
     from corpus import ROOT
+
     from proto_rewrite.cli import main
     from proto_rewrite.validation.load import load_for_validation
 
     fcn = tmp_path / "mini_fcn.prototxt"
-    code = main(["convert", str(ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt"), "-o", str(fcn)],
-                stdout=io.StringIO(), stderr=io.StringIO())
+    code = main(
+        ["convert", str(ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt"), "-o", str(fcn)],
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
     assert code == 0
     model = load_for_validation(fcn, any_size=True)
     assert any(node.op_type == "Slice" for node in model.graph.node)
@@ -311,13 +367,23 @@ def test_shape_arithmetic_sizes_a_slice_like_the_exporters():
     net.pool(3, 2, pad=[0, 0, 1, 1])
     pooled = net.last
     net.op("Shape", [trunk])
-    net.op("Slice", [net.last, _const(net, "b0", np.array([2], np.int64)), _const(net, "b1", np.array([4], np.int64)),
-                     _const(net, "b2", np.array([0], np.int64))])
+    net.op(
+        "Slice",
+        [
+            net.last,
+            _const(net, "b0", np.array([2], np.int64)),
+            _const(net, "b1", np.array([4], np.int64)),
+            _const(net, "b2", np.array([0], np.int64)),
+        ],
+    )
     net.op("Sub", [net.last, _const(net, "k", np.array([3, 3], np.int64))])
     net.op("Add", [net.last, _const(net, "s1", np.array([1, 1], np.int64))])
     net.op("Div", [net.last, _const(net, "s", np.array([2, 2], np.int64))])
     ends = net.op("Add", [net.last, _const(net, "one", np.array([1, 1], np.int64))])
-    net.op("Slice", [pooled, _const(net, "z", np.array([0, 0], np.int64)), ends, _const(net, "ax", np.array([2, 3], np.int64))])
+    net.op(
+        "Slice",
+        [pooled, _const(net, "z", np.array([0, 0], np.int64)), ends, _const(net, "ax", np.array([2, 3], np.int64))],
+    )
     net.conv(5, 2)
     model = net.model()
     height, width = output_geometry(model, "input", net.last)

@@ -62,8 +62,14 @@ def _external(tmp_path, proto, name="m.onnx"):
     folder.mkdir(exist_ok=True)
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)  # onnx.save moves the data out of the proto it is given
-    onnx.save(copy, folder / name, save_as_external_data=True, all_tensors_to_one_file=True,
-              location=f"{name}.weights", size_threshold=0)
+    onnx.save(
+        copy,
+        folder / name,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=f"{name}.weights",
+        size_threshold=0,
+    )
     return folder / name
 
 
@@ -128,8 +134,10 @@ def test_external_data_replaced_after_loading(tmp_path):
     replacement = tmp_path / "other"
     replacement.write_bytes(b"\1" * data.stat().st_size)
     os.replace(replacement, data)
-    assert np.array_equal(model.initializers["fc6_w"].array(),
-                          numpy_helper.to_array(next(t for t in original.graph.initializer if t.name == "fc6_w")))
+    assert np.array_equal(
+        model.initializers["fc6_w"].array(),
+        numpy_helper.to_array(next(t for t in original.graph.initializer if t.name == "fc6_w")),
+    )
 
 
 def test_save_into_missing_folder(tmp_path):
@@ -138,6 +146,7 @@ def test_save_into_missing_folder(tmp_path):
 
 
 # -- bad input -------------------------------------------------------------------------------
+
 
 def _write(tmp_path, data: bytes, name="bad.onnx"):
     path = tmp_path / name
@@ -149,13 +158,16 @@ def _model_bytes() -> bytes:
     return zoo.mlp(13, np.float32).SerializeToString()
 
 
-@pytest.mark.parametrize("case,data,words", [
-    ("empty", b"", "empty"),
-    ("text", b"name: \"LeNet\"\nlayer { name: \"data\" type: \"Input\" }\n", "text file"),
-    ("garbage", bytes(range(256)) * 4, "not a valid ONNX model"),
-    ("truncated", None, "not a valid ONNX model"),
-    ("no graph", onnx.ModelProto(ir_version=8).SerializeToString(), "no graph"),
-])
+@pytest.mark.parametrize(
+    "case,data,words",
+    [
+        ("empty", b"", "empty"),
+        ("text", b'name: "LeNet"\nlayer { name: "data" type: "Input" }\n', "text file"),
+        ("garbage", bytes(range(256)) * 4, "not a valid ONNX model"),
+        ("truncated", None, "not a valid ONNX model"),
+        ("no graph", onnx.ModelProto(ir_version=8).SerializeToString(), "no graph"),
+    ],
+)
 def test_bad_files(tmp_path, case, data, words):
     if data is None:
         data = _model_bytes()[:-7]

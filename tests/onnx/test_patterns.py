@@ -127,7 +127,9 @@ def test_plan_records_weights_and_edits():
     assert (fc6.in_channels, fc6.out_channels) == (4, 8)
     assert fc6.input == "conv_relu_out" and fc6.input_shape == (-1, 4, 6, 6)
     assert [(w.name, w.shape_before, w.shape_after, w.transform) for w in fc6.weights] == [
-        ("fc6_w", (8, 144), (8, 4, 6, 6), "reshape"), ("fc6_b", (8,), (8,), "unchanged")]
+        ("fc6_w", (8, 144), (8, 4, 6, 6), "reshape"),
+        ("fc6_b", (8,), (8,), "unchanged"),
+    ]
     removed = {e.name for e in plan.edits if e.action == "remove"}
     assert {"flatten", "shape", "gather", "unsqueeze", "concat"} <= removed
     assert any(e.action == "resize-input" and e.name == "x" for e in plan.edits)
@@ -202,9 +204,16 @@ def test_classifier_before_pool():
 
 
 @settings(max_examples=25, deadline=None)
-@given(channels=st.integers(1, 5), height=st.integers(1, 5), width=st.integers(1, 5), outputs=st.integers(1, 7),
-       trans_b=st.booleans(), nhwc=st.booleans(), alpha=st.sampled_from([1.0, 0.5, -2.0]),
-       mode=st.sampled_from(["fcn", "exact"]))
+@given(
+    channels=st.integers(1, 5),
+    height=st.integers(1, 5),
+    width=st.integers(1, 5),
+    outputs=st.integers(1, 7),
+    trans_b=st.booleans(),
+    nhwc=st.booleans(),
+    alpha=st.sampled_from([1.0, 0.5, -2.0]),
+    mode=st.sampled_from(["fcn", "exact"]),
+)
 def test_any_map_size(channels, height, width, outputs, trans_b, nhwc, alpha, mode):
     """An FC over any C x H x W map, weight stored either way, NCHW or NHWC: same numbers."""
     net = zoo.Net(13, seed=channels * 100 + height * 10 + width)

@@ -18,8 +18,17 @@ from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
 from proto_rewrite.rewrite_plan import RewritePlan
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILDERS = [zoo.flatten_gemm, zoo.dynamic_chain, zoo.matmul_add, zoo.gap_gemm, zoo.mlp, zoo.nhwc,
-            zoo.activations, zoo.two_outputs, zoo.shared_weight]
+BUILDERS = [
+    zoo.flatten_gemm,
+    zoo.dynamic_chain,
+    zoo.matmul_add,
+    zoo.gap_gemm,
+    zoo.mlp,
+    zoo.nhwc,
+    zoo.activations,
+    zoo.two_outputs,
+    zoo.shared_weight,
+]
 
 
 def _saved(model, path) -> bytes:
@@ -47,14 +56,20 @@ def test_deterministic(builder, tmp_path):
 def test_deterministic_across_processes(tmp_path):
     source = tmp_path / "vgg.onnx"
     onnx.save(zoo.dynamic_chain(13, np.float32), source)
-    script = ("import sys; from proto_rewrite.onnx.model import load_onnx, save_onnx; "
-              "from proto_rewrite.onnx.rewrite import plan_onnx_rewrite, apply_onnx_plan; "
-              "m = load_onnx(sys.argv[1]); save_onnx(apply_onnx_plan(m, plan_onnx_rewrite(m)), sys.argv[2])")
+    script = (
+        "import sys; from proto_rewrite.onnx.model import load_onnx, save_onnx; "
+        "from proto_rewrite.onnx.rewrite import plan_onnx_rewrite, apply_onnx_plan; "
+        "m = load_onnx(sys.argv[1]); save_onnx(apply_onnx_plan(m, plan_onnx_rewrite(m)), sys.argv[2])"
+    )
     outputs = []
     for index in range(2):
         out = tmp_path / f"out{index}.onnx"
-        subprocess.run([sys.executable, "-c", script, str(source), str(out)], check=True, cwd=ROOT,
-                       env={"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": str(index)})
+        subprocess.run(
+            [sys.executable, "-c", script, str(source), str(out)],
+            check=True,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": str(index)},
+        )
         outputs.append(out.read_bytes())
     model = load_onnx(source)
     assert outputs[0] == outputs[1] == _saved(apply_onnx_plan(model, plan_onnx_rewrite(model)), tmp_path / "here.onnx")
@@ -68,14 +83,16 @@ def test_plan_is_pure():
     assert model.to_bytes() == before
 
 
-@pytest.mark.parametrize("options", [{"mode": "fcn"}, {"mode": "exact"},
-                                     {"mode": "fcn", "classifier_before_pool": True}])
+@pytest.mark.parametrize(
+    "options", [{"mode": "fcn"}, {"mode": "exact"}, {"mode": "fcn", "classifier_before_pool": True}]
+)
 def test_plan_through_json(options, tmp_path):
     model = OnnxModel.from_proto(zoo.gap_gemm(13, np.float32))
     plan = plan_onnx_rewrite(model, **options)
     again = RewritePlan.from_dict(json.loads(plan.to_json()))
-    assert _saved(apply_onnx_plan(model, again), tmp_path / "a.onnx") == \
-        _saved(apply_onnx_plan(model, plan), tmp_path / "b.onnx")
+    assert _saved(apply_onnx_plan(model, again), tmp_path / "a.onnx") == _saved(
+        apply_onnx_plan(model, plan), tmp_path / "b.onnx"
+    )
 
 
 def test_plan_of_another_model_is_refused():
@@ -97,12 +114,15 @@ def test_empty_plan_changes_nothing(tmp_path):
     assert _saved(apply_onnx_plan(model, plan), tmp_path / "out.onnx") == source.read_bytes()
 
 
-@pytest.mark.parametrize("options,words", [
-    ({"mode": "dense"}, "unknown mode"),
-    ({"input_shapes": {"y": (1, 3, 8, 8)}}, "not an input"),
-    ({"input_shapes": {"x": (1, 3, 8)}}, "dimensions"),
-    ({"input_shapes": {"x": (1, 3, 9, 9)}}, "fixed shape"),
-])
+@pytest.mark.parametrize(
+    "options,words",
+    [
+        ({"mode": "dense"}, "unknown mode"),
+        ({"input_shapes": {"y": (1, 3, 8, 8)}}, "not an input"),
+        ({"input_shapes": {"x": (1, 3, 8)}}, "dimensions"),
+        ({"input_shapes": {"x": (1, 3, 9, 9)}}, "fixed shape"),
+    ],
+)
 def test_bad_options(options, words):
     model = OnnxModel.from_proto(zoo.flatten_gemm(13, np.float32))
     with pytest.raises(UsageError, match=words):

@@ -108,15 +108,26 @@ def test_outputs_keep_their_name_and_shape(vgg, method):
 
 
 def test_plan_lists_the_inserted_nodes(vgg):
-    inserted = {method: [(e.action, e.name, e.op, e.method) for e in vgg[method][0].edits
-                         if e.name.startswith(("fc3_", "prob"))] for method in METHODS}
-    assert inserted["avg"] == [("insert", "fc3_pool", "GlobalAveragePool", "avg"),
-                               ("insert", "fc3_pool_flatten", "Flatten", None)]
-    assert inserted["max"] == [("insert", "fc3_pool", "GlobalMaxPool", "max"),
-                               ("insert", "fc3_pool_flatten", "Flatten", None)]
-    assert inserted["probs-avg"] == [("remove", "prob", "Softmax", None), ("insert", "prob", "Softmax", None),
-                                     ("insert", "fc3_pool", "GlobalAveragePool", "avg"),
-                                     ("insert", "fc3_pool_flatten", "Flatten", None)]
+    inserted = {
+        method: [
+            (e.action, e.name, e.op, e.method) for e in vgg[method][0].edits if e.name.startswith(("fc3_", "prob"))
+        ]
+        for method in METHODS
+    }
+    assert inserted["avg"] == [
+        ("insert", "fc3_pool", "GlobalAveragePool", "avg"),
+        ("insert", "fc3_pool_flatten", "Flatten", None),
+    ]
+    assert inserted["max"] == [
+        ("insert", "fc3_pool", "GlobalMaxPool", "max"),
+        ("insert", "fc3_pool_flatten", "Flatten", None),
+    ]
+    assert inserted["probs-avg"] == [
+        ("remove", "prob", "Softmax", None),
+        ("insert", "prob", "Softmax", None),
+        ("insert", "fc3_pool", "GlobalAveragePool", "avg"),
+        ("insert", "fc3_pool_flatten", "Flatten", None),
+    ]
     text = vgg["max"][0].render_text()
     assert "insert fc3_pool (GlobalMaxPool): global max pooling of the score map of Conv 'fc3'" in text
     assert "insert fc3_pool_flatten (Flatten): gives 'fc3' its original (N, 10) shape" in text
@@ -128,14 +139,20 @@ def test_graph_after_the_last_conv(vgg, method):
     tail = [(n.op_type, n.name, list(n.input)[:1], list(n.output)) for n in nodes[-4:]]
     pool = "GlobalMaxPool" if method == "max" else "GlobalAveragePool"
     if method == "probs-avg":
-        assert tail == [("Conv", "fc3", ["dropout2"], ["fc3_map"]), ("Softmax", "prob", ["fc3_map"], ["prob_map"]),
-                        (pool, "fc3_pool", ["prob_map"], ["prob_pooled"]),
-                        ("Flatten", "fc3_pool_flatten", ["prob_pooled"], ["prob"])]
+        assert tail == [
+            ("Conv", "fc3", ["dropout2"], ["fc3_map"]),
+            ("Softmax", "prob", ["fc3_map"], ["prob_map"]),
+            (pool, "fc3_pool", ["prob_map"], ["prob_pooled"]),
+            ("Flatten", "fc3_pool_flatten", ["prob_pooled"], ["prob"]),
+        ]
         assert helper.get_attribute_value(nodes[-3].attribute[0]) == 1
     else:
-        assert tail == [("Conv", "fc3", ["dropout2"], ["fc3_map"]), (pool, "fc3_pool", ["fc3_map"], ["fc3_pooled"]),
-                        ("Flatten", "fc3_pool_flatten", ["fc3_pooled"], ["fc3"]),
-                        ("Softmax", "prob", ["fc3"], ["prob"])]
+        assert tail == [
+            ("Conv", "fc3", ["dropout2"], ["fc3_map"]),
+            (pool, "fc3_pool", ["fc3_map"], ["fc3_pooled"]),
+            ("Flatten", "fc3_pool_flatten", ["fc3_pooled"], ["fc3"]),
+            ("Softmax", "prob", ["fc3"], ["prob"]),
+        ]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -165,6 +182,7 @@ def test_hand_edited_pooling_is_refused(vgg):
 
 
 # -- errors -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", METHODS)
 def test_exact_mode_is_refused(vgg, method):

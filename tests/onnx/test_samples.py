@@ -57,7 +57,7 @@ def test_lenet_score_map_is_the_crops():
     assert scores.shape == (1, 10, 3, 2)
     for row in range(3):
         for col in range(2):
-            crop = np.ascontiguousarray(image[:, :, 4 * row:4 * row + 28, 4 * col:4 * col + 28])
+            crop = np.ascontiguousarray(image[:, :, 4 * row : 4 * row + 28, 4 * col : 4 * col + 28])
             assert_close(run(model, {"data": crop})[0], scores[:, :, row, col], f"cell {row},{col}")
 
 
@@ -71,8 +71,11 @@ def test_vgg_mini_score_map_is_the_head_on_each_window():
     features = model.to_proto()
     features.graph.output[0].name = "pool4"
     del features.graph.output[0].type.tensor_type.shape.dim[:]
-    keep = [n for n in features.graph.node if n.name.startswith(("conv", "relu", "pool")) and n.name != "relu7"
-            and n.name != "relu8"]
+    keep = [
+        n
+        for n in features.graph.node
+        if n.name.startswith(("conv", "relu", "pool")) and n.name != "relu7" and n.name != "relu8"
+    ]
     del features.graph.node[:]
     features.graph.node.extend(keep)
     features.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 96
@@ -87,4 +90,4 @@ def test_vgg_mini_score_map_is_the_head_on_each_window():
 
     for row in range(3):
         for col in range(2):
-            assert_close(head(pool4[:, :, row:row + 4, col:col + 4]), scores[:, :, row, col], f"cell {row},{col}")
+            assert_close(head(pool4[:, :, row : row + 4, col : col + 4]), scores[:, :, row, col], f"cell {row},{col}")

@@ -30,6 +30,7 @@ def _squeeze(net: zoo.Net, x: str, axes, name: str) -> str:
 
 # -- Reshape target chains -----------------------------------------------------------------------
 
+
 def dynamo(opset=18, pick="squeeze"):
     """torch.flatten(x, 1) through the un-optimised dynamo exporter: the batch read from the graph
     input by Shape(start 0, end 1), made a scalar (Squeeze or Gather), back to [1] by Reshape."""
@@ -38,8 +39,9 @@ def dynamo(opset=18, pick="squeeze"):
     if pick == "squeeze":
         size = _squeeze(net, net.node("Shape", ["x"], name="sym_shape", start=0, end=1), [0], "sym_size")
     else:
-        size = net.node("Gather", [net.node("Shape", ["x"], name="sym_shape"), net.const("idx0", 0)],
-                        name="sym_size", axis=0)
+        size = net.node(
+            "Gather", [net.node("Shape", ["x"], name="sym_shape"), net.const("idx0", 0)], name="sym_size", axis=0
+        )
     size = net.node("Reshape", [size, net.const("minus_one", [-1])], name="sym_reshape")
     target = net.node("Concat", [size, net.const("rest", [-1])], name="view_target", axis=0)
     flat = net.node("Reshape", [feat, target], name="view")
@@ -53,13 +55,19 @@ def dynamo_reduce_prod(opset=18):
     feat = net.conv("x", 3, 4)
     batch = net.node("Shape", [feat], name="batch_dim", start=0, end=1)
     if opset >= 18:
-        rest = net.node("ReduceProd", [net.node("Shape", [feat], name="rest_dims", start=1),
-                                       net.const("rp_axes", [0])], name="rest_prod", keepdims=1)
+        rest = net.node(
+            "ReduceProd",
+            [net.node("Shape", [feat], name="rest_dims", start=1), net.const("rp_axes", [0])],
+            name="rest_prod",
+            keepdims=1,
+        )
     else:
-        rest = net.node("ReduceProd", [net.node("Shape", [feat], name="rest_dims", start=1)], name="rest_prod",
-                        keepdims=1, axes=[0])
-    target = net.node("Concat", [batch, net.node("Cast", [rest], name="rest_cast", to=TensorProto.INT64)],
-                      name="view_target", axis=0)
+        rest = net.node(
+            "ReduceProd", [net.node("Shape", [feat], name="rest_dims", start=1)], name="rest_prod", keepdims=1, axes=[0]
+        )
+    target = net.node(
+        "Concat", [batch, net.node("Cast", [rest], name="rest_cast", to=TensorProto.INT64)], name="view_target", axis=0
+    )
     flat = net.node("Reshape", [feat, target], name="view")
     chain = {"batch_dim", "rest_dims", "rest_prod", "rest_cast", "view_target", "view"}
     return net.model([("x", zoo.IN_SHAPE)], [_gemm(net, flat, 144)]), chain
@@ -88,14 +96,26 @@ def sliced(opset=13):
     """The batch taken with Slice (negative end) and the rest with ConstantOfShape."""
     net = zoo.Net(opset)
     feat = net.conv("x", 3, 4)
-    batch = net.node("Slice", [net.node("Shape", [feat], name="shape"), net.const("s0", [0]), net.const("e0", [-3])],
-                     name="batch_slice")
-    rest = net.node("ConstantOfShape", [net.const("one", [1])], name="rest_fill",
-                    value=helper.make_tensor("v", TensorProto.INT64, [1], [-1]))
+    batch = net.node(
+        "Slice",
+        [net.node("Shape", [feat], name="shape"), net.const("s0", [0]), net.const("e0", [-3])],
+        name="batch_slice",
+    )
+    rest = net.node(
+        "ConstantOfShape",
+        [net.const("one", [1])],
+        name="rest_fill",
+        value=helper.make_tensor("v", TensorProto.INT64, [1], [-1]),
+    )
     target = net.node("Concat", [batch, rest], name="concat", axis=0)
     flat = net.node("Reshape", [feat, target], name="view")
-    return net.model([("x", zoo.IN_SHAPE)], [_gemm(net, flat, 144)]), {"shape", "batch_slice", "rest_fill",
-                                                                        "concat", "view"}
+    return net.model([("x", zoo.IN_SHAPE)], [_gemm(net, flat, 144)]), {
+        "shape",
+        "batch_slice",
+        "rest_fill",
+        "concat",
+        "view",
+    }
 
 
 CHAINS = {
@@ -123,7 +143,7 @@ def _check(original, plan, new, removed_nodes: set[str], kernel: tuple, mode: st
     assert "Gemm" not in ops(proto)
     assert initializer_shapes(proto)["fc_w"] == kernel
     removed = {e.name for e in plan.edits if e.action == "remove"}
-    assert removed_nodes <= removed, (removed_nodes - removed)
+    assert removed_nodes <= removed, removed_nodes - removed
     assert not removed_nodes & {n.name for n in proto.graph.node}
     before, after = _bytes(original), _bytes(proto)
     changed = {w.name for w in plan.rewrites[0].weights}
@@ -167,8 +187,11 @@ def test_inexact_division_is_not_followed():
     rest = net.node("Div", [net.const("seven", [-7]), net.const("two", [2])], name="div")
     target = net.node("Concat", [net.const("zero", [0]), rest], name="concat", axis=0)
     net.node("Identity", [target], name="out")
-    view = GraphView(OnnxModel.from_proto(net.model([("x", zoo.IN_SHAPE)], [feat, "out_out"],
-                                                    output_elems={"out_out": TensorProto.INT64})))
+    view = GraphView(
+        OnnxModel.from_proto(
+            net.model([("x", zoo.IN_SHAPE)], [feat, "out_out"], output_elems={"out_out": TensorProto.INT64})
+        )
+    )
     assert evaluate(view, "concat_out") is None
 
 
@@ -178,8 +201,9 @@ def test_declared_result_shape_is_a_flatten():
     feat = net.conv("x", 3, 4)
     batch = net.node("Gather", [net.node("Shape", [feat], name="shape"), net.const("i0", [0])], name="gather", axis=0)
     batch = net.node("Max", [batch, net.const("one", [1])], name="max")
-    flat = net.node("Reshape", [feat, net.node("Concat", [batch, net.const("m1", [-1])], name="concat", axis=0)],
-                    name="view")
+    flat = net.node(
+        "Reshape", [feat, net.node("Concat", [batch, net.const("m1", [-1])], name="concat", axis=0)], name="view"
+    )
     original = net.model([("x", zoo.IN_SHAPE)], [_gemm(net, flat, 144)])
     original.graph.output.append(helper.make_tensor_value_info(flat, TensorProto.FLOAT, ["N", 144]))
     for mode in MODES:
@@ -190,8 +214,15 @@ def test_declared_result_shape_is_a_flatten():
 
 # -- global pools before the FC ------------------------------------------------------------------
 
-def pooled(opset: int, keepdims: int, op: str = "ReduceMean", axes=(2, 3), after: str | None = "Flatten",
-           computed_axes: bool = False):
+
+def pooled(
+    opset: int,
+    keepdims: int,
+    op: str = "ReduceMean",
+    axes=(2, 3),
+    after: str | None = "Flatten",
+    computed_axes: bool = False,
+):
     net = zoo.Net(opset)
     feat = net.conv("x", 3, 4)
     axes_input = op == "ReduceSum" and opset >= 13 or opset >= 18
@@ -201,8 +232,9 @@ def pooled(opset: int, keepdims: int, op: str = "ReduceMean", axes=(2, 3), after
         pool = net.node("GlobalAveragePool", [feat], name="pool")
     elif axes_input:
         if computed_axes:  # the un-optimised dynamo way: a Constant of another type, cast
-            value = net.node("Constant", [], name="axes_value",
-                             value=helper.make_tensor("v", TensorProto.INT32, [2], list(axes)))
+            value = net.node(
+                "Constant", [], name="axes_value", value=helper.make_tensor("v", TensorProto.INT32, [2], list(axes))
+            )
             axes_name = net.node("Cast", [value], name="axes_cast", to=TensorProto.INT64)
         else:
             axes_name = net.const("pool_axes", list(axes))
@@ -257,16 +289,24 @@ def test_global_pool_of(case):
     assert global_pool_of(view, "conv_relu_out") is None
 
 
-@pytest.mark.parametrize("options", [
-    {"opset": 13, "keepdims": 1, "axes": (1, 2)},  # not over H and W
-    {"opset": 13, "keepdims": 1, "axes": (3,)},
-    {"opset": 13, "keepdims": 0, "op": "ReduceMax", "after": None},  # not an average
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"opset": 13, "keepdims": 1, "axes": (1, 2)},  # not over H and W
+        {"opset": 13, "keepdims": 1, "axes": (3,)},
+        {"opset": 13, "keepdims": 0, "op": "ReduceMax", "after": None},  # not an average
+    ],
+)
 def test_not_a_global_pool(options):
     net = zoo.Net(options["opset"])
     feat = net.conv("x", 3, 4)
-    pool = net.node(options.get("op", "ReduceMean"), [feat], name="pool", axes=list(options.get("axes", (2, 3))),
-                    keepdims=options["keepdims"])
+    pool = net.node(
+        options.get("op", "ReduceMean"),
+        [feat],
+        name="pool",
+        axes=list(options.get("axes", (2, 3))),
+        keepdims=options["keepdims"],
+    )
     model = net.model([("x", zoo.IN_SHAPE)], [pool])
     view = GraphView(OnnxModel.from_proto(model))
     assert global_pool_of(view, pool) is None
@@ -289,16 +329,25 @@ BOUND = st.integers(-7, 7) | st.sampled_from([2**63 - 1, -(2**63)])
 
 
 @settings(max_examples=40, deadline=None)
-@given(start=st.none() | st.integers(-6, 6), end=st.none() | st.integers(-6, 6), begin=BOUND, stop=BOUND,
-       step=st.sampled_from([1, 2, -1, -2, 3]), index=st.integers(-4, 3))
+@given(
+    start=st.none() | st.integers(-6, 6),
+    end=st.none() | st.integers(-6, 6),
+    begin=BOUND,
+    stop=BOUND,
+    step=st.sampled_from([1, 2, -1, -2, 3]),
+    index=st.integers(-4, 3),
+)
 def test_evaluate_matches_onnxruntime(start, end, begin, stop, step, index):
     """Shape(start, end) -> Slice, and a Gather of the shape, concatenated: evaluate() gives what
     onnxruntime computes, clamping and negative indices included."""
     net = zoo.Net(18)
     attrs = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
     shape = net.node("Shape", ["x"], name="shape", **attrs)
-    part = net.node("Slice", [shape, net.const("b", [begin]), net.const("e", [stop]), net.const("a", [0]),
-                              net.const("s", [step])], name="slice")
+    part = net.node(
+        "Slice",
+        [shape, net.const("b", [begin]), net.const("e", [stop]), net.const("a", [0]), net.const("s", [step])],
+        name="slice",
+    )
     full = net.node("Shape", ["x"], name="full_shape")
     picked = net.node("Gather", [full, net.const("i", index)], name="gather", axis=0)
     out = net.node("Concat", [part, net.unsqueeze(picked, [0], name="unsq")], name="concat", axis=0)

@@ -30,10 +30,18 @@ SKIPS = {
     "swapped-hw": (zoo.swapped_hw, {}, "fc", Reason.UNSUPPORTED_LAYOUT),
     "rank-3-input": (zoo.rank3_flatten, {}, "fc", Reason.UNSUPPORTED_INPUT_RANK),
     "symbolic-size": (zoo.symbolic_size, {}, "fc6", Reason.INPUT_SHAPE_UNKNOWN),
-    "count-mismatch": (zoo.symbolic_size, {"input_shapes": {"x": (2, 3, 10, 10)}}, "fc6",
-                       Reason.ELEMENT_COUNT_MISMATCH),
-    "not-selected": (zoo.flatten_gemm, {"selection": Selection(exclude=frozenset({"fc6"}))}, "fc6",
-                     Reason.NOT_SELECTED),
+    "count-mismatch": (
+        zoo.symbolic_size,
+        {"input_shapes": {"x": (2, 3, 10, 10)}},
+        "fc6",
+        Reason.ELEMENT_COUNT_MISMATCH,
+    ),
+    "not-selected": (
+        zoo.flatten_gemm,
+        {"selection": Selection(exclude=frozenset({"fc6"}))},
+        "fc6",
+        Reason.NOT_SELECTED,
+    ),
 }
 
 
@@ -63,8 +71,9 @@ def test_explicit_request_is_an_error(case):
     builder, options, node, reason = SKIPS[case]
     model = OnnxModel.from_proto(builder(13, np.float32))
     with pytest.raises(RewriteRefused) as caught:
-        plan_onnx_rewrite(model, selection=Selection(only=frozenset({node})),
-                          **{k: v for k, v in options.items() if k != "selection"})
+        plan_onnx_rewrite(
+            model, selection=Selection(only=frozenset({node})), **{k: v for k, v in options.items() if k != "selection"}
+        )
     assert caught.value.reason == reason.value
     assert caught.value.location.layer == node
     assert caught.value.hint

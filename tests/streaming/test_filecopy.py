@@ -148,7 +148,7 @@ def test_released_pages_stay_readable(source):
     buffer = open_input(path, "test file")
     values = np.frombuffer(buffer, "u1")
     total = int(values.sum())
-    filecopy.release(file_span(values[100:SIZE - 100]))
+    filecopy.release(file_span(values[100 : SIZE - 100]))
     assert int(values.sum()) == total and values.tobytes() == data
 
 
@@ -162,10 +162,12 @@ def test_open_input_errors(tmp_path):
 
 
 def test_report_lines():
-    streamed = WriteReport(["out.onnx"], True, stats=CopyStats(copied=553_400_000, written=39_546,
-                                                                methods=("copy_file_range",)))
-    assert streamed.describe() == ("out.onnx: streamed (553.4 MB copied file to file by copy_file_range, "
-                                   "39546 bytes written from memory)")
+    streamed = WriteReport(
+        ["out.onnx"], True, stats=CopyStats(copied=553_400_000, written=39_546, methods=("copy_file_range",))
+    )
+    assert streamed.describe() == (
+        "out.onnx: streamed (553.4 MB copied file to file by copy_file_range, 39546 bytes written from memory)"
+    )
     fallback = WriteReport(["a.caffemodel"], False, "p.caffemodel: not a regular file")
     assert fallback.describe().startswith("a.caffemodel: written by the in-memory path")
     assert fallback.describe().endswith("p.caffemodel: not a regular file")

@@ -32,14 +32,36 @@ def _files(folder) -> dict[str, bytes]:
 # -- ONNX ------------------------------------------------------------------------------------
 
 ZOO = [
-    ("flatten_gemm", {}), ("flatten_gemm", {"trans_b": 0}), ("flatten_gemm", {"alpha": 0.5, "beta": 2.0}),
-    ("flatten_gemm", {"bias": "2d"}), ("flatten_gemm", {"bias": "scalar"}),
-    ("flatten_gemm", {"dtype": np.float16, "trans_b": 0}), ("flatten_gemm", {"opset": 9}),
-    ("reshape_gemm", {}), ("dynamic_chain", {}), ("matmul_add", {}), ("matmul_add", {"dtype": np.float64}),
-    ("matmul_add", {"bias": False}), ("gap_gemm", {}), ("mlp", {}), ("nhwc", {}), ("activations", {}),
-    ("two_outputs", {}), ("trans_a", {}), ("weight_input", {}), ("shared_weight", {}), ("batched_bias", {}),
-    ("matmul_nd", {}), ("reshape_to_3d_matmul", {}), ("quantized", {}), ("wrong_flatten", {}),
-    ("flatten_axis2", {}), ("swapped_hw", {}), ("rank3_flatten", {}), ("symbolic_size", {}), ("qgemm_op", {}),
+    ("flatten_gemm", {}),
+    ("flatten_gemm", {"trans_b": 0}),
+    ("flatten_gemm", {"alpha": 0.5, "beta": 2.0}),
+    ("flatten_gemm", {"bias": "2d"}),
+    ("flatten_gemm", {"bias": "scalar"}),
+    ("flatten_gemm", {"dtype": np.float16, "trans_b": 0}),
+    ("flatten_gemm", {"opset": 9}),
+    ("reshape_gemm", {}),
+    ("dynamic_chain", {}),
+    ("matmul_add", {}),
+    ("matmul_add", {"dtype": np.float64}),
+    ("matmul_add", {"bias": False}),
+    ("gap_gemm", {}),
+    ("mlp", {}),
+    ("nhwc", {}),
+    ("activations", {}),
+    ("two_outputs", {}),
+    ("trans_a", {}),
+    ("weight_input", {}),
+    ("shared_weight", {}),
+    ("batched_bias", {}),
+    ("matmul_nd", {}),
+    ("reshape_to_3d_matmul", {}),
+    ("quantized", {}),
+    ("wrong_flatten", {}),
+    ("flatten_axis2", {}),
+    ("swapped_hw", {}),
+    ("rank3_flatten", {}),
+    ("symbolic_size", {}),
+    ("qgemm_op", {}),
 ]
 
 
@@ -47,8 +69,14 @@ def _save_source(proto: onnx.ModelProto, folder, external: bool):
     folder.mkdir(parents=True, exist_ok=True)
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)  # onnx.save moves the data out of the proto it is given
-    onnx.save(copy, folder / "m.onnx", save_as_external_data=external, all_tensors_to_one_file=True,
-              location="m.onnx.weights", size_threshold=0)
+    onnx.save(
+        copy,
+        folder / "m.onnx",
+        save_as_external_data=external,
+        all_tensors_to_one_file=True,
+        location="m.onnx.weights",
+        size_threshold=0,
+    )
     return folder / "m.onnx"
 
 
@@ -116,8 +144,8 @@ def _reordered_initializer(proto: onnx.ModelProto) -> bytes:
     tensor = next(r for r in iter_fields(data, graph.value_start, graph.end) if r.number == 5)
     fields = list(iter_fields(data, tensor.value_start, tensor.end))
     name = [f for f in fields if f.number == 8]
-    reordered = b"".join(bytes(data[f.start:f.end]) for f in name + [f for f in fields if f.number != 8])
-    data[tensor.value_start:tensor.end] = reordered
+    reordered = b"".join(bytes(data[f.start : f.end]) for f in name + [f for f in fields if f.number != 8])
+    data[tensor.value_start : tensor.end] = reordered
     return bytes(data)
 
 
@@ -137,9 +165,11 @@ def test_a_graph_in_several_records_runs_the_in_memory_path(tmp_path):
     data = proto.SerializeToString()
     graph = next(r for r in iter_fields(data) if r.number == 7)
     fields = list(iter_fields(data, graph.value_start, graph.end))
-    parts = [b"".join(data[f.start:f.end] for f in fields if (f.number == 5) == initializers) for initializers in
-             (False, True)]
-    split = data[:graph.start] + b"".join(len_header(7, len(p)) + p for p in parts) + data[graph.end:]
+    parts = [
+        b"".join(data[f.start : f.end] for f in fields if (f.number == 5) == initializers)
+        for initializers in (False, True)
+    ]
+    split = data[: graph.start] + b"".join(len_header(7, len(p)) + p for p in parts) + data[graph.end :]
     path = tmp_path / "split.onnx"
     path.write_bytes(split)
     assert onnx.load(path) == proto
@@ -266,8 +296,14 @@ def _legacy_caffemodel(path, weights_from, v0: bool) -> None:
     path.write_bytes(net.SerializeToString())
 
 
-_V1_TYPES = {"Convolution": "CONVOLUTION", "InnerProduct": "INNER_PRODUCT", "Pooling": "POOLING", "ReLU": "RELU",
-             "Softmax": "SOFTMAX", "Input": "NONE"}
+_V1_TYPES = {
+    "Convolution": "CONVOLUTION",
+    "InnerProduct": "INNER_PRODUCT",
+    "Pooling": "POOLING",
+    "ReLU": "RELU",
+    "Softmax": "SOFTMAX",
+    "Input": "NONE",
+}
 
 
 @pytest.mark.parametrize("v0", [False, True], ids=["V1", "V0"])
@@ -286,12 +322,14 @@ def test_caffe_weights_from_a_pipe_run_the_in_memory_path(tmp_path):
     data = prototxt.with_suffix(".caffemodel").read_bytes()
     with _pipe(tmp_path / "pipe.caffemodel", data) as pipe:
         model = load_caffe(prototxt, pipe)
-    report = save_caffe(apply_caffe_plan(model, plan_caffe_rewrite(model)), tmp_path / "p.prototxt",
-                        tmp_path / "piped.caffemodel")
+    report = save_caffe(
+        apply_caffe_plan(model, plan_caffe_rewrite(model)), tmp_path / "p.prototxt", tmp_path / "piped.caffemodel"
+    )
     assert not report.streaming and "not a regular file" in report.reason
     model = load_caffe(prototxt)
-    assert save_caffe(apply_caffe_plan(model, plan_caffe_rewrite(model)), tmp_path / "f.prototxt",
-                      tmp_path / "file.caffemodel").streaming
+    assert save_caffe(
+        apply_caffe_plan(model, plan_caffe_rewrite(model)), tmp_path / "f.prototxt", tmp_path / "file.caffemodel"
+    ).streaming
     assert (tmp_path / "piped.caffemodel").read_bytes() == (tmp_path / "file.caffemodel").read_bytes()
 
 

@@ -10,9 +10,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from corpus import ROOT
 from onnx import TensorProto, helper, numpy_helper
 
-from corpus import ROOT
 from proto_rewrite.cli import main
 from proto_rewrite.validation.compare_models import SPATIAL_MEAN, OutputMismatchError, ValidateOptions, validate_models
 
@@ -39,16 +39,20 @@ def original(pool: str = "gap", four_d: bool = False) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.array([1, 5, 1, 1], np.int64), "s"))
     else:
         nodes.append(helper.make_node("Identity", ["g"], ["y"]))
-    graph = helper.make_graph(TRUNK + nodes, "a", [INPUT], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              inits)
+    graph = helper.make_graph(
+        TRUNK + nodes, "a", [INPUT], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
 def before_pool(fc: np.ndarray = FC) -> onnx.ModelProto:
     """The classifier moved before the pool: a 1 x 1 convolution, the score map is the output."""
     nodes = TRUNK + [helper.make_node("Conv", ["r", "w4", "b"], ["y"])]
-    inits = [numpy_helper.from_array(CONV, "k"), numpy_helper.from_array(fc.reshape(5, 4, 1, 1), "w4"),
-             numpy_helper.from_array(BIAS, "b")]
+    inits = [
+        numpy_helper.from_array(CONV, "k"),
+        numpy_helper.from_array(fc.reshape(5, 4, 1, 1), "w4"),
+        numpy_helper.from_array(BIAS, "b"),
+    ]
     graph = helper.make_graph(nodes, "b", [INPUT], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 

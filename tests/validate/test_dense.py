@@ -24,18 +24,25 @@ def pair(pad: int):
     size = 12 + 2 * pad - 2  # conv output: 10 (no pad) or 12
     pooled = size // 2
     fc = RNG.standard_normal((3, 4 * pooled * pooled)).astype(np.float32)
-    common = [helper.make_node("Conv", ["x", "k"], ["c"], pads=[pad] * 4),
-              helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
+    common = [
+        helper.make_node("Conv", ["x", "k"], ["c"], pads=[pad] * 4),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
     inits = [numpy_helper.from_array(CONV, "k")]
     a = helper.make_graph(
         common + [helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
-        "a", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits + [numpy_helper.from_array(fc, "w")])
+        "a",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        inits + [numpy_helper.from_array(fc, "w")],
+    )
     b = helper.make_graph(
         common + [helper.make_node("Conv", ["p", "w4"], ["y"])],
-        "b", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "H", "W"])],
+        "b",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "H", "W"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, "h", "w"])],
-        inits + [numpy_helper.from_array(fc.reshape(3, 4, pooled, pooled), "w4")])
+        inits + [numpy_helper.from_array(fc.reshape(3, 4, pooled, pooled), "w4")],
+    )
     opset = [helper.make_opsetid("", 13)]
     return helper.make_model(a, opset_imports=opset), helper.make_model(b, opset_imports=opset)
 
@@ -63,13 +70,17 @@ def test_cli_dense(tmp_path):
     onnx.save(a, str(tmp_path / "a.onnx"))
     onnx.save(b, str(tmp_path / "b.onnx"))
     out, err = io.StringIO(), io.StringIO()
-    code = main(["validate", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--dense", "16", "16",
-                 "--format", "json"], stdout=out, stderr=err)
+    code = main(
+        ["validate", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--dense", "16", "16", "--format", "json"],
+        stdout=out,
+        stderr=err,
+    )
     assert code == 0 and err.getvalue().startswith("PASSED: dense check, 9 cells")
     assert json.loads(out.getvalue())["exact_expected"] is True
     out, err = io.StringIO(), io.StringIO()
-    code = main(["validate", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--dense", "17", "16"],
-                stdout=out, stderr=err)
+    code = main(
+        ["validate", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--dense", "17", "16"], stdout=out, stderr=err
+    )
     assert code == 2 and "does not align" in err.getvalue() and "16 or 18" in err.getvalue()
 
 
@@ -80,8 +91,12 @@ def test_pooled_model_is_compared_with_the_mean_of_the_crops():
     graph.output[0].name = "y"
     for node in graph.node:
         node.output[:] = ["map" if o == "y" else o for o in node.output]
-    graph.node.extend([helper.make_node("GlobalAveragePool", ["map"], ["pooled"]),
-                       helper.make_node("Flatten", ["pooled"], ["y"], axis=1)])
+    graph.node.extend(
+        [
+            helper.make_node("GlobalAveragePool", ["map"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["y"], axis=1),
+        ]
+    )
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]))
     result = dense_check(a, b, (16, 16), ValidateOptions())

@@ -27,19 +27,26 @@ def pair():
     like AlexNet's 224 against its 223) -> Flatten -> Gemm. B: the Gemm as a 3 x 3 convolution.
     B's geometry: stride 4, min size 14, so 16 + 4k gives k + 1 cells; the old two-size estimate
     (size - crop) / (cells - 1) said stride 5 at 21."""
-    trunk = [helper.make_node("Conv", ["x", "k"], ["c"]),
-             helper.make_node("MaxPool", ["c"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("MaxPool", ["p1"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
+    trunk = [
+        helper.make_node("Conv", ["x", "k"], ["c"]),
+        helper.make_node("MaxPool", ["c"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("MaxPool", ["p1"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
     inits = [numpy_helper.from_array(CONV, "k")]
     a = helper.make_graph(
         trunk + [helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
-        "a", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])], inits + [numpy_helper.from_array(FC, "w")])
+        "a",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        inits + [numpy_helper.from_array(FC, "w")],
+    )
     b = helper.make_graph(
         trunk + [helper.make_node("Conv", ["p", "w4"], ["y"])],
-        "b", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "H", "W"])],
+        "b",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "H", "W"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, "h", "w"])],
-        inits + [numpy_helper.from_array(FC.reshape(6, 4, 3, 3), "w4")])
+        inits + [numpy_helper.from_array(FC.reshape(6, 4, 3, 3), "w4")],
+    )
     opset = [helper.make_opsetid("", 13)]
     return helper.make_model(a, opset_imports=opset), helper.make_model(b, opset_imports=opset)
 
@@ -114,23 +121,30 @@ def alexnet_pair():
     def conv(name, out, inp, k):
         return numpy_helper.from_array((rng.standard_normal((out, inp, k, k)) * 0.2).astype(np.float32), name)
 
-    trunk = [helper.make_node("Conv", ["x", "c1"], ["a1"], strides=[4, 4], pads=[2] * 4),
-             helper.make_node("MaxPool", ["a1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2]),
-             helper.make_node("Conv", ["p1", "c2"], ["a2"], pads=[2] * 4),
-             helper.make_node("MaxPool", ["a2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2]),
-             helper.make_node("Conv", ["p2", "c3"], ["a3"], pads=[1] * 4),
-             helper.make_node("MaxPool", ["a3"], ["p3"], kernel_shape=[3, 3], strides=[2, 2])]
+    trunk = [
+        helper.make_node("Conv", ["x", "c1"], ["a1"], strides=[4, 4], pads=[2] * 4),
+        helper.make_node("MaxPool", ["a1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "c2"], ["a2"], pads=[2] * 4),
+        helper.make_node("MaxPool", ["a2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2]),
+        helper.make_node("Conv", ["p2", "c3"], ["a3"], pads=[1] * 4),
+        helper.make_node("MaxPool", ["a3"], ["p3"], kernel_shape=[3, 3], strides=[2, 2]),
+    ]
     inits = [conv("c1", 2, 3, 11), conv("c2", 2, 2, 5), conv("c3", 2, 2, 3)]
     fc = (rng.standard_normal((4, 2 * 6 * 6)) * 0.2).astype(np.float32)
     a = helper.make_graph(
         trunk + [helper.make_node("Flatten", ["p3"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
-        "a", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits + [numpy_helper.from_array(fc, "w")])
+        "a",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits + [numpy_helper.from_array(fc, "w")],
+    )
     b = helper.make_graph(
         trunk + [helper.make_node("Conv", ["p3", "w6"], ["y"])],
-        "b", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])],
+        "b",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "h", "w"])],
-        inits + [numpy_helper.from_array(fc.reshape(4, 2, 6, 6), "w6")])
+        inits + [numpy_helper.from_array(fc.reshape(4, 2, 6, 6), "w6")],
+    )
     opset = [helper.make_opsetid("", 13)]
     return helper.make_model(a, opset_imports=opset), helper.make_model(b, opset_imports=opset)
 

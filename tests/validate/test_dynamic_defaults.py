@@ -9,9 +9,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from corpus import ROOT
 from onnx import TensorProto, helper, numpy_helper
 
-from corpus import ROOT
 from proto_rewrite.cli import main
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
@@ -25,21 +25,36 @@ FC = RNG.standard_normal((5, 4 * 6 * 6)).astype(np.float32)
 
 def original(batch="N") -> onnx.ModelProto:
     """x (batch, 3, 8, 8) -> Conv 3x3 -> Relu -> Flatten -> Gemm: a classifier at a fixed size."""
-    nodes = [helper.make_node("Conv", ["x", "k"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("Flatten", ["r"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "a", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
-                              [numpy_helper.from_array(CONV, "k"), numpy_helper.from_array(FC, "w")])
+    nodes = [
+        helper.make_node("Conv", ["x", "k"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "w"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "a",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+        [numpy_helper.from_array(CONV, "k"), numpy_helper.from_array(FC, "w")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
 def fcn() -> onnx.ModelProto:
     """The same with the Gemm as a 6 x 6 convolution and every input dimension symbolic."""
-    nodes = [helper.make_node("Conv", ["x", "k"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("Conv", ["r", "w4"], ["y"])]
-    graph = helper.make_graph(nodes, "b", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, "h", "w"])],
-                              [numpy_helper.from_array(CONV, "k"), numpy_helper.from_array(FC.reshape(5, 4, 6, 6), "w4")])
+    nodes = [
+        helper.make_node("Conv", ["x", "k"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Conv", ["r", "w4"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "b",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, "h", "w"])],
+        [numpy_helper.from_array(CONV, "k"), numpy_helper.from_array(FC.reshape(5, 4, 6, 6), "w4")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -49,7 +64,10 @@ def test_symbolic_dims_default_to_batch_1_and_the_other_models_size():
     assert result.passed and result.inputs["x"][0] == (1, 3, 8, 8)
     (default,) = result.input_defaults
     assert [(d.axis, d.value, d.source, d.model) for d in default.dims] == [
-        (0, 1, BATCH, None), (2, 8, OTHER_MODEL, "orig.onnx"), (3, 8, OTHER_MODEL, "orig.onnx")]
+        (0, 1, BATCH, None),
+        (2, 8, OTHER_MODEL, "orig.onnx"),
+        (3, 8, OTHER_MODEL, "orig.onnx"),
+    ]
     assert result.outputs[0].shape_b == (1, 5) and result.outputs[0].comparison.absolute.max < 1e-4
 
 

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from corpus import ROOT
 from onnx import TensorProto, helper, numpy_helper
 
-from corpus import ROOT
 from proto_rewrite.cli import main
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
@@ -29,8 +29,13 @@ def constant_output_model(values: np.ndarray) -> onnx.ModelProto:
     """y = x * 0 + values: the output does not depend on the random input."""
     nodes = [helper.make_node("Mul", ["x", "zero"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"])]
     inits = [numpy_helper.from_array(np.zeros(6, np.float32), "zero"), numpy_helper.from_array(values, "c")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from corpus import ROOT
 from onnx import helper, numpy_helper
 
-from corpus import ROOT
 from proto_rewrite.cli import main
 from proto_rewrite.validation.compare_models import FCN, ValidateOptions, validate_models
 from proto_rewrite.validation.stats import compare
@@ -21,8 +21,10 @@ def fc_model(weight: np.ndarray, *, four_d_output=False, output="scores", dtype=
     """x (N, 3, 2, 2) -> Flatten -> Gemm (transB=1) [-> Reshape to (N, M, 1, 1)] [-> Softmax]."""
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     m = weight.shape[0]
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("Gemm", ["flat", "w"], ["logits" if softmax else "fc"], transB=1)]
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w"], ["logits" if softmax else "fc"], transB=1),
+    ]
     inits = [numpy_helper.from_array(weight.astype(dtype), "w")]
     last = "logits" if softmax else "fc"
     if softmax:
@@ -35,8 +37,13 @@ def fc_model(weight: np.ndarray, *, four_d_output=False, output="scores", dtype=
     else:
         nodes.append(helper.make_node("Identity", [last], [output]))
         out_shape = ["N", m]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, ["N", 3, 2, 2])],
-                              [helper.make_tensor_value_info(output, elem, out_shape)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", elem, ["N", 3, 2, 2])],
+        [helper.make_tensor_value_info(output, elem, out_shape)],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -107,6 +114,7 @@ def test_fp16_pairs_use_fp16_tolerances():
 
 # --- the command ------------------------------------------------------------------------------
 
+
 def run(argv):
     out, err = io.StringIO(), io.StringIO()
     return main(argv, stdout=out, stderr=err), out.getvalue(), err.getvalue()
@@ -151,8 +159,24 @@ def test_cli_npz_inputs_round_trip(tmp_path):
     a = save(fc_model(WEIGHT), tmp_path / "a.onnx")
     b = save(fc_model(WEIGHT, four_d_output=True), tmp_path / "b.onnx")
     inputs, outputs = tmp_path / "in.npz", tmp_path / "out.npz"
-    assert run(["validate", a, b, "--batch", "2", "--seed", "4", "--save-inputs", str(inputs),
-                "--save-outputs", str(outputs)])[0] == 0
+    assert (
+        run(
+            [
+                "validate",
+                a,
+                b,
+                "--batch",
+                "2",
+                "--seed",
+                "4",
+                "--save-inputs",
+                str(inputs),
+                "--save-outputs",
+                str(outputs),
+            ]
+        )[0]
+        == 0
+    )
     saved = np.load(inputs)
     assert saved["x"].shape == (2, 3, 2, 2)
     code, _, _ = run(["validate", a, b, "--inputs", str(inputs), "--save-outputs", str(tmp_path / "again.npz")])

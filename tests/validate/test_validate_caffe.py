@@ -3,8 +3,8 @@
 import io
 
 import numpy as np
-
 from corpus import ROOT
+
 from proto_rewrite.caffe.caffemodel import write_caffemodel
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.cli import main

@@ -26,6 +26,7 @@ def converter(*types: str):
         for name in types:
             CONVERTERS[name] = function
         return function
+
     return register
 
 
@@ -55,23 +56,31 @@ class LayerContext:
     # -- errors ---------------------------------------------------------------------------------
 
     def error(self, message: str, hint: str | None = None) -> ExportError:
-        return ExportError(f"{self.layer.type}: {message}", path=self.path, line=self.line,
-                           layer=self.name, hint=hint)
+        return ExportError(f"{self.layer.type}: {message}", path=self.path, line=self.line, layer=self.name, hint=hint)
 
     def refuse(self, message: str, hint: str | None = None) -> UnsupportedLayerError:
-        return UnsupportedLayerError(f"{self.layer.type}: {message}", layer_type=self.layer.type,
-                                     path=self.path, line=self.line, layer=self.name, hint=hint)
+        return UnsupportedLayerError(
+            f"{self.layer.type}: {message}",
+            layer_type=self.layer.type,
+            path=self.path,
+            line=self.line,
+            layer=self.name,
+            hint=hint,
+        )
 
     # -- nodes ----------------------------------------------------------------------------------
 
-    def emit(self, op: str, inputs: Sequence[str], *, top: int | None = None, suffix: str | None = None,
-             **attrs) -> str:
+    def emit(
+        self, op: str, inputs: Sequence[str], *, top: int | None = None, suffix: str | None = None, **attrs
+    ) -> str:
         """One node. ``top``: write top number ``top`` (the node is named after the layer);
         otherwise a new value named ``LAYER/SUFFIX``."""
         if top is not None:
             if top >= len(self.outputs):
-                raise self.error(f"has {len(self.outputs)} top(s); this layer writes at least {top + 1}",
-                                 hint="give the layer its top (the blob it writes)")
+                raise self.error(
+                    f"has {len(self.outputs)} top(s); this layer writes at least {top + 1}",
+                    hint="give the layer its top (the blob it writes)",
+                )
             return self.graph.op(op, inputs, name=self.name, out=self.outputs[top], **attrs)
         return self.graph.op(op, inputs, name=f"{self.name}/{suffix or op.lower()}", **attrs)
 
@@ -81,8 +90,10 @@ class LayerContext:
 
     def out_or_none(self, top: int | None) -> str | None:
         if top is not None and top >= len(self.outputs):
-            raise self.error(f"has {len(self.outputs)} top(s); this layer writes at least {top + 1}",
-                             hint="give the layer its top (the blob it writes)")
+            raise self.error(
+                f"has {len(self.outputs)} top(s); this layer writes at least {top + 1}",
+                hint="give the layer its top (the blob it writes)",
+            )
         return None if top is None else self.outputs[top]
 
     # -- weights and constants ------------------------------------------------------------------
@@ -104,8 +115,10 @@ class LayerContext:
 
     def blob(self, index: int) -> np.ndarray:
         if index >= len(self.weights):
-            raise self.error(f"has {len(self.weights)} weight blobs; blob {index} is missing",
-                             "give the caffemodel that goes with this prototxt (--weights)")
+            raise self.error(
+                f"has {len(self.weights)} weight blobs; blob {index} is missing",
+                "give the caffemodel that goes with this prototxt (--weights)",
+            )
         return self.weights[index]
 
     def ints(self, values, what: str) -> str:
@@ -125,9 +138,10 @@ class LayerContext:
 
     def require_static(self, bottom: int, axes: Sequence[int], why: str) -> None:
         if self.dynamic(bottom, axes):
-            raise self.error(f"{why}, so axes {list(axes)} of its input cannot vary",
-                             "export without --dynamic-batch / --dynamic-size, or at the size you need "
-                             "(--input-shape)")
+            raise self.error(
+                f"{why}, so axes {list(axes)} of its input cannot vary",
+                "export without --dynamic-batch / --dynamic-size, or at the size you need (--input-shape)",
+            )
 
     def shape_tensor(self, bottom: int, spec: Sequence) -> str:
         """A 1-D int64 shape for Reshape: each item an int (0: copy the input dim at the same

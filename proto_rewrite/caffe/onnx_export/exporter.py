@@ -31,14 +31,27 @@ from proto_rewrite.onnx.proto_writer import PROTOBUF_LIMIT, write_export
 MIN_OPSET = 11
 DEFAULT_OPSET = 17
 #: Caffe layer types that are graph inputs (their tops), given a shape.
-SOURCE_TYPES = frozenset({"Input", "Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData", "MemoryData",
-                          "VideoData"})
+SOURCE_TYPES = frozenset(
+    {"Input", "Data", "ImageData", "WindowData", "HDF5Data", "AnnotatedData", "MemoryData", "VideoData"}
+)
 #: Types dropped from an inference graph: they compute nothing there.
 SKIPPED_TYPES = frozenset({"Silence"})
 #: Training-only types: refused with a hint to export the deploy net.
-TRAINING_TYPES = frozenset({"Accuracy", "ContrastiveLoss", "EuclideanLoss", "HingeLoss", "InfogainLoss",
-                            "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "SoftmaxWithLoss", "SmoothL1Loss",
-                            "MultiBoxLoss", "DetectionEvaluate"})
+TRAINING_TYPES = frozenset(
+    {
+        "Accuracy",
+        "ContrastiveLoss",
+        "EuclideanLoss",
+        "HingeLoss",
+        "InfogainLoss",
+        "MultinomialLogisticLoss",
+        "SigmoidCrossEntropyLoss",
+        "SoftmaxWithLoss",
+        "SmoothL1Loss",
+        "MultiBoxLoss",
+        "DetectionEvaluate",
+    }
+)
 
 
 def supported_layer_types() -> frozenset[str]:
@@ -71,8 +84,14 @@ class OnnxExport:
         return write_export(self.proto, self.deferred, path, size_limit=size_limit)
 
 
-def export_onnx(model, *, opset: int | None = None, dynamic_batch: bool = False, dynamic_size: bool = False,
-                input_shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto:
+def export_onnx(
+    model,
+    *,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
+    dynamic_size: bool = False,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> onnx.ModelProto:
     """The ONNX model of a :class:`~proto_rewrite.caffe.model.CaffeModel` with its weights.
 
     ``opset``: the ONNX opset (default ``DEFAULT_OPSET``; from ``MIN_OPSET`` to what the installed
@@ -80,12 +99,19 @@ def export_onnx(model, *, opset: int | None = None, dynamic_batch: bool = False,
     inputs free in the model. ``input_shapes``: input name -> dims, replacing the declared shapes.
     Every layer with learnable blobs needs its weights in ``model.weights``.
     """
-    return build_onnx(model, opset=opset, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size,
-                      input_shapes=input_shapes).materialize()
+    return build_onnx(
+        model, opset=opset, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size, input_shapes=input_shapes
+    ).materialize()
 
 
-def build_onnx(model, *, opset: int | None = None, dynamic_batch: bool = False, dynamic_size: bool = False,
-               input_shapes: Mapping[str, Sequence[int]] | None = None) -> OnnxExport:
+def build_onnx(
+    model,
+    *,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
+    dynamic_size: bool = False,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> OnnxExport:
     """As :func:`export_onnx`, with the large tensors left as arrays: for writing a file without
     copying the weights in memory (``OnnxExport.write``)."""
     opset = _check_opset(opset)
@@ -109,12 +135,18 @@ def build_onnx(model, *, opset: int | None = None, dynamic_batch: bool = False, 
         for value in names.outputs[index]:
             graph.claim(value)
         ctx = LayerContext(
-            layer=layer, graph=graph, inputs=names.inputs[index], outputs=names.outputs[index],
+            layer=layer,
+            graph=graph,
+            inputs=names.inputs[index],
+            outputs=names.outputs[index],
             in_shapes=[tuple(s) for s in shapes.bottoms[layer.name]],
             out_shapes=[tuple(s) for s in shapes.tops[layer.name]],
             in_dynamic=masks.bottoms[layer.name],
-            weights=list(model.weights.get(layer.name, [])), shared=shared, path=path,
-            line=lines.get(layer.name))
+            weights=list(model.weights.get(layer.name, [])),
+            shared=shared,
+            path=path,
+            line=lines.get(layer.name),
+        )
         CONVERTERS[layer.type](ctx)
         for top, dims in ctx.unknown_dims.items():
             unknown_dims[ctx.outputs[top]] = dims
@@ -134,13 +166,16 @@ def build_onnx(model, *, opset: int | None = None, dynamic_batch: bool = False, 
 # ---------------------------------------------------------------------------------------------
 # Checks before the walk
 
+
 def _check_opset(opset: int | None) -> int:
     if opset is None:
         return min(DEFAULT_OPSET, max_opset())
     if not MIN_OPSET <= opset <= max_opset():
-        raise UsageError(f"opset {opset} is not supported",
-                         hint=f"use an opset from {MIN_OPSET} to {max_opset()} (the newest the installed onnx "
-                              f"{onnx.__version__} knows); the default is {DEFAULT_OPSET}")
+        raise UsageError(
+            f"opset {opset} is not supported",
+            hint=f"use an opset from {MIN_OPSET} to {max_opset()} (the newest the installed onnx "
+            f"{onnx.__version__} knows); the default is {DEFAULT_OPSET}",
+        )
     return opset
 
 
@@ -163,8 +198,10 @@ def _check_layer_types(net, path, lines) -> None:
     if first.type == "Python":
         module = first.python_param.module if first.HasField("python_param") else ""
         what = f" (module '{module}')" if module else ""
-        message = (f"Python layer{what}: its code is not part of the net, and proto-rewrite never imports it, "
-                   f"so it cannot be exported")
+        message = (
+            f"Python layer{what}: its code is not part of the net, and proto-rewrite never imports it, "
+            f"so it cannot be exported"
+        )
         hint = "replace the layer by standard Caffe layers that compute the same thing, or cut the net before it"
     elif first.type in TRAINING_TYPES:
         message = f"'{first.type}' is a training layer"
@@ -175,8 +212,9 @@ def _check_layer_types(net, path, lines) -> None:
     else:
         message = f"layer type '{first.type}' cannot be exported to ONNX"
         hint = f"the exporter converts: {', '.join(sorted(CONVERTERS))}"
-    raise UnsupportedLayerError(message + also, layer_type=first.type, path=path, line=lines.get(first.name),
-                                layer=first.name, hint=hint)
+    raise UnsupportedLayerError(
+        message + also, layer_type=first.type, path=path, line=lines.get(first.name), layer=first.name, hint=hint
+    )
 
 
 def _check_shapes_known(net, shapes, sources, path, lines) -> None:
@@ -184,15 +222,24 @@ def _check_shapes_known(net, shapes, sources, path, lines) -> None:
         layer = net.layer[index]
         for top, shape in zip(layer.top, shapes.tops[layer.name]):
             if shape is None:
-                raise ExportError(f"the shape of input '{top}' is not known", path=path,
-                                  line=lines.get(layer.name), layer=layer.name,
-                                  hint=f"give it with --input-shape {top}:N,C,H,W (input_shapes= in the API)")
+                raise ExportError(
+                    f"the shape of input '{top}' is not known",
+                    path=path,
+                    line=lines.get(layer.name),
+                    layer=layer.name,
+                    hint=f"give it with --input-shape {top}:N,C,H,W (input_shapes= in the API)",
+                )
     for layer in net.layer:
         tops = shapes.tops.get(layer.name, [])
         if any(shape is None for shape in tops):
             notes = "; ".join(str(d) for d in shapes.diagnostics)
-            raise ExportError(f"the output shapes of this {layer.type} layer are not known", path=path,
-                              line=lines.get(layer.name), layer=layer.name, hint=notes or None)
+            raise ExportError(
+                f"the output shapes of this {layer.type} layer are not known",
+                path=path,
+                line=lines.get(layer.name),
+                layer=layer.name,
+                hint=notes or None,
+            )
 
 
 def _is_identity(layer) -> bool:
@@ -205,6 +252,7 @@ def _is_identity(layer) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Dynamic dimensions: the shapes inferred again at another batch / size; what changed is dynamic
+
 
 class _Masks:
     def __init__(self) -> None:
@@ -224,8 +272,9 @@ def _dynamic_masks(net, shapes, sources, dynamic_batch, dynamic_size, path, line
     if dynamic_batch:
         probes.append(("batch", {name: (shape[0] + 1, *shape[1:]) for name, shape in declared.items() if shape}))
     if dynamic_size:
-        probe = {name: (*shape[:2], *(2 * d + 1 for d in shape[2:])) for name, shape in declared.items()
-                 if len(shape) >= 3}
+        probe = {
+            name: (*shape[:2], *(2 * d + 1 for d in shape[2:])) for name, shape in declared.items() if len(shape) >= 3
+        }
         if not probe:
             raise UsageError("--dynamic-size: the net has no input with spatial axes (N, C, H, ...)")
         probes.append(("size", probe))
@@ -233,21 +282,29 @@ def _dynamic_masks(net, shapes, sources, dynamic_batch, dynamic_size, path, line
         try:
             other = infer_shapes(net, probe, path=path, lines=lines)
         except NetStructureError as err:
-            raise ExportError(f"the {kind} cannot be dynamic: with another input {kind} the net is not valid: "
-                              f"{err.message}", path=err.location.path, line=err.location.line,
-                              layer=err.location.layer,
-                              hint=f"export without --dynamic-{kind}, at the {kind} you need (--input-shape)") from err
+            raise ExportError(
+                f"the {kind} cannot be dynamic: with another input {kind} the net is not valid: {err.message}",
+                path=err.location.path,
+                line=err.location.line,
+                layer=err.location.layer,
+                hint=f"export without --dynamic-{kind}, at the {kind} you need (--input-shape)",
+            ) from err
         for layer in net.layer:
-            for table, ours, theirs in ((masks.bottoms, shapes.bottoms, other.bottoms),
-                                        (masks.tops, shapes.tops, other.tops)):
-                table[layer.name] = [_changed(mask, s1, s2) for mask, s1, s2 in
-                                     zip(table[layer.name], ours[layer.name], theirs[layer.name])]
+            for table, ours, theirs in (
+                (masks.bottoms, shapes.bottoms, other.bottoms),
+                (masks.tops, shapes.tops, other.tops),
+            ):
+                table[layer.name] = [
+                    _changed(mask, s1, s2)
+                    for mask, s1, s2 in zip(table[layer.name], ours[layer.name], theirs[layer.name])
+                ]
             if kind == "batch":
                 first = next(iter(probe.values()))[0]
                 base = first - 1
                 masks.batch_tops[layer.name] = [
                     tuple(a == base and b == first for a, b in zip(s1, s2))
-                    for s1, s2 in zip(shapes.tops[layer.name], other.tops[layer.name])]
+                    for s1, s2 in zip(shapes.tops[layer.name], other.tops[layer.name])
+                ]
     return masks
 
 
@@ -260,6 +317,7 @@ def _changed(mask: tuple, shape: tuple, other: tuple | None) -> tuple:
 # ---------------------------------------------------------------------------------------------
 # Graph inputs and outputs
 
+
 def _batch_size(net, shapes, sources) -> int | None:
     for index in sources:
         for top in net.layer[index].top:
@@ -271,12 +329,17 @@ def _batch_size(net, shapes, sources) -> int | None:
 
 def _graph_inputs(net, shapes, sources, masks: _Masks, names) -> list:
     inputs = []
-    sized = [top for index in sources for top, mask in zip(net.layer[index].top, masks.tops[net.layer[index].name])
-             if any(mask[2:])]
+    sized = [
+        top
+        for index in sources
+        for top, mask in zip(net.layer[index].top, masks.tops[net.layer[index].name])
+        if any(mask[2:])
+    ]
     for index in sources:
         layer = net.layer[index]
-        for top, value, shape, mask in zip(layer.top, names.outputs[index], shapes.tops[layer.name],
-                                           masks.tops[layer.name]):
+        for top, value, shape, mask in zip(
+            layer.top, names.outputs[index], shapes.tops[layer.name], masks.tops[layer.name]
+        ):
             dims = []
             for axis, (dim, dynamic) in enumerate(zip(shape, mask)):
                 if not dynamic:
@@ -318,5 +381,12 @@ def _graph_outputs(net, shapes, masks: _Masks, names, batch, unknown_dims) -> li
     return outputs
 
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "OnnxExport", "build_onnx", "export_onnx", "max_opset",
-           "supported_layer_types"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "OnnxExport",
+    "build_onnx",
+    "export_onnx",
+    "max_opset",
+    "supported_layer_types",
+]

@@ -38,8 +38,13 @@ def name_values(net, source_layers: set[int], identity: Callable[[object], bool]
     input_blobs = {top for index in source_layers for top in layers[index].top}
 
     def aliased(index: int, layer) -> bool:
-        return (index not in source_layers and identity(layer) and len(layer.top) == 1
-                and list(layer.bottom) == list(layer.top) and layer.top[0] not in input_blobs)
+        return (
+            index not in source_layers
+            and identity(layer)
+            and len(layer.top) == 1
+            and list(layer.bottom) == list(layer.top)
+            and layer.top[0] not in input_blobs
+        )
 
     last_writer: dict[str, int] = {}
     for index, layer in enumerate(layers):
@@ -78,6 +83,7 @@ def name_values(net, source_layers: set[int], identity: Callable[[object], bool]
             available.pop(top, None)
             available[top] = index
         names.outputs[index] = written
-    names.graph_outputs = [(blob, current[blob], index) for blob, index in available.items()
-                           if index not in source_layers]
+    names.graph_outputs = [
+        (blob, current[blob], index) for blob, index in available.items() if index not in source_layers
+    ]
     return names

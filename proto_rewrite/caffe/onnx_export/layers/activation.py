@@ -99,7 +99,7 @@ def exp(ctx: LayerContext) -> None:
         raise ctx.error(f"base {base} must be positive (or -1 for e)")
     log_base = 1.0 if base == -1 else math.log(base)
     inner = np.float32(log_base * scale)
-    outer = np.float32(1.0 if shift == 0 else (math.exp(shift) if base == -1 else base ** shift))
+    outer = np.float32(1.0 if shift == 0 else (math.exp(shift) if base == -1 else base**shift))
     x = ctx.inputs[0]
     if inner != 1:
         x = ctx.emit("Mul", [x, ctx.floats(inner, "inner_scale")], suffix="scaled")
@@ -127,15 +127,19 @@ def log(ctx: LayerContext) -> None:
 def bnll(ctx: LayerContext) -> None:
     x = ctx.inputs[0]
     negative_abs = ctx.emit("Neg", [ctx.emit("Abs", [x], suffix="abs")], suffix="neg_abs")
-    soft = ctx.emit("Log", [ctx.emit("Add", [ctx.floats(1.0, "one"), ctx.emit("Exp", [negative_abs], suffix="exp")],
-                                     suffix="one_plus")], suffix="log")
+    soft = ctx.emit(
+        "Log",
+        [ctx.emit("Add", [ctx.floats(1.0, "one"), ctx.emit("Exp", [negative_abs], suffix="exp")], suffix="one_plus")],
+        suffix="log",
+    )
     ctx.emit("Add", [ctx.emit("Relu", [x], suffix="relu"), soft], top=0)
 
 
 @converter("Threshold")
 def threshold(ctx: LayerContext) -> None:
-    above = ctx.emit("Greater", [ctx.inputs[0], ctx.floats(ctx.layer.threshold_param.threshold, "threshold")],
-                     suffix="above")
+    above = ctx.emit(
+        "Greater", [ctx.inputs[0], ctx.floats(ctx.layer.threshold_param.threshold, "threshold")], suffix="above"
+    )
     ctx.emit("Cast", [above], top=0, to=TensorProto.FLOAT)
 
 

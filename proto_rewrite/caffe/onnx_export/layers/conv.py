@@ -23,18 +23,27 @@ def conv_attributes(ctx: LayerContext) -> dict:
     param = ctx.layer.convolution_param
     rank = ctx.rank()
     if canonical_axis(ctx, param.axis, rank) != 1:
-        raise ctx.refuse(f"channel axis {param.axis}: ONNX convolutions take the channels on axis 1",
-                         "transpose the input so that channels are on axis 1")
+        raise ctx.refuse(
+            f"channel axis {param.axis}: ONNX convolutions take the channels on axis 1",
+            "transpose the input so that channels are on axis 1",
+        )
     conv = conv_params(param, rank, error=ctx.error)
-    return {"kernel_shape": list(conv.kernel), "strides": list(conv.stride), "pads": list(conv.pad + conv.pad),
-            "dilations": list(conv.dilation), "group": conv.group}
+    return {
+        "kernel_shape": list(conv.kernel),
+        "strides": list(conv.stride),
+        "pads": list(conv.pad + conv.pad),
+        "dilations": list(conv.dilation),
+        "group": conv.group,
+    }
 
 
 def _check_weight(ctx: LayerContext, expected: tuple) -> None:
     weight = ctx.blob(0)
     if tuple(weight.shape) != tuple(expected):
-        raise ctx.error(f"the weight blob has shape {tuple(weight.shape)}; this layer needs {tuple(expected)}",
-                        "give the caffemodel that goes with this prototxt")
+        raise ctx.error(
+            f"the weight blob has shape {tuple(weight.shape)}; this layer needs {tuple(expected)}",
+            "give the caffemodel that goes with this prototxt",
+        )
 
 
 @converter("Convolution", "Deconvolution")

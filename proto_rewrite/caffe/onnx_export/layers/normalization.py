@@ -37,13 +37,19 @@ def lrn(ctx: LayerContext) -> None:
         raise ctx.refuse(f"needs a 4-D input (N, C, H, W); it is {ctx.in_shapes[0]}")
     x = ctx.inputs[0]
     if param.norm_region == ACROSS_CHANNELS:
-        ctx.emit("LRN", [x], top=0, size=size, alpha=float(param.alpha), beta=float(param.beta),
-                 bias=float(param.k))
+        ctx.emit("LRN", [x], top=0, size=size, alpha=float(param.alpha), beta=float(param.beta), bias=float(param.k))
         return
     pad = (size - 1) // 2
     square = ctx.emit("Mul", [x, x], suffix="square")
-    average = ctx.emit("AveragePool", [square], suffix="pool", kernel_shape=[size, size], strides=[1, 1],
-                       pads=[pad] * 4, count_include_pad=1)
+    average = ctx.emit(
+        "AveragePool",
+        [square],
+        suffix="pool",
+        kernel_shape=[size, size],
+        strides=[1, 1],
+        pads=[pad] * 4,
+        count_include_pad=1,
+    )
     scaled = ctx.emit("Mul", [average, ctx.floats(param.alpha, "alpha")], suffix="scaled")
     shifted = ctx.emit("Add", [scaled, ctx.floats(1.0, "one")], suffix="shifted")
     factor = ctx.emit("Pow", [shifted, ctx.floats(-param.beta, "power")], suffix="factor")
@@ -64,16 +70,20 @@ def batch_norm(ctx: LayerContext) -> None:
         axes = [0, *range(2, rank)]
         mean = ctx.graph.reduce("ReduceMean", x, axes, name=ctx.sub("mean"))
         centered = ctx.emit("Sub", [x, mean], suffix="centered")
-        variance = ctx.graph.reduce("ReduceMean", ctx.emit("Mul", [centered, centered], suffix="square"), axes,
-                                    name=ctx.sub("variance"))
-        std = ctx.emit("Sqrt", [ctx.emit("Add", [variance, ctx.floats(eps, "eps")], suffix="variance_eps")],
-                       suffix="std")
+        variance = ctx.graph.reduce(
+            "ReduceMean", ctx.emit("Mul", [centered, centered], suffix="square"), axes, name=ctx.sub("variance")
+        )
+        std = ctx.emit(
+            "Sqrt", [ctx.emit("Add", [variance, ctx.floats(eps, "eps")], suffix="variance_eps")], suffix="std"
+        )
         ctx.emit("Div", [centered, std], top=0)
         return
     mean, variance, factor = (ctx.blob(i) for i in range(3))
     if mean.shape != (channels,) or variance.shape != (channels,) or factor.size != 1:
-        raise ctx.error(f"blobs of shapes {[tuple(b.shape) for b in (mean, variance, factor)]}; expected "
-                        f"({channels},), ({channels},), (1,)")
+        raise ctx.error(
+            f"blobs of shapes {[tuple(b.shape) for b in (mean, variance, factor)]}; expected "
+            f"({channels},), ({channels},), (1,)"
+        )
     stored = np.float32(factor.reshape(-1)[0])
     if stored == 1:
         mean_name, variance_name = ctx.weight(0, "mean"), ctx.weight(1, "variance")
@@ -90,7 +100,7 @@ def _broadcast_shape(ctx: LayerContext, factor_shape: tuple, axis: int) -> tuple
     """The factor's shape with trailing ones, to broadcast against the input from ``axis``."""
     rank = ctx.rank()
     shape = ctx.in_shapes[0]
-    if tuple(shape[axis:axis + len(factor_shape)]) != tuple(factor_shape):
+    if tuple(shape[axis : axis + len(factor_shape)]) != tuple(factor_shape):
         raise ctx.error(f"the factor of shape {factor_shape} does not match the input {shape} from axis {axis}")
     return (*factor_shape, *(1,) * (rank - axis - len(factor_shape)))
 
@@ -99,10 +109,12 @@ def _learned_factor(ctx: LayerContext, index: int, role: str, axis: int, num_axe
     blob = ctx.blob(index)
     rank = ctx.rank()
     count = rank - axis if num_axes == -1 else num_axes
-    expected = tuple(ctx.in_shapes[0][axis:axis + count])
+    expected = tuple(ctx.in_shapes[0][axis : axis + count])
     if blob.size != int(np.prod(expected, dtype=np.int64)):
-        raise ctx.error(f"blob {index} has {blob.size} values; axes {axis}..{axis + count - 1} of the input "
-                        f"{ctx.in_shapes[0]} need {expected}")
+        raise ctx.error(
+            f"blob {index} has {blob.size} values; axes {axis}..{axis + count - 1} of the input "
+            f"{ctx.in_shapes[0]} need {expected}"
+        )
     shape = _broadcast_shape(ctx, expected, axis)
     if tuple(blob.shape) == shape:
         return ctx.weight(index, role)
@@ -162,10 +174,10 @@ def mvn(ctx: LayerContext) -> None:
         ctx.emit("Sub", [x, mean], top=0)
         return
     centered = ctx.emit("Sub", [x, mean], suffix="centered")
-    variance = ctx.graph.reduce("ReduceMean", ctx.emit("Mul", [centered, centered], suffix="square"), axes,
-                                name=ctx.sub("variance"))
-    std = ctx.emit("Add", [ctx.emit("Sqrt", [variance], suffix="std"), ctx.floats(param.eps, "eps")],
-                   suffix="std_eps")
+    variance = ctx.graph.reduce(
+        "ReduceMean", ctx.emit("Mul", [centered, centered], suffix="square"), axes, name=ctx.sub("variance")
+    )
+    std = ctx.emit("Add", [ctx.emit("Sqrt", [variance], suffix="std"), ctx.floats(param.eps, "eps")], suffix="std_eps")
     ctx.emit("Div", [centered, std], top=0)
 
 
@@ -179,8 +191,7 @@ def normalize(ctx: LayerContext) -> None:
     axes = list(range(1, rank)) if param.across_spatial else [1]
     square = ctx.emit("Mul", [x, x], suffix="square")
     total = ctx.graph.reduce("ReduceSum", square, axes, name=ctx.sub("sum"))
-    norm = ctx.emit("Sqrt", [ctx.emit("Add", [total, ctx.floats(param.eps, "eps")], suffix="sum_eps")],
-                    suffix="norm")
+    norm = ctx.emit("Sqrt", [ctx.emit("Add", [total, ctx.floats(param.eps, "eps")], suffix="sum_eps")], suffix="norm")
     normalized = ctx.emit("Div", [x, norm], suffix="normalized")
     blob = ctx.blob(0)
     channels = ctx.in_shapes[0][1]

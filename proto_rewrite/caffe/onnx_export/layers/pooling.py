@@ -37,8 +37,7 @@ def pooling(ctx: LayerContext) -> None:
     if param.pool == STOCHASTIC:
         raise ctx.refuse("STOCHASTIC pooling has no ONNX equivalent", "use MAX or AVE pooling")
     if len(ctx.outputs) > 1:
-        raise ctx.refuse("the second top (the MAX pooling mask) has no ONNX equivalent",
-                         "remove the mask top")
+        raise ctx.refuse("the second top (the MAX pooling mask) has no ONNX equivalent", "remove the mask top")
     x = ctx.inputs[0]
     if param.global_pooling:
         ctx.emit("GlobalMaxPool" if param.pool == MAX else "GlobalAveragePool", [x], top=0)
@@ -50,22 +49,31 @@ def pooling(ctx: LayerContext) -> None:
         _dynamic_pooling(ctx, param, kernel, stride, pad, pool.ceil)
         return
     out = list(ctx.out_shapes[0][2:])
-    for size, k, s, p, length in zip(sizes, kernel, stride, pad, out):
+    for size, _, s, p, length in zip(sizes, kernel, stride, pad, out):
         if (length - 1) * s >= size + p:
-            raise ctx.error(f"its last window (start {(length - 1) * s - p}) lies outside the {size}-long input",
-                            "use a stride no larger than the kernel, or floor rounding")
+            raise ctx.error(
+                f"its last window (start {(length - 1) * s - p}) lies outside the {size}-long input",
+                "use a stride no larger than the kernel, or floor rounding",
+            )
     end = [max((length - 1) * s + k - size - p, 0) for size, k, s, p, length in zip(sizes, kernel, stride, pad, out)]
     common = {"kernel_shape": kernel, "strides": stride}
     if param.pool == MAX:
         pads = pad + end
         ctx.emit("MaxPool", [x], top=0, **common, pads=pads if any(pads) else None)
         return
-    past_edge = [max((length - 1) * s + k - (size + 2 * p), 0)
-                 for size, k, s, p, length in zip(sizes, kernel, stride, pad, out)]
+    past_edge = [
+        max((length - 1) * s + k - (size + 2 * p), 0) for size, k, s, p, length in zip(sizes, kernel, stride, pad, out)
+    ]
     if not any(past_edge):
         pads = pad + pad
-        ctx.emit("AveragePool", [x], top=0, **common, pads=pads if any(pads) else None,
-                 count_include_pad=1 if any(pad) else None)
+        ctx.emit(
+            "AveragePool",
+            [x],
+            top=0,
+            **common,
+            pads=pads if any(pads) else None,
+            count_include_pad=1 if any(pad) else None,
+        )
         return
     if any(pad):
         x = ctx.graph.pad(x, [0, 0, *pad, 0, 0, *pad], 0.0, name=ctx.sub("pad"))
@@ -76,10 +84,12 @@ def _dynamic_pooling(ctx: LayerContext, param, kernel, stride, pad, ceil: bool) 
     """Pool with end padding k - 1 (every window Caffe has is complete), then slice the output to
     Caffe's length computed from the run-time size."""
     padded = any(pad)
-    for k, s, p in zip(kernel, stride, pad):
+    for k, s, _ in zip(kernel, stride, pad):
         if ceil and not padded and s > k:
-            raise ctx.error(f"with stride {s} larger than the kernel {k}, the last window can fall outside "
-                            f"the input at some sizes", "export at a fixed size")
+            raise ctx.error(
+                f"with stride {s} larger than the kernel {k}, the last window can fall outside the input at some sizes",
+                "export at a fixed size",
+            )
     g, x = ctx.graph, ctx.inputs[0]
     common = {"kernel_shape": kernel, "strides": stride}
     extra = [k - 1 for k in kernel]
@@ -91,16 +101,23 @@ def _dynamic_pooling(ctx: LayerContext, param, kernel, stride, pad, ceil: bool) 
         pooled = ctx.emit("AveragePool", [x], suffix="pool", **common, pads=[0, 0, *extra], count_include_pad=0)
     size = g.dims_of(ctx.inputs[0], [2, 3], ctx.sub("size"))
     kernel_t, stride_t = ctx.ints(kernel, "kernel"), ctx.ints(stride, "stride")
-    span = g.op("Sub", [g.op("Add", [size, ctx.ints([2 * p for p in pad], "pad2")], name=ctx.sub("padded")),
-                        kernel_t], name=ctx.sub("span"))
+    span = g.op(
+        "Sub",
+        [g.op("Add", [size, ctx.ints([2 * p for p in pad], "pad2")], name=ctx.sub("padded")), kernel_t],
+        name=ctx.sub("span"),
+    )
     if ceil:
         span = g.op("Add", [span, ctx.ints([s - 1 for s in stride], "stride_1")], name=ctx.sub("span_up"))
     steps = g.op("Div", [span, stride_t], name=ctx.sub("steps"))  # span >= 0: Div truncates = floor
     if padded:  # the last window must start inside the image: (length - 1)*stride < size + pad
         start = g.op("Mul", [steps, stride_t], name=ctx.sub("last_start"))
         limit = g.op("Add", [size, ctx.ints(pad, "pad")], name=ctx.sub("limit"))
-        inside = g.op("Cast", [g.op("Less", [start, limit], name=ctx.sub("inside"))], name=ctx.sub("inside_int"),
-                      to=TensorProto.INT64)
+        inside = g.op(
+            "Cast",
+            [g.op("Less", [start, limit], name=ctx.sub("inside"))],
+            name=ctx.sub("inside_int"),
+            to=TensorProto.INT64,
+        )
         length = g.op("Add", [steps, inside], name=ctx.sub("length"))
     else:
         length = g.op("Add", [steps, ctx.ints([1, 1], "one")], name=ctx.sub("length"))

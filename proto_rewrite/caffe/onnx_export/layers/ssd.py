@@ -79,15 +79,23 @@ def prior_boxes(param, layer_h: int, layer_w: int, img_h: int, img_w: int) -> np
     center_y = ((np.arange(layer_h, dtype=np.float32) + offset) * step_h).astype(np.float64)
     cy, cx = np.meshgrid(center_y, center_x, indexing="ij")  # (H, W)
     cx, cy = cx[..., None], cy[..., None]
-    boxes = np.stack([(cx - widths / 2.0) / img_w, (cy - heights / 2.0) / img_h,
-                      (cx + widths / 2.0) / img_w, (cy + heights / 2.0) / img_h], axis=-1).astype(np.float32)
+    boxes = np.stack(
+        [
+            (cx - widths / 2.0) / img_w,
+            (cy - heights / 2.0) / img_h,
+            (cx + widths / 2.0) / img_w,
+            (cy + heights / 2.0) / img_h,
+        ],
+        axis=-1,
+    ).astype(np.float32)
     if param.clip:
         boxes = np.clip(boxes, 0.0, 1.0)
     variance = list(param.variance) or [0.1]
     if len(variance) not in (1, 4):
         raise ValueError(f"{len(variance)} variances; give 1 or 4")
-    variances = np.broadcast_to(np.array(variance, np.float32)[-4:] if len(variance) == 4 else
-                                np.float32(variance[0]), boxes.shape)
+    variances = np.broadcast_to(
+        np.array(variance, np.float32)[-4:] if len(variance) == 4 else np.float32(variance[0]), boxes.shape
+    )
     return np.stack([boxes.reshape(-1), np.ascontiguousarray(variances).reshape(-1)])[None]
 
 
@@ -116,8 +124,7 @@ def prior_box(ctx: LayerContext) -> None:
         raise ctx.error(str(err)) from err
     if priors.shape != tuple(ctx.out_shapes[0]):
         raise ctx.error(f"computed priors of shape {priors.shape}, Caffe's shape is {ctx.out_shapes[0]}")
-    ctx.graph.add("Identity", [ctx.graph.const(priors, np.float32, ctx.sub("priors"))], [ctx.outputs[0]],
-                  name=ctx.name)
+    ctx.graph.add("Identity", [ctx.graph.const(priors, np.float32, ctx.sub("priors"))], [ctx.outputs[0]], name=ctx.name)
 
 
 @converter("DetectionOutput")
@@ -135,16 +142,19 @@ class _DetectionOutput:
         if not param.HasField("num_classes"):
             raise ctx.error("num_classes is not given")
         if param.nms_param.eta != 1:
-            raise ctx.refuse(f"adaptive NMS (eta {param.nms_param.eta}) has no ONNX equivalent",
-                             "set nms_param.eta to 1")
+            raise ctx.refuse(
+                f"adaptive NMS (eta {param.nms_param.eta}) has no ONNX equivalent", "set nms_param.eta to 1"
+            )
         if param.code_type not in (CORNER, CENTER_SIZE, CORNER_SIZE):
             raise ctx.refuse(f"code_type {param.code_type} is not CORNER, CENTER_SIZE or CORNER_SIZE")
         self.classes = param.num_classes
         self.loc_classes = 1 if param.share_location else self.classes
         self.priors = _legacy(ctx.in_shapes[2], 2) // 4
         loc, conf = ctx.in_shapes[0], ctx.in_shapes[1]
-        if (math.prod(loc[1:]) != self.priors * self.loc_classes * 4
-                or math.prod(conf[1:]) != self.priors * self.classes):
+        if (
+            math.prod(loc[1:]) != self.priors * self.loc_classes * 4
+            or math.prod(conf[1:]) != self.priors * self.classes
+        ):
             raise ctx.error(f"inputs {loc} and {conf} do not hold {self.priors} priors x {self.classes} classes")
         ctx.require_static(2, range(len(ctx.in_shapes[2])), "the number of priors must be fixed")
         self.kept_classes = [c for c in range(self.classes) if c != param.background_label_id]
@@ -169,8 +179,11 @@ class _DetectionOutput:
     def build(self) -> None:
         ctx, g = self.ctx, self.g
         boxes = self.decode()
-        batch = (g.dims_of(ctx.inputs[1], [0], ctx.sub("batch")) if ctx.dynamic(1, [0])
-                 else self.ints([ctx.in_shapes[1][0]], "batch"))
+        batch = (
+            g.dims_of(ctx.inputs[1], [0], ctx.sub("batch"))
+            if ctx.dynamic(1, [0])
+            else self.ints([ctx.in_shapes[1][0]], "batch")
+        )
         batch_scalar = g.squeeze(batch, [0], name=ctx.sub("batch_scalar"))
         images = self.op("Range", [self.scalar(0, "zero"), batch_scalar, self.scalar(1, "one")], "images")
 
@@ -180,23 +193,37 @@ class _DetectionOutput:
         if len(self.kept_classes) != self.classes:
             scores = self.gather(scores, self.ints(self.kept_classes, "kept_classes"), "kept_scores", axis=1)
         kept = len(self.kept_classes)
-        top_scores, top_priors = g.add("TopK", [scores, self.ints([self.k], "top_k")],
-                                       [g.fresh(ctx.sub("top_scores")), g.fresh(ctx.sub("top_priors"))],
-                                       name=ctx.sub("top_k"), axis=2)
-        first_row = self.op("Mul", [g.unsqueeze(images, [1, 2], name=ctx.sub("images_3d")),
-                                    self.scalar(self.priors, "priors")], "image_offset")
+        top_scores, top_priors = g.add(
+            "TopK",
+            [scores, self.ints([self.k], "top_k")],
+            [g.fresh(ctx.sub("top_scores")), g.fresh(ctx.sub("top_priors"))],
+            name=ctx.sub("top_k"),
+            axis=2,
+        )
+        first_row = self.op(
+            "Mul",
+            [g.unsqueeze(images, [1, 2], name=ctx.sub("images_3d")), self.scalar(self.priors, "priors")],
+            "image_offset",
+        )
         rows = self.op("Add", [first_row, top_priors], "box_rows")
         if not self.param.share_location:
             classes = self.ints(self.kept_classes, "class_ids_3d")
             classes = self.op("Reshape", [classes, self.ints([1, kept, 1], "class_shape")], "class_ids")
-            rows = self.op("Add", [self.op("Mul", [rows, self.scalar(self.classes, "classes")], "box_rows_c"),
-                                   classes], "box_rows_class")
+            rows = self.op(
+                "Add",
+                [self.op("Mul", [rows, self.scalar(self.classes, "classes")], "box_rows_c"), classes],
+                "box_rows_class",
+            )
         flat_boxes = self.op("Reshape", [boxes, self.ints([-1, 4], "box_shape")], "flat_boxes")
         candidates = self.gather(flat_boxes, rows, "candidates")  # (N, kept, k, 4)
         nms_boxes = self.op("Reshape", [candidates, self.ints([-1, self.k, 4], "nms_box_shape")], "nms_boxes")
         nms_scores = self.op("Reshape", [top_scores, self.ints([-1, 1, self.k], "nms_score_shape")], "nms_scores")
-        nms_inputs = [nms_boxes, nms_scores, self.ints([self.k], "max_boxes"),
-                      ctx.floats([self.param.nms_param.nms_threshold], "iou_threshold")]
+        nms_inputs = [
+            nms_boxes,
+            nms_scores,
+            self.ints([self.k], "max_boxes"),
+            ctx.floats([self.param.nms_param.nms_threshold], "iou_threshold"),
+        ]
         if self.param.HasField("confidence_threshold"):
             nms_inputs.append(ctx.floats([self.param.confidence_threshold], "score_threshold"))
         selected = self.op("NonMaxSuppression", nms_inputs, "nms")
@@ -204,28 +231,31 @@ class _DetectionOutput:
         # the selected boxes: image, label, score, box
         group = self.gather(selected, self.scalar(0, "column0"), "group", axis=1)  # image * kept + class
         candidate = self.gather(selected, self.scalar(2, "column2"), "candidate", axis=1)
-        position = self.op("Add", [self.op("Mul", [group, self.scalar(self.k, "k")], "group_start"), candidate],
-                           "position")
-        score = self.gather(self.op("Reshape", [top_scores, self.ints([-1], "flat")], "flat_scores"), position,
-                            "score")
-        box = self.gather(self.op("Reshape", [candidates, self.ints([-1, 4], "box_shape")], "flat_candidates"),
-                          position, "box")
+        position = self.op(
+            "Add", [self.op("Mul", [group, self.scalar(self.k, "k")], "group_start"), candidate], "position"
+        )
+        score = self.gather(self.op("Reshape", [top_scores, self.ints([-1], "flat")], "flat_scores"), position, "score")
+        box = self.gather(
+            self.op("Reshape", [candidates, self.ints([-1, 4], "box_shape")], "flat_candidates"), position, "box"
+        )
         kept_t = self.scalar(kept, "kept")
         image = self.op("Div", [group, kept_t], "image")
-        label = self.gather(self.ints(self.kept_classes, "kept_classes"),
-                            self.op("Mod", [group, kept_t], "class_index"), "label")
+        label = self.gather(
+            self.ints(self.kept_classes, "kept_classes"), self.op("Mod", [group, kept_t], "class_index"), "label"
+        )
 
         order = self.sort_descending(score, "by_score")
         if self.param.keep_top_k > -1:
             order = self.keep_top_k(order, image, images, batch)
-        key = self.op("Add", [self.op("Mul", [image, self.scalar(self.classes, "classes")], "image_key"), label],
-                      "key")
+        key = self.op("Add", [self.op("Mul", [image, self.scalar(self.classes, "classes")], "image_key"), label], "key")
         by_key = self.sort_ascending_stable(self.gather(key, order, "order_key"), "by_key")
         order = self.gather(order, by_key, "order")
 
-        columns = [self.op("Cast", [self.gather(image, order, "out_image")], "image_float", to=TensorProto.FLOAT),
-                   self.op("Cast", [self.gather(label, order, "out_label")], "label_float", to=TensorProto.FLOAT),
-                   self.gather(score, order, "out_score")]
+        columns = [
+            self.op("Cast", [self.gather(image, order, "out_image")], "image_float", to=TensorProto.FLOAT),
+            self.op("Cast", [self.gather(label, order, "out_label")], "label_float", to=TensorProto.FLOAT),
+            self.gather(score, order, "out_score"),
+        ]
         columns = [g.unsqueeze(c, [1], name=ctx.sub(f"column{i}")) for i, c in enumerate(columns)]
         detections = self.op("Concat", [*columns, self.gather(box, order, "out_box")], "detections", axis=1)
         self.finish(detections, images, batch)
@@ -238,11 +268,22 @@ class _DetectionOutput:
         loc = self.op("Reshape", [ctx.inputs[0], self.ints(loc_shape, "loc_shape")], "loc")
         priors = self.op("Reshape", [ctx.inputs[2], self.ints([-1, 4], "prior_shape")], "prior_rows")
         prior_shape = [self.priors, 4] if shared else [self.priors, 1, 4]
-        boxes = self.op("Reshape", [self.g.slice(priors, [0], [self.priors], [0], name=ctx.sub("prior_boxes")),
-                                    self.ints(prior_shape, "prior_box_shape")], "prior")
-        variances = self.op("Reshape", [self.g.slice(priors, [self.priors], [2 * self.priors], [0],
-                                                     name=ctx.sub("prior_variances")),
-                                        self.ints(prior_shape, "prior_box_shape")], "variance")
+        boxes = self.op(
+            "Reshape",
+            [
+                self.g.slice(priors, [0], [self.priors], [0], name=ctx.sub("prior_boxes")),
+                self.ints(prior_shape, "prior_box_shape"),
+            ],
+            "prior",
+        )
+        variances = self.op(
+            "Reshape",
+            [
+                self.g.slice(priors, [self.priors], [2 * self.priors], [0], name=ctx.sub("prior_variances")),
+                self.ints(prior_shape, "prior_box_shape"),
+            ],
+            "variance",
+        )
         encoded = param.variance_encoded_in_target
 
         def part(x, start, what):
@@ -257,8 +298,9 @@ class _DetectionOutput:
             sizes = self.op("Concat", [size, size], "prior_size4", axis=-1)
             offsets = loc if encoded else self.op("Mul", [variances, loc], "scaled_loc")
             return self.op("Add", [boxes, self.op("Mul", [offsets, sizes], "offsets")], "boxes")
-        center = self.op("Mul", [self.op("Add", [prior_min, prior_max], "prior_sum"), ctx.floats(0.5, "half")],
-                         "prior_center")
+        center = self.op(
+            "Mul", [self.op("Add", [prior_min, prior_max], "prior_sum"), ctx.floats(0.5, "half")], "prior_center"
+        )
         loc_center, loc_size = part(loc, 0, "loc_center"), part(loc, 2, "loc_size")
         if not encoded:
             loc_center = self.op("Mul", [part(variances, 0, "variance_center"), loc_center], "scaled_center")
@@ -266,24 +308,40 @@ class _DetectionOutput:
         box_center = self.op("Add", [self.op("Mul", [loc_center, size], "center_offset"), center], "box_center")
         box_size = self.op("Mul", [self.op("Exp", [loc_size], "size_factor"), size], "box_size")
         half = self.op("Mul", [box_size, ctx.floats(0.5, "half")], "box_half")
-        return self.op("Concat", [self.op("Sub", [box_center, half], "box_min"),
-                                  self.op("Add", [box_center, half], "box_max")], "boxes", axis=-1)
+        return self.op(
+            "Concat",
+            [self.op("Sub", [box_center, half], "box_min"), self.op("Add", [box_center, half], "box_max")],
+            "boxes",
+            axis=-1,
+        )
 
     def count(self, values: str, what: str) -> str:
         return self.g.op("Shape", [values], name=self.ctx.sub(what))
 
     def sort_descending(self, values: str, what: str) -> str:
-        _, indices = self.g.add("TopK", [values, self.count(values, f"{what}_count")],
-                                [self.g.fresh(self.ctx.sub(f"{what}_values")), self.g.fresh(self.ctx.sub(what))],
-                                name=self.ctx.sub(what), axis=0, largest=1, sorted=1)
+        _, indices = self.g.add(
+            "TopK",
+            [values, self.count(values, f"{what}_count")],
+            [self.g.fresh(self.ctx.sub(f"{what}_values")), self.g.fresh(self.ctx.sub(what))],
+            name=self.ctx.sub(what),
+            axis=0,
+            largest=1,
+            sorted=1,
+        )
         return indices
 
     def sort_ascending_stable(self, keys: str, what: str) -> str:
         """Indices sorting int64 ``keys`` ascending; equal keys keep their order (TopK's tie rule)."""
         as_float = self.op("Cast", [keys], f"{what}_float", to=TensorProto.FLOAT)  # keys < 2^24: exact
-        _, indices = self.g.add("TopK", [as_float, self.count(keys, f"{what}_count")],
-                                [self.g.fresh(self.ctx.sub(f"{what}_values")), self.g.fresh(self.ctx.sub(what))],
-                                name=self.ctx.sub(what), axis=0, largest=0, sorted=1)
+        _, indices = self.g.add(
+            "TopK",
+            [as_float, self.count(keys, f"{what}_count")],
+            [self.g.fresh(self.ctx.sub(f"{what}_values")), self.g.fresh(self.ctx.sub(what))],
+            name=self.ctx.sub(what),
+            axis=0,
+            largest=0,
+            sorted=1,
+        )
         return indices
 
     def keep_top_k(self, order: str, image: str, images: str, batch: str) -> str:
@@ -296,8 +354,13 @@ class _DetectionOutput:
         order = self.gather(order, by_image, "image_order")  # by image, then by score
         sorted_images = self.gather(image, order, "sorted_images")
         same = self.op("Equal", [self.g.unsqueeze(sorted_images, [1], name=ctx.sub("images_col")), images], "same")
-        counts = self.g.reduce("ReduceSum", self.op("Cast", [same], "same_int", to=TensorProto.INT64), [0],
-                               name=ctx.sub("counts"), keepdims=False)
+        counts = self.g.reduce(
+            "ReduceSum",
+            self.op("Cast", [same], "same_int", to=TensorProto.INT64),
+            [0],
+            name=ctx.sub("counts"),
+            keepdims=False,
+        )
         starts = self.op("CumSum", [counts, self.scalar(0, "axis0")], "starts", exclusive=1)
         total = self.g.squeeze(self.count(order, "detection_count"), [0], name=ctx.sub("total"))
         positions = self.op("Range", [self.scalar(0, "zero"), total, self.scalar(1, "one")], "positions")
@@ -309,16 +372,23 @@ class _DetectionOutput:
     def finish(self, detections: str, images: str, batch: str) -> None:
         """(1, 1, rows, 7); Caffe's fake rows [i, -1, ...] when nothing was detected."""
         ctx = self.ctx
-        image_ids = self.g.unsqueeze(self.op("Cast", [images], "image_ids", to=TensorProto.FLOAT), [1],
-                                     name=ctx.sub("image_ids_col"))
-        minus = self.op("Expand", [ctx.floats(np.full((1, 6), -1.0, np.float32), "minus_one"),
-                                   self.op("Concat", [batch, self.ints([6], "six")], "fake_shape", axis=0)],
-                        "fake_values")
+        image_ids = self.g.unsqueeze(
+            self.op("Cast", [images], "image_ids", to=TensorProto.FLOAT), [1], name=ctx.sub("image_ids_col")
+        )
+        minus = self.op(
+            "Expand",
+            [
+                ctx.floats(np.full((1, 6), -1.0, np.float32), "minus_one"),
+                self.op("Concat", [batch, self.ints([6], "six")], "fake_shape", axis=0),
+            ],
+            "fake_values",
+        )
         fake = self.op("Concat", [image_ids, minus], "fake_rows", axis=1)
         both = self.op("Concat", [detections, fake], "rows_and_fake", axis=0)
         found = self.g.slice(self.count(detections, "rows_shape"), [0], [1], [0], name=ctx.sub("found"))
-        empty = self.op("Cast", [self.op("Equal", [found, self.ints([0], "zero_1d")], "empty_bool")], "empty",
-                        to=TensorProto.INT64)
+        empty = self.op(
+            "Cast", [self.op("Equal", [found, self.ints([0], "zero_1d")], "empty_bool")], "empty", to=TensorProto.INT64
+        )
         end = self.op("Add", [found, self.op("Mul", [batch, empty], "fake_count")], "end")
         rows = self.g.slice(both, [0], end, [0], name=ctx.sub("rows"))
         self.g.unsqueeze(rows, [0, 1], name=ctx.name, out=ctx.outputs[0])

@@ -72,7 +72,7 @@ def flatten(ctx: LayerContext) -> None:
     if start == 1 and end == rank - 1 and rank >= 2:
         ctx.emit("Flatten", ctx.inputs, top=0, axis=1)
         return
-    merged = [-1] if ctx.dynamic(0, range(start, end + 1)) else [math.prod(ctx.in_shapes[0][start:end + 1])]
+    merged = [-1] if ctx.dynamic(0, range(start, end + 1)) else [math.prod(ctx.in_shapes[0][start : end + 1])]
     spec = [0] * start + merged + [("dim", axis) for axis in range(end + 1, rank)]
     ctx.emit("Reshape", [ctx.inputs[0], ctx.shape_tensor(0, spec)], top=0)
 
@@ -128,8 +128,10 @@ def eltwise(ctx: LayerContext) -> None:
         coeff = list(param.coeff) or [1.0] * len(inputs)
         if len(coeff) != len(inputs):
             raise ctx.error(f"{len(coeff)} coeff values for {len(inputs)} inputs")
-        inputs = [x if c == 1 else ctx.emit("Mul", [x, ctx.floats(c, f"coeff{i}")], suffix=f"scaled{i}")
-                  for i, (x, c) in enumerate(zip(inputs, coeff))]
+        inputs = [
+            x if c == 1 else ctx.emit("Mul", [x, ctx.floats(c, f"coeff{i}")], suffix=f"scaled{i}")
+            for i, (x, c) in enumerate(zip(inputs, coeff))
+        ]
         op = "Sum"
     elif param.operation == PROD:
         op = "Mul"
@@ -181,8 +183,13 @@ def argmax(ctx: LayerContext) -> None:
             index = ctx.emit("ArgMax", [x], suffix="argmax", axis=axis, keepdims=1, **last)
             ctx.emit("Cast", [index], top=0, to=TensorProto.FLOAT)
         else:
-            values, indices = g.add("TopK", [x, ctx.ints([k], "k")], [g.fresh(ctx.sub("values")),
-                                    g.fresh(ctx.sub("indices"))], name=ctx.sub("topk"), axis=axis)
+            values, indices = g.add(
+                "TopK",
+                [x, ctx.ints([k], "k")],
+                [g.fresh(ctx.sub("values")), g.fresh(ctx.sub("indices"))],
+                name=ctx.sub("topk"),
+                axis=axis,
+            )
             if param.out_max_val:
                 ctx.emit("Identity", [values], top=0)
             else:
@@ -193,8 +200,13 @@ def argmax(ctx: LayerContext) -> None:
         indices = ctx.emit("ArgMax", [flat], suffix="argmax", axis=1, keepdims=1, **last)
         values = g.reduce("ReduceMax", flat, [1], name=ctx.sub("max")) if param.out_max_val else None
     else:
-        values, indices = g.add("TopK", [flat, ctx.ints([k], "k")], [g.fresh(ctx.sub("values")),
-                                g.fresh(ctx.sub("indices"))], name=ctx.sub("topk"), axis=1)
+        values, indices = g.add(
+            "TopK",
+            [flat, ctx.ints([k], "k")],
+            [g.fresh(ctx.sub("values")), g.fresh(ctx.sub("indices"))],
+            name=ctx.sub("topk"),
+            axis=1,
+        )
     indices = ctx.emit("Cast", [indices], suffix="indices_float", to=TensorProto.FLOAT)
     rows = ctx.emit("Concat", [indices, values], suffix="rows", axis=1) if param.out_max_val else indices
     out_rank = len(ctx.out_shapes[0])
