@@ -45,7 +45,7 @@ def build_model(model, program: Program):
     had_value_info = len(graph.value_info) > 0
     del graph.value_info[:]
     for output in graph.output:
-        if output.name in program.map_outputs:
+        if output.name in program.map_outputs or output.name in program.relaxed_outputs:
             output.type.tensor_type.ClearField("shape")
 
     new = OnnxModel(proto, initializers, None, model.base_dir, [])
@@ -192,7 +192,7 @@ def _take_inferred(graph, inferred, program: Program, had_value_info: bool, init
             clean_type(copy.type)
     found = {vi.name: vi for vi in inferred.output}
     for output in graph.output:
-        if output.name in program.map_outputs and output.name in found:
+        if (output.name in program.map_outputs or output.name in program.relaxed_outputs) and output.name in found:
             output.type.CopyFrom(found[output.name].type)
             clean_type(output.type)
             _name_map_dims(output)

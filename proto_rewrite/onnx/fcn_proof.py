@@ -51,7 +51,7 @@ def prove(new_model, program, run_limit_bytes: int = RUN_LIMIT_BYTES) -> FcnRepo
     sizes = _second_sizes(plan.input_shapes, program.resized_inputs, maps)
     if sizes is None:
         return FcnReport(False, note="the planning input size is not known; give input_shapes (--input-shape)")
-    expected = _expected_shapes(view, sizes, maps, program)
+    expected = _expected_shapes(view, sizes, maps, program, skeleton)
     problem = _infer_at(skeleton, sizes)
     if problem is not None:
         return _failed(new_model, program, sizes, problem, SHAPE_INFERENCE)
@@ -145,22 +145,35 @@ def _second_sizes(planned: dict, resized: dict, maps: dict) -> dict | None:
     return sizes
 
 
-def _expected_shapes(view, sizes: dict, maps: dict, program) -> dict[str, tuple | None]:
+def _expected_shapes(view, sizes: dict, maps: dict, program, skeleton) -> dict[str, tuple | None]:
+    """Each output's shape at the second size: a score map's from its geometry; another 4-D output
+    whose size follows the input (a segmentation branch beside the classifier) from its own
+    geometry; every other output as the original declares it."""
     expected = {}
     for name in view.outputs:
-        if name in maps:
-            score = maps[name]
-            shape = view.shape(name) or ()
-            size = sizes[score.input]
-            positions = [p for p, _ in program.resized_inputs[score.input]]
-            h, w = score.size_at(size[positions[0]], size[positions[1]])
-            batch = size[0] if len(shape) < 1 or not isinstance(shape[0], int) else shape[0]
-            channels = shape[1] if len(shape) > 1 else None
-            expected[name] = (batch, channels, h, w)
-        else:
-            shape = view.shape(name)
+        score = maps.get(name) or _spatial_output(skeleton, program, name)
+        shape = view.shape(name)
+        if score is None:
             expected[name] = None if shape is None else tuple(d if isinstance(d, int) else None for d in shape)
+            continue
+        size = sizes[score.input]
+        positions = [p for p, _ in program.resized_inputs[score.input]]
+        h, w = score.size_at(size[positions[0]], size[positions[1]])
+        shape = shape or ()
+        batch = size[0] if len(shape) < 1 or not isinstance(shape[0], int) else shape[0]
+        channels = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else None
+        expected[name] = (batch, channels, h, w)
     return expected
+
+
+def _spatial_output(skeleton, program, name: str) -> ScoreMap | None:
+    if name in program.map_outputs:
+        return None
+    for source in program.resized_inputs:
+        found = output_geometry(skeleton, source, name)
+        if found:
+            return ScoreMap(name, source, found[0], found[1])
+    return None
 
 
 # -- the checks -----------------------------------------------------------------------------

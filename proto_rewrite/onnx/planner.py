@@ -107,6 +107,8 @@ class Program:
     # input -> ((position of H, its dim_param), (position of W, its dim_param))
     resized_inputs: dict[str, tuple[tuple[int, str], tuple[int, str]]] = field(default_factory=dict)
     map_outputs: list[str] = field(default_factory=list)  # graph outputs that become (N, M, h, w)
+    # other 4-D graph outputs below a resized input (a segmentation branch): their declared H, W go
+    relaxed_outputs: list[str] = field(default_factory=list)
     node_updates: dict[int, dict] = field(default_factory=dict)  # node -> {"attrs", "inputs", "op_type"}
     region_stops: dict[int, Stop] = field(default_factory=dict)  # nodes a score map cannot pass, and why
 
@@ -725,6 +727,25 @@ def _resize_inputs(program: Program, view: GraphView, matches: list[FcMatch]) ->
                 "resize-input", name, "input", f"H and W ({layout}) become symbolic ({params[0][1]}, {params[1][1]})"
             )
         )
+    if program.resized_inputs:
+        below = _descendants(view, list(program.resized_inputs))
+        for value in view.model.graph.output:
+            dims = value.type.tensor_type.shape.dim
+            if value.name in below and value.name not in program.map_outputs and len(dims) == 4:
+                program.relaxed_outputs.append(value.name)
+                program.plan.notes.append(
+                    f"output '{value.name}' is computed from the resized input: its declared "
+                    "shape is inferred again (its size follows the input's)"
+                )
+
+
+def _descendants(view: GraphView, names: list[str]) -> set[str]:
+    """The tensors computed from ``names`` (graph order)."""
+    found = set(names)
+    for node in view.nodes:
+        if any(name in found for name in node.input):
+            found.update(name for name in node.output if name)
+    return found
 
 
 def spatial_positions(view: GraphView, name: str) -> tuple[int, int]:

@@ -475,3 +475,22 @@ def test_classifier_before_pool_that_changes_nothing_says_so():
     plan, new = convert(original, mode="fcn", classifier_before_pool=True)
     assert any("changed nothing" in note for note in plan.notes)
     assert "changed nothing" in plan.render_text()
+
+
+def test_a_spatial_branch_beside_the_classifier_follows_the_input():
+    """An output whose size follows the input (a segmentation-like branch beside the FC head)
+    is predicted from its own geometry, so it does not block the proof."""
+    net = Net(13, seed=14)
+    feat = _trunk(net)
+    seg = net.node("Conv", [feat, net.weight("seg_w", (2, 4, 1, 1)), net.weight("seg_b", (2,), 0.1)], name="seg")
+    head = net.node(
+        "Gemm",
+        [net.node("Flatten", [feat], name="flatten"), net.weight("fc_w", (5, 64)), net.weight("fc_b", (5,), 0.1)],
+        name="fc",
+        transB=1,
+    )
+    original = net.model([("x", [1, 3, 12, 12])], [head, seg])
+    plan, new = convert(original, mode="fcn")
+    assert plan.fcn.fully_convolutional, plan.fcn
+    head_map, seg_map = run(new, {"x": np.random.RandomState(0).randn(1, 3, 16, 14).astype(np.float32)})
+    assert head_map.shape == (1, 5, 3, 2) and seg_map.shape == (1, 2, 6, 5)
