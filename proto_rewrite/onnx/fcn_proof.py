@@ -24,7 +24,7 @@ import onnx
 from proto_rewrite.onnx.fcn_check import size_warnings
 from proto_rewrite.onnx.geometry import output_geometry
 from proto_rewrite.onnx.layout import STOP_TEXT
-from proto_rewrite.onnx.shapes import checkable_model
+from proto_rewrite.onnx.shapes import checkable_model, data_prop_is_safe
 from proto_rewrite.onnx.tensors import raw_dtype
 from proto_rewrite.rewrite_plan import Blocker, FcnReport, ScoreMap
 
@@ -182,14 +182,15 @@ def _spatial_output(skeleton, program, name: str) -> ScoreMap | None:
 def _infer_at(skeleton: onnx.ModelProto, sizes: dict) -> str | None:
     model = _with_inputs(skeleton, sizes)
     try:
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=data_prop_is_safe(model))
     except Exception as err:  # noqa: BLE001 - onnx raises several error types
         return _first_line(err)
     return None
 
 
 def _inferred_outputs(skeleton: onnx.ModelProto, sizes: dict, expected: dict) -> str | None:
-    inferred = onnx.shape_inference.infer_shapes(_with_inputs(skeleton, sizes), data_prop=True)
+    model = _with_inputs(skeleton, sizes)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=data_prop_is_safe(model))
     for value in inferred.graph.output:
         dims = value.type.tensor_type.shape.dim
         got = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)

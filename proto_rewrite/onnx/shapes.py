@@ -88,13 +88,61 @@ def apply_input_shapes(graph: onnx.GraphProto, input_shapes: dict, initializer_n
             dim.dim_value = value
 
 
+def data_prop_is_safe(proto: onnx.ModelProto) -> bool:
+    """Whether onnx's data propagation may run on ``proto``. Before onnx 1.21 it crashes the process
+    (a segmentation fault, not an exception) on a Slice with a negative step over an empty shape
+    tensor; there it runs only on graphs whose Slices all step forwards by a known step."""
+    if _ONNX_VERSION >= (1, 21):
+        return True
+    constants = {t.name: t for t in proto.graph.initializer}
+    constants.update(
+        {
+            n.output[0]: a.t
+            for n in proto.graph.node
+            if n.op_type == "Constant"
+            for a in n.attribute
+            if a.name == "value" and n.output
+        }
+    )
+    for node in _all_nodes(proto.graph):
+        if node.op_type != "Slice":
+            continue
+        if any(a.name == "steps" for a in node.attribute):
+            return False
+        if len(node.input) > 4 and node.input[4]:
+            steps = constants.get(node.input[4])
+            if steps is None or (onnx.numpy_helper.to_array(steps) <= 0).any():
+                return False
+    return True
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _all_nodes(sub)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+_ONNX_VERSION = _version(onnx.__version__)
+
+
 def infer(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     """onnx shape inference, forgiving: returns the inferred model and a note when it gave up."""
     del proto.graph.value_info[:]
-    try:
-        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True), None
-    except Exception:  # noqa: BLE001 - data propagation fails on some models; try without
-        pass
+    if data_prop_is_safe(proto):
+        try:
+            return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True), None
+        except Exception:  # noqa: BLE001 - data propagation fails on some models; try without
+            pass
     try:
         return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False), None
     except Exception as err:  # noqa: BLE001 - onnx raises several error types

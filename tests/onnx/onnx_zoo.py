@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from proto_rewrite.onnx.shapes import data_prop_is_safe
+
 ELEM = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16, np.float64: TensorProto.DOUBLE}
 
 
@@ -80,7 +82,7 @@ class Net:
             for tensor in self.inits:
                 if tensor.name not in listed:
                     model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=data_prop_is_safe(model))
         for output in model.graph.output:
             found = [o for o in inferred.graph.output if o.name == output.name]
             if found and found[0].type.tensor_type.HasField("shape"):
