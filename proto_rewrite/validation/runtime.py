@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 
 from proto_rewrite.errors import UsageError
@@ -105,6 +107,21 @@ def external_folder(proto) -> str | None:
     return entry[1] if entry is not None and entry[0] is proto else None
 
 
+@contextlib.contextmanager
+def _working_folder(folder: str | None):
+    """onnxruntime before the folder setting above (1.18 has none) reads a serialized model's
+    external data relative to the working folder: be there while the session loads it."""
+    if folder is None:
+        yield
+        return
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def make_session(model, options: RuntimeOptions, *, what: str = "model", external_folder: str | None = None):
     """An InferenceSession for ``model`` (serialized bytes or a path). ``external_folder``: where
     the external data files of a serialized model with external initializers are."""
@@ -122,7 +139,8 @@ def make_session(model, options: RuntimeOptions, *, what: str = "model", externa
         settings.inter_op_num_threads = 1
     providers = providers_for(options)
     try:
-        session = ort.InferenceSession(model, sess_options=settings, providers=providers)
+        with _working_folder(external_folder):
+            session = ort.InferenceSession(model, sess_options=settings, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for bad models
         raise UsageError(
             f"onnxruntime cannot load the {what}: {str(err).strip().splitlines()[0]}",
