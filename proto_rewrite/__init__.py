@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 # The API (proto_rewrite.api), imported on first use so that ``import proto_rewrite`` stays cheap
 # (the CLI's --help loads neither numpy nor onnx) and never fails.
-_API = (
+API_NAMES = (
     "load",
     "plan",
     "apply",
@@ -21,11 +21,11 @@ _API = (
     "ConvertOptions",
     "ConvertResult",
 )
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *API_NAMES]
 
 
 def __getattr__(name: str):
-    if name in _API:
+    if name in API_NAMES:
         from proto_rewrite import api
 
         return getattr(api, name)

@@ -19,23 +19,13 @@ from __future__ import annotations
 
 import os
 
+from proto_rewrite import API_NAMES  # noqa: E402 - the one list of the API's names
 from proto_rewrite.conversion import AUTO, ConvertOptions, ConvertResult, convert_file, read_plan
 from proto_rewrite.errors import UsageError
 from proto_rewrite.formats import is_onnx_path as _is_onnx
 from proto_rewrite.rewrite_plan import FCN, RewritePlan
 
-__all__ = [
-    "load",
-    "plan",
-    "apply",
-    "save",
-    "validate",
-    "diff",
-    "convert",
-    "RewritePlan",
-    "ConvertOptions",
-    "ConvertResult",
-]
+__all__ = list(API_NAMES)
 
 
 def load(
