@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from proto_rewrite import API_NAMES  # noqa: E402 - the one list of the API's names
+from proto_rewrite import API_NAMES  # the one list of the API's names
 from proto_rewrite.conversion import AUTO, ConvertOptions, ConvertResult, convert_file, read_plan
 from proto_rewrite.errors import UsageError
 from proto_rewrite.formats import is_onnx_path as _is_onnx
