@@ -10,9 +10,10 @@ one of:
   whose result shape inference knows to be (N, C*H*W), optionally after a Transpose to NHWC (the
   kernel is then permuted); a global pool's (N, C, 1, 1) result is a 1 x 1 map
   (:func:`global_pool_of`);
-* ``pooled``: as ``map`` after a GlobalAveragePool, with the classifier moved before the pool;
-* ``chain``: the output of an FC already rewritten (now (N, K, 1, 1)), possibly through
-  element-wise nodes;
+* ``pooled`` (--classifier-before-pool): the global average of a map (any form
+  :func:`global_pool_of` knows) that nothing else reads, the FC moved before the pool;
+* ``chain``: the output of an FC already rewritten (now (N, K, 1, 1)), possibly through the
+  nodes that carry a score map (``onnx.layout``);
 * ``vector``: any other 2-D tensor (an MLP, a pooled (N, C)): unsqueezed to (N, K, 1, 1).
 
 Like onnxscript's rewrite rules, each check returns a :class:`Failure` carrying the reason code
@@ -49,77 +50,6 @@ for _name in ("INT4", "UINT4", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "
     if hasattr(TensorProto, _name):
         QUANTIZED_DTYPES.add(getattr(TensorProto, _name))
 UNSUPPORTED_DTYPE = getattr(Reason, "UNSUPPORTED_DTYPE", Reason.QUANTIZED)
-
-# Nodes that compute the same thing, position by position, on (N, M, h, w) as on (N, M).
-UNARY_ELEMENTWISE = {
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Clip",
-    "Dropout",
-    "Identity",
-    "Elu",
-    "Selu",
-    "Celu",
-    "HardSigmoid",
-    "HardSwish",
-    "Softplus",
-    "Softsign",
-    "Gelu",
-    "Mish",
-    "Abs",
-    "Neg",
-    "Exp",
-    "Log",
-    "Sqrt",
-    "Reciprocal",
-    "Erf",
-    "Cast",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Sign",
-    "ThresholdedRelu",
-    "Shrink",
-    "Sin",
-    "Cos",
-    "Tan",
-    "Asin",
-    "Acos",
-    "Atan",
-    "Sinh",
-    "Cosh",
-    "Asinh",
-    "Acosh",
-    "Atanh",
-    "IsNaN",
-    "IsInf",
-    "Not",
-}
-BINARY_ELEMENTWISE = {
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Max",
-    "Min",
-    "Sum",
-    "Mean",
-    "PRelu",
-    "Mod",
-    "Equal",
-    "Less",
-    "Greater",
-    "LessOrEqual",
-    "GreaterOrEqual",
-    "And",
-    "Or",
-    "Xor",
-    "Where",
-}
-CHANNEL_SOFTMAX = {"Softmax", "LogSoftmax", "Hardmax"}
 
 
 @dataclass(frozen=True)
@@ -429,7 +359,7 @@ def _match_input(
         shape_nodes = _check_flatten(view, flat_index, x, shape)
         if isinstance(shape_nodes, Failure):
             return shape_nodes
-        return _map(view, x, shape, inputs, flat_index, shape_nodes, classifier_before_pool, name)
+        return _map(view, x, shape, inputs, flat_index, shape_nodes)
     rank = view.rank(name)
     if rank is None and len(_pool_result_shape(view, name) or ()) == 2:
         rank = 2  # the (N, C) result of a global pool (ReduceMean keepdims 0, or squeezed)
@@ -632,8 +562,6 @@ def _map(
     inputs: int,
     flat_index: int,
     shape_nodes: set[int],
-    classifier_before_pool: bool,
-    flat_output: str,
 ) -> dict | Failure:
     source, channels_last, transpose = x, False, None
     found = view.producer_of(x)
@@ -739,52 +667,3 @@ def _item_text(item) -> object:
     if isinstance(item, Dim):
         return f"dim {item.index} of {item.tensor}"
     return item
-
-
-# -- what happens downstream of a rewritten FC ----------------------------------------------------
-
-
-def works_on_maps(view: GraphView, index: int, mapped: dict[str, str]) -> bool:
-    """The node computes, position by position, on 4-D maps what it computed on (N, M)."""
-    node = view.nodes[index]
-    if node.domain not in DEFAULT_DOMAINS:
-        return False
-    op = node.op_type
-    first = node.input[0] if node.input else ""
-    if op in UNARY_ELEMENTWISE:
-        mask_used = op == "Dropout" and len(node.output) > 1 and bool(node.output[1])
-        return first in mapped and not any(name in mapped for name in node.input[1:]) and not mask_used
-    if op == "BatchNormalization":
-        return (
-            first in mapped
-            and not any(n in mapped for n in node.input[1:])
-            and not any(node.output[1:])
-            and not attribute(node, "training_mode", 0)
-        )
-    if op in CHANNEL_SOFTMAX:
-        return first in mapped and view.opset >= 13 and attribute(node, "axis", -1) == 1
-    if op in BINARY_ELEMENTWISE:
-        for name in node.input:
-            if name in mapped or not name:
-                continue
-            value = view.constant_tensor(name)
-            if value is None or value.numel != 1:
-                return False
-        return True
-    return False
-
-
-def flattens_itself(view: GraphView, index: int, name: str) -> bool:
-    """The node reads a (N, M) tensor in a way that gives the same result on (N, M, 1, 1)."""
-    node = view.nodes[index]
-    if node.domain not in DEFAULT_DOMAINS or not node.input or node.input[0] != name:
-        return False
-    if node.op_type == "Flatten":
-        return int(attribute(node, "axis", 1)) == 1
-    if node.op_type == "Reshape":
-        shape = view.shape(name)
-        if shape is None or len(shape) != 2:
-            return False
-        found = _check_flatten(view, index, name, (shape[0], shape[1], 1, 1))
-        return not isinstance(found, Failure)
-    return False
