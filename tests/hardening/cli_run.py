@@ -126,3 +126,31 @@ def wait_measured(process, timeout: float) -> tuple[int, str, str, int]:
     for reader in readers:
         reader.join(timeout)
     return process.returncode, "".join(chunks["out"]), "".join(chunks["err"]), peak
+
+
+# A CLI run that stops in the middle of writing the output whose file name contains $STALL_ON: it
+# writes a little, announces its pid in the file $READY, and waits there to be signalled or killed.
+# $NO_TMPFILE: use named temporaries instead of O_TMPFILE.
+STALLING_DRIVER = r"""
+import os, sys, time
+from proto_rewrite import fileio
+if os.environ.get("NO_TMPFILE"):
+    fileio._O_TMPFILE = None
+real_open = fileio.OutputFiles.open
+
+def stalling_open(self, path, mode="wb"):
+    handle = real_open(self, path, mode)
+    if os.environ["STALL_ON"] in os.path.basename(os.fspath(path)):
+        handle.write(b"half" if "b" in mode else "half")
+        handle.flush()
+        ready = os.environ["READY"]
+        with open(ready + ".tmp", "w") as marker:
+            marker.write(str(os.getpid()))
+        os.replace(ready + ".tmp", ready)
+        time.sleep(120)
+    return handle
+
+fileio.OutputFiles.open = stalling_open
+from proto_rewrite.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""

@@ -17,36 +17,12 @@ import sys
 import time
 
 import pytest
-from cli_run import digest, wait_measured
+from cli_run import STALLING_DRIVER, digest, wait_measured
 from corpus import DATA, ROOT
 
 BAD = DATA / "bad"
 MEMORY = 2 * 2**30  # bytes: the bound on every run's peak RSS
 TIMEOUT = 90
-
-DRIVER = r"""
-import os, sys, time
-from proto_rewrite import fileio
-if os.environ.get("NO_TMPFILE"):
-    fileio._O_TMPFILE = None
-real_open = fileio.OutputFiles.open
-
-def stalling_open(self, path, mode="wb"):
-    handle = real_open(self, path, mode)
-    if os.path.basename(os.fspath(path)) == "victim.onnx":
-        handle.write(b"half")
-        handle.flush()
-        ready = os.environ["READY"]
-        with open(ready + ".tmp", "w") as marker:
-            marker.write(str(os.getpid()))
-        os.replace(ready + ".tmp", ready)
-        time.sleep(120)
-    return handle
-
-fileio.OutputFiles.open = stalling_open
-from proto_rewrite.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.fixture
@@ -63,11 +39,11 @@ def batch(tmp_path):
 
 def start(argv, tmp_path, **env):
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
+    driver.write_text(STALLING_DRIVER)
     ready = tmp_path / "ready"
     process = subprocess.Popen(
         [sys.executable, str(driver), *map(str, argv)],
-        env={**os.environ, "READY": str(ready), **env},
+        env={**os.environ, "STALL_ON": "victim.onnx", "READY": str(ready), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,36 +17,12 @@ import sys
 import time
 
 import pytest
-from cli_run import digest, wait_measured
+from cli_run import STALLING_DRIVER, digest, wait_measured
 from corpus import DATA
 
 BAD = DATA / "bad"
 MEMORY = 2 * 2**30  # bytes: the bound on every run's peak RSS
 TIMEOUT = 60  # seconds: the bound on every run
-
-DRIVER = r"""
-import os, sys, time
-from proto_rewrite import fileio
-if os.environ.get("NO_TMPFILE"):
-    fileio._O_TMPFILE = None
-real_open = fileio.OutputFiles.open
-
-def stalling_open(self, path, mode="wb"):
-    handle = real_open(self, path, mode)
-    if os.environ["STALL_ON"] in os.path.basename(os.fspath(path)):
-        handle.write(b"half" if "b" in mode else "half")
-        handle.flush()
-        ready = os.environ["READY"]
-        with open(ready + ".tmp", "w") as marker:
-            marker.write(str(os.getpid()))
-        os.replace(ready + ".tmp", ready)
-        time.sleep(120)
-    return handle
-
-fileio.OutputFiles.open = stalling_open
-from proto_rewrite.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.fixture
@@ -61,7 +37,7 @@ def models(tmp_path):
 def start(argv, tmp_path, stall_on: str, **env) -> tuple[subprocess.Popen, int]:
     """Start the CLI; return it and the pid of the process that is mid-write, once it is."""
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
+    driver.write_text(STALLING_DRIVER)
     ready = tmp_path / "ready"
     environ = {**os.environ, "STALL_ON": stall_on, "READY": str(ready), **env}
     process = subprocess.Popen(

@@ -15,6 +15,7 @@ from cli_run import digest, run_cli
 from corpus import DATA, ROOT
 from google.protobuf import descriptor_pb2
 
+from proto_rewrite.caffe.schema import REQUIRED_MESSAGES
 from proto_rewrite.limits import ENV_MAX_TENSOR_BYTES, set_max_tensor_bytes
 
 BAD = DATA / "bad"
@@ -88,18 +89,7 @@ def _hollow_schema(path, *, drop=None) -> None:
     if drop is None:
         file_set = descriptor_pb2.FileDescriptorSet()
         proto = file_set.file.add(name="caffe.proto", package="caffe", syntax="proto2")
-        for name in (
-            "NetParameter",
-            "LayerParameter",
-            "V1LayerParameter",
-            "V0LayerParameter",
-            "BlobProto",
-            "BlobShape",
-            "ParamSpec",
-            "NetState",
-            "NetStateRule",
-            "InnerProductParameter",
-        ):
+        for name in (*REQUIRED_MESSAGES, "InnerProductParameter"):
             proto.message_type.add(name=name)
     else:
         file_set = descriptor_pb2.FileDescriptorSet.FromString(
