@@ -62,8 +62,9 @@ def plan_program(
     from proto_rewrite.onnx.graph import GraphView
 
     view = GraphView(model, input_shapes)
+    fingerprint = onnx_fingerprint(model)
     program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores, view=view)
-    program.plan.fingerprint = onnx_fingerprint(model)
+    program.plan.fingerprint = fingerprint
     if mode != FCN or not program.plan.rewrites:
         return program
     new = build_model(model, program)
@@ -89,7 +90,7 @@ def plan_program(
         if not keep_maps and report.note:
             report.note += "; the outputs keep their (N, K) shape (a 1 x 1 map gains nothing)"
     program.plan.fcn = report
-    program.plan.fingerprint = onnx_fingerprint(model)
+    program.plan.fingerprint = fingerprint
     return program
 
 
