@@ -348,7 +348,8 @@ def _is_chain_end(net, rewrite: FcRewrite, rewritten: set[str]) -> bool:
 
 def _pool_edits(net, rewrite: FcRewrite, options, model) -> list[GraphEdit]:
     """--pool-scores: global pooling of the score map, then a Flatten back to the original
-    (N, K) blob, so every consumer and net output keeps its shape at any input size. avg / max:
+    (N, K) blob, so every consumer and net output keeps its shape at other input sizes too (the fcn
+    check re-infers the shapes to confirm it). avg / max:
     pool the scores (before a final Softmax); probs-avg: pool the per-cell probabilities (after
     the Softmax that follows the FC)."""
     index, layer = find(net, rewrite.new_name)

@@ -32,8 +32,9 @@ def register(subparsers) -> None:
         "--mode",
         choices=("fcn", "exact"),
         default="fcn",
-        help="fcn (default): the net accepts any input size and its FC outputs become score maps; "
-        "exact: every output keeps its original shape",
+        help="fcn (default): the FC outputs become score maps, and the input size is freed where a run at a "
+        "second size proves the net takes it (the plan says what was shown); exact: every output keeps its "
+        "original shape",
     )
     rewrite.add_argument(
         "--only",
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
         "--pool-scores",
         choices=("avg", "max", "probs-avg"),
         help="fcn mode: pool each score map back to (N, K) with a global pooling, so the output "
-        "keeps its shape at any input size (avg/max of the scores before a final Softmax; "
+        "keeps its shape at other input sizes too (avg/max of the scores before a final Softmax; "
         "probs-avg: mean of the per-cell probabilities)",
     )
     rewrite.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")

@@ -2,8 +2,8 @@
 
 One forward pass over the nodes, in graph order: each FC is matched (``patterns``) or skipped
 with a reason; the tensors an accepted FC writes become 4-D maps, and so do the outputs of the
-element-wise nodes that read them. A node that needs the old 2-D tensor (or a graph output in
-exact mode) gets a Flatten in front of it. Nodes left with no reader (the Flatten, the Reshape
+nodes that carry them (``layout``: one rule per operator, with the changes it needs). A node
+without a rule (or a graph output in exact mode) gets a Flatten in front of it. Nodes left with no reader (the Flatten, the Reshape
 and its shape chain, an NHWC Transpose) are removed. With ``pool_scores`` (``pooling``), each
 chain's last FC is pooled back to (N, K), so what follows it stays as it was.
 

@@ -3,7 +3,8 @@
 After the last rewritten FC of each chain (one whose scores no rewritten FC reads, directly or
 through element-wise nodes) a global pooling (GlobalAveragePool for ``avg``, GlobalMaxPool for
 ``max``) and a Flatten (axis 1) give the FC's output tensor back its original name and shape,
-so every node downstream and every graph output is as it was, at any input size.
+so every node downstream and every graph output is as it was at other input sizes too (the fcn
+proof checks that at a second size).
 
 ``probs-avg`` pools the per-cell probabilities instead: the Softmax that is the only reader of
 the scores is replaced by one over the classes of each cell (axis 1 of the map), and its output
