@@ -76,7 +76,9 @@ STEPS = {
         shutil.copyfile(MODEL, OUT)
     """,
     "protobuf parse (reference)": """
-        from proto_rewrite.caffe import schema
+        from proto_rewrite.caffe.schema import bundled_schema
+
+        schema = bundled_schema()
         with open(MODEL, "rb") as handle:
             net = schema.NetParameter.FromString(handle.read())
     """,
@@ -135,7 +137,9 @@ def build_model(folder: Path, width_scale: float) -> tuple[Path, Path]:
     from google.protobuf import text_format
 
     sys.path.insert(0, str(ROOT))
-    from proto_rewrite.caffe import schema
+    from proto_rewrite.caffe.schema import bundled_schema
+
+    schema = bundled_schema()
     from proto_rewrite.caffe.caffemodel import write_caffemodel
 
     prototxt = folder / "vgg16.prototxt"

@@ -116,7 +116,9 @@ def build_caffe(folder: Path, width: int) -> tuple[Path, Path]:
     from caffemodel_io import vgg16_prototxt
     from google.protobuf import text_format
 
-    from proto_rewrite.caffe import schema
+    from proto_rewrite.caffe.schema import bundled_schema
+
+    schema = bundled_schema()
     from proto_rewrite.caffe.caffemodel import write_caffemodel
 
     prototxt = folder / "vgg16.prototxt"

@@ -44,8 +44,9 @@ def load(
     generation, with ``weights``: a caffemodel, None for none, AUTO for ``<stem>.caffemodel``
     beside it). Weights with NaN or Inf are refused unless ``allow_nonfinite``.
     ``max_tensor_bytes`` / ``max_text_bytes``: the limits for this call (default: the environment
-    variables, else 16 GiB / 16 MiB). ``caffe_schema``: a fork's compiled schema (descriptor set);
-    the Caffe schema is chosen once per process, before the first Caffe model is read."""
+    variables, else 16 GiB / 16 MiB). ``caffe_schema``: the path of a fork's compiled schema
+    (descriptor set) to read a Caffe net with, or None for the bundled one; models of different
+    forks can be loaded side by side."""
     from proto_rewrite import limits
 
     with limits.scoped():
@@ -53,12 +54,10 @@ def load(
             limits.set_max_tensor_bytes(max_tensor_bytes)
         if max_text_bytes is not None:
             limits.set_max_text_bytes(max_text_bytes)
-        if caffe_schema is not None:
-            _use_caffe_schema(caffe_schema)
-        return _load(path, weights, phase, strict, input_shapes, allow_nonfinite)
+        return _load(path, weights, phase, strict, input_shapes, allow_nonfinite, caffe_schema)
 
 
-def _load(path, weights, phase, strict, input_shapes, allow_nonfinite):
+def _load(path, weights, phase, strict, input_shapes, allow_nonfinite, caffe_schema):
     if _is_onnx(path):
         from proto_rewrite.onnx.model import load_onnx
 
@@ -78,7 +77,12 @@ def _load(path, weights, phase, strict, input_shapes, allow_nonfinite):
     from proto_rewrite.caffe.model import load_caffe
 
     model = load_caffe(
-        path, CAFFE_AUTO if weights == AUTO else weights, phase=phase, strict=strict, input_shapes=input_shapes
+        path,
+        CAFFE_AUTO if weights == AUTO else weights,
+        phase=phase,
+        strict=strict,
+        input_shapes=input_shapes,
+        schema=caffe_schema,
     )
     if not allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights
@@ -187,18 +191,29 @@ def save(
         return [str(path)]
 
 
-def validate(a, b, *, weights_a=None, weights_b=None, allow_nonfinite: bool = False, options=None, **kwargs):
+def validate(
+    a,
+    b,
+    *,
+    weights_a=None,
+    weights_b=None,
+    allow_nonfinite: bool = False,
+    caffe_schema: str | os.PathLike | None = None,
+    options=None,
+    **kwargs,
+):
     """Run both models on the same inputs with onnxruntime and compare every output: a
     ValidationResult (``.passed``, ``.to_json()``). ``a`` / ``b``: paths (Caffe through the
-    exporter), loaded models or onnx ModelProtos. ``options``: a ValidateOptions, or its fields
-    as keyword arguments (seed, trials, batch, input_shapes, tolerances, localize, renames...)."""
+    exporter, read with ``caffe_schema``), loaded models or onnx ModelProtos. ``options``: a
+    ValidateOptions, or its fields as keyword arguments (seed, trials, batch, input_shapes,
+    tolerances, localize, renames...)."""
     from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
 
     if options is not None and kwargs:
         raise UsageError("give options or keyword arguments, not both")
     options = options or ValidateOptions(**kwargs)
-    model_a = _for_validation(a, weights_a, allow_nonfinite)
-    model_b = _for_validation(b, weights_b, allow_nonfinite)
+    model_a = _for_validation(a, weights_a, allow_nonfinite, caffe_schema)
+    model_b = _for_validation(b, weights_b, allow_nonfinite, caffe_schema)
     return validate_models(model_a, model_b, options, names=(_name(a, "A"), _name(b, "B")))
 
 
@@ -213,15 +228,21 @@ def diff(
     phase: str = "TEST",
     strict: bool = False,
     input_shapes: dict | None = None,
+    caffe_schema: str | os.PathLike | None = None,
 ):
     """What changed from model file ``a`` to model file ``b``: a GraphDiff (``.equal``,
     ``.to_json()``, ``.to_html()``, ``.render_text()``). ``plan``: the conversion's plan, to match
-    renamed layers."""
+    renamed layers. ``caffe_schema``: a fork's compiled schema for Caffe nets."""
     from proto_rewrite.graphdiff.compare import diff_graphs
     from proto_rewrite.graphdiff.load import LoadOptions, load_pair
 
     options = LoadOptions(
-        weights_a=weights_a, weights_b=weights_b, phase=phase, strict=strict, input_shapes=input_shapes or {}
+        weights_a=weights_a,
+        weights_b=weights_b,
+        phase=phase,
+        strict=strict,
+        input_shapes=input_shapes or {},
+        caffe_schema=None if caffe_schema is None else os.fspath(caffe_schema),
     )
     graph_a, graph_b = load_pair(a, b, options)
     renames = read_plan(plan).renames if plan is not None else None
@@ -235,21 +256,6 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None = No
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-def _use_caffe_schema(path) -> None:
-    import sys
-
-    wanted = os.path.abspath(path)
-    loaded = sys.modules.get("proto_rewrite.caffe.schema")
-    if loaded is None:
-        os.environ["PROTO_REWRITE_CAFFE_SCHEMA"] = wanted
-    elif loaded.CUSTOM_SCHEMA_PATH != wanted:
-        raise UsageError(
-            "a different Caffe schema is already loaded in this process",
-            options=("caffe_schema",),
-            hint="read models of another Caffe fork in a new process",
-        )
 
 
 def _is_caffe_model(model) -> bool:
@@ -271,13 +277,15 @@ def _onnx_model(model):
     raise UsageError(f"not a model: {type(model).__name__}", hint="pass what proto_rewrite.load returns")
 
 
-def _for_validation(model, weights, allow_nonfinite: bool):
+def _for_validation(model, weights, allow_nonfinite: bool, caffe_schema=None):
     import onnx
 
     if isinstance(model, (str, os.PathLike)):
         from proto_rewrite.validation.load import load_for_validation
 
-        return load_for_validation(os.fspath(model), weights, allow_nonfinite=allow_nonfinite)
+        return load_for_validation(
+            os.fspath(model), weights, allow_nonfinite=allow_nonfinite, caffe_schema=caffe_schema
+        )
     if isinstance(model, onnx.ModelProto):
         return model
     if _is_caffe_model(model):

@@ -40,6 +40,7 @@ class ConvertOptions:
     output_weights: str | None = None  # Caffe: default <output stem>.caffemodel
     phase: str = "TEST"
     strict: bool = False
+    caffe_schema: str | None = None  # Caffe: a fork's compiled schema (descriptor set); None: the bundled one
     allow_nonfinite: bool = False
     plan: RewritePlan | str | None = None  # a reviewed plan (or its JSON file) to apply instead of planning
     save_plan: str | None = None  # also write the plan as JSON
@@ -186,7 +187,12 @@ def _caffe(model_path: str, output: str | None, options: ConvertOptions):
         raise UsageError("classifier_before_pool applies to ONNX models only", options=("classifier_before_pool",))
     weights = CAFFE_AUTO if options.weights == AUTO else options.weights
     model = load_caffe(
-        model_path, weights, phase=options.phase, strict=options.strict, input_shapes=options.input_shapes
+        model_path,
+        weights,
+        phase=options.phase,
+        strict=options.strict,
+        input_shapes=options.input_shapes,
+        schema=options.caffe_schema,
     )
     if not options.allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.model import load_caffe
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.cli import main
 from proto_rewrite.errors import (
     CaffemodelError,
@@ -24,6 +24,8 @@ from proto_rewrite.errors import (
     UpgradeError,
     WeightsMismatchError,
 )
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 GOOD = """name: "t"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }

@@ -5,7 +5,9 @@ import importlib.util
 import pytest
 from corpus import ROOT
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import bundled_schema
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 
 def load_build_script():

@@ -25,28 +25,30 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import CaffeSchema, bundled_schema, resolve_schema
 from proto_rewrite.errors import CaffemodelError, OutputError
 from proto_rewrite.filecopy import CopyStats, RangeWriter, WriteReport, in_memory_reason, open_input
 from proto_rewrite.fileio import OutputFiles, atomic_output
 from proto_rewrite.wire import I32, I64, LEN, PROTOBUF_LIMIT, WireFormatError, iter_fields, len_header
 
 
-def _number(message_class, name: str) -> int:
-    return message_class.DESCRIPTOR.fields_by_name[name].number
+def _number(message: str, name: str) -> int:
+    """A field number of Caffe's schema (a fork keeps them: :mod:`~proto_rewrite.caffe.schema`
+    refuses one that renumbers a field of Caffe's)."""
+    return bundled_schema().message_class(message).DESCRIPTOR.fields_by_name[name].number
 
 
-NET_LAYER = _number(schema.NetParameter, "layer")
-NET_LAYERS_V1 = _number(schema.NetParameter, "layers")
-LAYER_BLOBS = _number(schema.LayerParameter, "blobs")
-V1_BLOBS = _number(schema.V1LayerParameter, "blobs")
-V1_NESTED_V0 = _number(schema.V1LayerParameter, "layer")
-V0_BLOBS = _number(schema.V0LayerParameter, "blobs")
-BLOB_DATA = _number(schema.BlobProto, "data")
-BLOB_DIFF = _number(schema.BlobProto, "diff")
-BLOB_DOUBLE_DATA = _number(schema.BlobProto, "double_data")
-BLOB_DOUBLE_DIFF = _number(schema.BlobProto, "double_diff")
-BLOB_SHAPE = _number(schema.BlobProto, "shape")
+NET_LAYER = _number("NetParameter", "layer")
+NET_LAYERS_V1 = _number("NetParameter", "layers")
+LAYER_BLOBS = _number("LayerParameter", "blobs")
+V1_BLOBS = _number("V1LayerParameter", "blobs")
+V1_NESTED_V0 = _number("V1LayerParameter", "layer")
+V0_BLOBS = _number("V0LayerParameter", "blobs")
+BLOB_DATA = _number("BlobProto", "data")
+BLOB_DIFF = _number("BlobProto", "diff")
+BLOB_DOUBLE_DATA = _number("BlobProto", "double_data")
+BLOB_DOUBLE_DIFF = _number("BlobProto", "double_diff")
+BLOB_SHAPE = _number("BlobProto", "shape")
 
 MAX_RANK = 32  # numpy's limit on dimensions (Caffe's is 32 too)
 _STORABLE_DTYPES = {np.dtype("float32"): (BLOB_DATA, "<f4"), np.dtype("float64"): (BLOB_DOUBLE_DATA, "<f8")}
@@ -78,11 +80,13 @@ class Caffemodel:
     dropped_diffs: int = 0  # blobs that also carried gradients (diff), which are not kept
 
 
-def read_caffemodel(path: str | os.PathLike) -> Caffemodel:
-    """Read a caffemodel; raise :class:`CaffemodelError` naming the file when it is not one."""
+def read_caffemodel(path: str | os.PathLike, schema: CaffeSchema | None = None) -> Caffemodel:
+    """Read a caffemodel with ``schema`` (default: the bundled one); raise :class:`CaffemodelError`
+    naming the file when it is not one."""
+    schema = resolve_schema(schema)
     buffer = _map_file(path)
     try:
-        return _parse(path, buffer)
+        return _parse(path, buffer, schema)
     except WireFormatError as err:
         raise CaffemodelError(
             f"not a valid caffemodel: {err}",
@@ -109,17 +113,17 @@ def _hint_for_bad_bytes(buffer: memoryview) -> str:
     return "the file is truncated or corrupt; copy or download it again"
 
 
-def _parse(path, buffer: memoryview) -> Caffemodel:
+def _parse(path, buffer: memoryview, schema: CaffeSchema) -> Caffemodel:
     skeleton = bytearray()
     layer_blobs_v2: list[list[StoredBlob]] = []
     layer_blobs_v1: list[list[StoredBlob]] = []
     dropped = [0]
     for record in iter_fields(buffer):
         if record.number == NET_LAYER and record.wire_type == LEN:
-            layer_bytes, blobs = _split_layer(buffer, record, {LAYER_BLOBS: None}, dropped)
+            layer_bytes, blobs = _split_layer(buffer, record, {LAYER_BLOBS: None}, schema, dropped)
             layer_blobs_v2.append(blobs)
         elif record.number == NET_LAYERS_V1 and record.wire_type == LEN:
-            layer_bytes, blobs = _split_layer(buffer, record, {V1_BLOBS: None, V1_NESTED_V0: V0_BLOBS}, dropped)
+            layer_bytes, blobs = _split_layer(buffer, record, {V1_BLOBS: None, V1_NESTED_V0: V0_BLOBS}, schema, dropped)
             layer_blobs_v1.append(blobs)
         else:
             skeleton += buffer[record.start : record.end]
@@ -143,7 +147,9 @@ def _parse(path, buffer: memoryview) -> Caffemodel:
     return Caffemodel(os.fspath(path), net, layers, dropped[0])
 
 
-def _split_layer(buffer, record, blob_fields: Mapping[int, int | None], dropped) -> tuple[bytes, list[StoredBlob]]:
+def _split_layer(
+    buffer, record, blob_fields: Mapping[int, int | None], schema: CaffeSchema, dropped
+) -> tuple[bytes, list[StoredBlob]]:
     """Separate a layer message into its bytes without blobs and the blobs themselves.
 
     ``blob_fields`` maps a field number either to None (the field is a BlobProto) or to the blob
@@ -153,9 +159,9 @@ def _split_layer(buffer, record, blob_fields: Mapping[int, int | None], dropped)
     for part in iter_fields(buffer, record.value_start, record.end):
         nested_blob_field = blob_fields.get(part.number, 0)
         if part.wire_type == LEN and nested_blob_field is None:
-            blobs.append(_read_blob(buffer, part, dropped))
+            blobs.append(_read_blob(buffer, part, schema, dropped))
         elif part.wire_type == LEN and nested_blob_field:
-            inner, inner_blobs = _split_layer(buffer, part, {nested_blob_field: None}, dropped)
+            inner, inner_blobs = _split_layer(buffer, part, {nested_blob_field: None}, schema, dropped)
             blobs.extend(inner_blobs)
             kept += len_header(part.number, len(inner)) + inner
         else:
@@ -163,7 +169,7 @@ def _split_layer(buffer, record, blob_fields: Mapping[int, int | None], dropped)
     return bytes(kept), blobs
 
 
-def _read_blob(buffer, record, dropped) -> StoredBlob:
+def _read_blob(buffer, record, schema: CaffeSchema, dropped) -> StoredBlob:
     rest = bytearray()
     pieces: dict[int, list[np.ndarray]] = {BLOB_DATA: [], BLOB_DOUBLE_DATA: []}
     had_diff = False
@@ -332,7 +338,7 @@ class _Encoded:
 
 
 def _write_streaming(out, net, encoded: dict[str, list[list]]) -> CopyStats:
-    header = schema.NetParameter()
+    header = type(net)()
     header.CopyFrom(net)
     del header.layer[:]
     before, after = _split_at(header.SerializeToString(deterministic=True), NET_LAYER)
@@ -345,7 +351,7 @@ def _write_streaming(out, net, encoded: dict[str, list[list]]) -> CopyStats:
 
 
 def _write_layer(out: RangeWriter, layer, blobs: list[list]) -> None:
-    bare = schema.LayerParameter()
+    bare = type(layer)()
     bare.CopyFrom(layer)
     del bare.blobs[:]
     before, after = _split_at(bare.SerializeToString(deterministic=True), LAYER_BLOBS)
@@ -363,7 +369,7 @@ def _write_layer(out: RangeWriter, layer, blobs: list[list]) -> None:
 def _write_in_memory(out, net, encoded: dict[str, list[list]]) -> CopyStats:
     """The whole NetParameter, blobs filled, serialized by protobuf (per layer past 2 GB, the
     most one protobuf message can hold: the bytes are the same)."""
-    full = schema.NetParameter()
+    full = type(net)()
     full.CopyFrom(net)
     for layer in full.layer:
         del layer.blobs[:]
@@ -404,7 +410,7 @@ def _encode_blob(path, layer_name: str, array: np.ndarray) -> list:
         )
     number, wire_dtype = _STORABLE_DTYPES[array.dtype]
     values = np.ascontiguousarray(array, dtype=wire_dtype).reshape(-1)
-    shape = schema.BlobShape(dim=list(array.shape)).SerializeToString(deterministic=True)
+    shape = bundled_schema().BlobShape(dim=list(array.shape)).SerializeToString(deterministic=True)
     records = [(BLOB_SHAPE, [len_header(BLOB_SHAPE, len(shape)) + shape])]
     if values.size:
         data = memoryview(values).cast("B")

@@ -18,6 +18,7 @@ from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
 from proto_rewrite.caffe.known_layers import KNOWN_LAYER_TYPES
 from proto_rewrite.caffe.phase import PHASES, filter_layers
 from proto_rewrite.caffe.prototxt import format_net_text, layer_block_lines, parse_net_text, read_prototxt
+from proto_rewrite.caffe.schema import CaffeSchema, resolve_schema
 from proto_rewrite.caffe.shapes import NetShapes, infer_shapes
 from proto_rewrite.caffe.structure import check_structure
 from proto_rewrite.caffe.upgrade import detect_format, upgrade_net
@@ -69,12 +70,15 @@ def load_caffe(
     phase: str = "TEST",
     strict: bool = False,
     input_shapes=None,
+    schema: CaffeSchema | str | os.PathLike | None = None,
 ) -> CaffeModel:
     """Load a prototxt of any generation (upgraded to V2 in memory) and, optionally, weights.
 
     ``weights``: a caffemodel path, None for none, or ``AUTO`` for the same-stem rule.
     ``strict``: unknown layer types are errors instead of warnings.
     ``input_shapes``: input name -> shape, replacing the declared shapes for shape inference.
+    ``schema``: the Caffe schema to read with: a :class:`~proto_rewrite.caffe.schema.CaffeSchema`,
+    the path of a fork's compiled schema, or None for the bundled one.
     Blob shapes are inferred (``model.shapes``), and the weights are checked against them.
     """
     if phase not in PHASES:
@@ -86,8 +90,9 @@ def load_caffe(
             path=path,
             hint="pass the .prototxt as the model and the .caffemodel with --weights",
         )
+    schema = resolve_schema(schema)
     text = read_prototxt(path)  # a pipe, a device or an oversized file is refused first
-    raw = parse_net_text(text, path)
+    raw = parse_net_text(text, path, schema)
     lines = _layer_lines(raw, text)
     source_format = detect_format(raw)
     try:
@@ -112,7 +117,7 @@ def load_caffe(
     model.diagnostics += type_notes + [d for d in model.shapes.diagnostics if d.location.layer not in warned]
     weights_path = default_weights_path(path) if weights == AUTO else weights
     if weights_path is not None:
-        stored = read_caffemodel(weights_path)
+        stored = read_caffemodel(weights_path, schema)
         model.weights, notes = attach_weights(
             raw, stored, prototxt_path=path, lines=lines, bottom_shapes=model.shapes.bottoms
         )

@@ -4,7 +4,7 @@ the apply step share. Works on the net structure only; weights are the caller's.
 
 from __future__ import annotations
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import schema_of
 from proto_rewrite.rewrite_plan import FcRewrite, GraphEdit
 
 
@@ -14,7 +14,9 @@ def apply_edit(net, edit: GraphEdit) -> None:
         del net.layer[index]
         rename_from(net, index, edit.outputs[0], edit.inputs[0])
     elif edit.action == "insert":
-        layer = schema.LayerParameter(name=edit.name, type=edit.op, bottom=list(edit.inputs), top=list(edit.outputs))
+        layer = schema_of(net).LayerParameter(
+            name=edit.name, type=edit.op, bottom=list(edit.inputs), top=list(edit.outputs)
+        )
         if edit.op == "Reshape":
             layer.reshape_param.shape.dim.extend(edit.shape)
         elif edit.op == "Pooling":
@@ -41,7 +43,7 @@ def convert_layer(net, rewrite: FcRewrite) -> None:
     """Replace the InnerProduct by its Convolution, keeping everything else it carries (param
     multipliers, phase rules, loss weights...)."""
     index, layer = find(net, rewrite.name)
-    conv = schema.LayerParameter()
+    conv = type(layer)()
     conv.CopyFrom(layer)
     conv.ClearField("inner_product_param")
     conv.name = rewrite.new_name
@@ -63,7 +65,7 @@ def convert_layer(net, rewrite: FcRewrite) -> None:
 
 
 def copy_net(net):
-    copy = schema.NetParameter()
+    copy = type(net)()
     copy.CopyFrom(net)
     return copy
 
@@ -71,7 +73,7 @@ def copy_net(net):
 def net_up_to(net, name: str):
     """A copy of ``net`` with the layers up to and including ``name``."""
     index, _ = find(net, name)
-    head = schema.NetParameter()
+    head = type(net)()
     head.layer.extend(net.layer[: index + 1])
     return head
 
@@ -87,7 +89,7 @@ def insert(net, index: int, layer) -> None:
     layers = list(net.layer)
     copies = []
     for existing in layers[index:]:
-        copy = schema.LayerParameter()
+        copy = type(existing)()
         copy.CopyFrom(existing)
         copies.append(copy)
     del net.layer[index:]

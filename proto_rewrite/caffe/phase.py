@@ -7,7 +7,7 @@ holds: phase, min_level, max_level, every ``stage`` present, no ``not_stage`` pr
 
 from __future__ import annotations
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import schema_of
 from proto_rewrite.errors import NetStructureError
 
 PHASES = ("TRAIN", "TEST")
@@ -15,9 +15,9 @@ PHASES = ("TRAIN", "TEST")
 
 def net_state(net, phase: str, stages: tuple[str, ...] = ()) -> object:
     """The state a net runs in: its own ``state`` with the phase (and extra stages) applied."""
-    state = schema.NetState()
+    state = type(net.state)()
     state.CopyFrom(net.state)
-    state.phase = schema.POOL.FindEnumTypeByName("caffe.Phase").values_by_name[phase].number
+    state.phase = schema_of(net).enum_value("Phase", phase)
     state.stage.extend(s for s in stages if s not in state.stage)
     return state
 
@@ -60,7 +60,7 @@ def filter_layers(net, phase: str = "TEST", stages: tuple[str, ...] = (), *, pat
     if dropped:
         copies = []
         for layer in kept:
-            copy = schema.LayerParameter()
+            copy = type(layer)()
             copy.CopyFrom(layer)
             copies.append(copy)
         del net.layer[:]

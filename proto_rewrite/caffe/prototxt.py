@@ -12,7 +12,7 @@ import re
 
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import CaffeSchema, resolve_schema
 from proto_rewrite.errors import PrototxtSyntaxError, UnknownFieldError
 
 _LOCATION_PREFIX = re.compile(r"^\d+(:\d+)? : ")
@@ -39,13 +39,15 @@ def read_prototxt(path, what: str = "prototxt") -> str:
     return text[1:] if text.startswith(BOM) else text
 
 
-def parse_net_text(text: str, path) -> object:
-    """Parse prototxt text into a NetParameter (any generation; no upgrade here)."""
+def parse_net_text(text: str, path, schema: CaffeSchema | None = None) -> object:
+    """Parse prototxt text into a NetParameter of ``schema`` (default: the bundled one; any
+    generation, no upgrade here)."""
+    schema = resolve_schema(schema)
     net = schema.NetParameter()
     try:
         text_format.Parse(text, net, allow_unknown_extension=False)
     except text_format.ParseError as err:
-        raise _translate_parse_error(err, text, path) from err
+        raise _translate_parse_error(err, text, path, schema) from err
     return net
 
 
@@ -149,7 +151,7 @@ def _token_at(text: str, line: int | None, column: int | None) -> str | None:
     return match.group(0) if match else None
 
 
-def _translate_parse_error(err: text_format.ParseError, text: str, path) -> PrototxtSyntaxError:
+def _translate_parse_error(err: text_format.ParseError, text: str, path, schema: CaffeSchema) -> PrototxtSyntaxError:
     line, column = err.GetLine(), err.GetColumn()
     detail = _without_quoted_line(_LOCATION_PREFIX.sub("", str(err)), text, line, column)
     detail = _shorten(detail, 4 * EXCERPT)
@@ -164,7 +166,7 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path) -> Prot
             path=path,
             line=line,
             column=column,
-            hint=_unknown_field_hint(short, field_name),
+            hint=_unknown_field_hint(schema, message_name, field_name),
         )
     unknown_enum = _NO_ENUM.search(detail)
     if unknown_enum:
@@ -174,7 +176,7 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path) -> Prot
             path=path,
             line=line,
             column=column,
-            hint=_unknown_enum_hint(enum_name, value),
+            hint=_unknown_enum_hint(schema, enum_name, value),
         )
     near = f" (at '{token}')" if token else ""
     return PrototxtSyntaxError(
@@ -186,18 +188,19 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path) -> Prot
     )
 
 
-def _unknown_field_hint(message_name: str, field_name: str) -> str:
+def _unknown_field_hint(schema: CaffeSchema, full_name: str, field_name: str) -> str:
+    message_name = full_name.split(".")[-1]
     owners = sorted(
         name
         for name in schema.message_names()
-        if field_name in schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{name}").fields_by_name
+        if field_name in schema.pool.FindMessageTypeByName(f"caffe.{name}").fields_by_name
     )
     if owners:
         return (
             f"'{field_name}' is a field of {', '.join(owners[:3])}, not of {message_name}: "
             "is it at the wrong level, outside its *_param { } block?"
         )
-    descriptor = schema.POOL.FindMessageTypeByName(f"{schema.PACKAGE}.{message_name}")
+    descriptor = schema.pool.FindMessageTypeByName(full_name)
     close = difflib.get_close_matches(field_name, list(descriptor.fields_by_name), n=1)
     typo = f"did you mean '{close[0]}'? Otherwise: " if close else ""
     return (
@@ -208,8 +211,8 @@ def _unknown_field_hint(message_name: str, field_name: str) -> str:
     )
 
 
-def _unknown_enum_hint(enum_name: str, value: str) -> str:
-    enum = schema.POOL.FindEnumTypeByName(enum_name)
+def _unknown_enum_hint(schema: CaffeSchema, enum_name: str, value: str) -> str:
+    enum = schema.pool.FindEnumTypeByName(enum_name)
     names = list(enum.values_by_name)
     close = difflib.get_close_matches(value.upper(), names, n=1) or difflib.get_close_matches(value, names, n=1)
     if close:

@@ -1,34 +1,33 @@
-"""The Caffe protobuf schema, as message classes built at import time.
+"""The Caffe protobuf schema: descriptor pools and their message classes, one object per schema.
 
 ``schemas/caffe.proto`` (BVLC Caffe plus the common forks) is compiled once into a serialized
 ``FileDescriptorSet`` that ships in the package (``caffe_descriptor.pb``). Building the classes
-from it at import time, instead of shipping protoc gencode, keeps the package working with every
-protobuf runtime from 4.25 to 7.x: gencode from a recent protoc refuses older runtimes.
+from it, instead of shipping protoc gencode, keeps the package working with every protobuf
+runtime from 4.25 to 7.x: gencode from a recent protoc refuses older runtimes.
 
-The classes live in a private descriptor pool, so they never clash with another package that
-registers its own ``caffe.proto`` in protobuf's default pool.
+Each schema lives in a private descriptor pool, so it never clashes with another package that
+registers its own ``caffe.proto`` in protobuf's default pool, nor with another schema: a process
+can read models of two Caffe forks side by side. :func:`bundled_schema` is the shipped one (built
+on first use); :func:`load_schema` reads a fork's compiled schema (``protoc
+--descriptor_set_out=fork.pb caffe.proto``; ``load(caffe_schema=...)``, the CLI's
+``--caffe-schema``). Code that holds a message finds its schema with :func:`schema_of`.
 
 Rebuild the descriptor after editing the .proto with ``python schemas/build_descriptor.py``.
-
-A model from a fork this schema does not cover can be read with that fork's schema: compile its
-caffe.proto to a descriptor set (``protoc --descriptor_set_out=fork.pb caffe.proto``) and name
-it in the environment variable ``PROTO_REWRITE_CAFFE_SCHEMA`` (the CLI's ``--caffe-schema``)
-before this module is first imported.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib import resources
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from proto_rewrite.errors import InputFileError
+from proto_rewrite.errors import InputFileError, UsageError
 
 DESCRIPTOR_RESOURCE = "caffe_descriptor.pb"
 PACKAGE = "caffe"
-SCHEMA_ENV = "PROTO_REWRITE_CAFFE_SCHEMA"
 REQUIRED_MESSAGES = (
     "NetParameter",
     "LayerParameter",
@@ -45,58 +44,129 @@ _COMPILE_HINT = (
     "--descriptor_set_out=fork.pb DIR/caffe.proto"
 )
 
-# The custom schema file in use, or None for the bundled one.
-CUSTOM_SCHEMA_PATH = os.path.abspath(os.environ[SCHEMA_ENV]) if os.environ.get(SCHEMA_ENV) else None
+
+class CaffeSchema:
+    """One Caffe schema: its private descriptor pool and the message classes of its ``caffe``
+    package. ``path`` is the fork's descriptor set, None for the bundled schema."""
+
+    def __init__(self, file_set: descriptor_pb2.FileDescriptorSet, path: str | None = None) -> None:
+        self.path = path
+        self.file_set = file_set
+        self.pool = descriptor_pool.DescriptorPool()
+        for file_proto in file_set.file:
+            self.pool.Add(file_proto)
+        self.NetParameter = self.message_class("NetParameter")
+        self.LayerParameter = self.message_class("LayerParameter")
+        self.V1LayerParameter = self.message_class("V1LayerParameter")
+        self.V0LayerParameter = self.message_class("V0LayerParameter")
+        self.BlobProto = self.message_class("BlobProto")
+        self.BlobShape = self.message_class("BlobShape")
+        self.ParamSpec = self.message_class("ParamSpec")
+        self.NetState = self.message_class("NetState")
+        self.NetStateRule = self.message_class("NetStateRule")
+        _BY_POOL[id(self.pool)] = self
+
+    def __repr__(self) -> str:
+        return f"CaffeSchema({self.path or 'bundled'})"
+
+    def message_class(self, name: str) -> type:
+        """The message class for ``caffe.<name>``, e.g. ``message_class("NetParameter")``."""
+        return message_factory.GetMessageClass(self.pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
+
+    def message_names(self) -> list[str]:
+        """Every message name of the ``caffe`` package in the schema, nested ones included."""
+        return sorted(_messages(self.file_set))
+
+    def enum_value(self, enum_name: str, value: str) -> int:
+        """The number of ``value`` in the enum ``caffe.<enum_name>`` (e.g. ``Phase``, ``TEST``)."""
+        return self.pool.FindEnumTypeByName(f"{PACKAGE}.{enum_name}").values_by_name[value].number
 
 
-def _descriptor_bytes() -> bytes:
-    if CUSTOM_SCHEMA_PATH is None:
-        return resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
+# id(pool) -> the schema built on it; schemas are kept for the process's life (a handful at most).
+_BY_POOL: dict[int, CaffeSchema] = {}
+
+
+def schema_of(message) -> CaffeSchema:
+    """The schema a Caffe message (a net, a layer, a blob) was built from."""
+    found = _BY_POOL.get(id(message.DESCRIPTOR.file.pool))
+    if found is None:
+        raise UsageError(
+            f"a {message.DESCRIPTOR.full_name} that no proto-rewrite Caffe schema made",
+            hint="load Caffe models with proto_rewrite.load (or parse them with a CaffeSchema's classes)",
+        )
+    return found
+
+
+def _bundled_bytes() -> bytes:
+    return resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_schema() -> CaffeSchema:
+    """The schema shipped with proto-rewrite (BVLC Caffe and the common forks)."""
+    return CaffeSchema(descriptor_pb2.FileDescriptorSet.FromString(_bundled_bytes()))
+
+
+def resolve_schema(path: str | os.PathLike | CaffeSchema | None) -> CaffeSchema:
+    """A schema from what an option holds: None for the bundled one, a path, or a schema."""
+    if path is None:
+        return bundled_schema()
+    if isinstance(path, CaffeSchema):
+        return path
+    return load_schema(path)
+
+
+def load_schema(path: str | os.PathLike) -> CaffeSchema:
+    """A fork's schema from its compiled descriptor set, checked against Caffe's (the same file,
+    unchanged since, gives the same schema object)."""
     from proto_rewrite.input_guard import require_regular_file
 
-    require_regular_file(CUSTOM_SCHEMA_PATH, "the Caffe schema")
+    path = os.path.abspath(os.fspath(path))
+    info = require_regular_file(path, "the Caffe schema")
+    key = (path, info.st_ino, info.st_size, info.st_mtime_ns) if info is not None else None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
     try:
-        with open(CUSTOM_SCHEMA_PATH, "rb") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as err:
         raise InputFileError(
             f"cannot read the Caffe schema: {err.strerror}",
-            path=CUSTOM_SCHEMA_PATH,
-            hint=f"check the --caffe-schema path (or {SCHEMA_ENV})",
+            path=path,
+            hint="check the caffe_schema path (--caffe-schema)",
         ) from err
+    schema = _build_custom(data, path)
+    if key is not None:
+        _LOADED[key] = schema
+    return schema
 
 
-def _load_pool() -> tuple[descriptor_pool.DescriptorPool, object]:
-    data = _descriptor_bytes()
-    pool = descriptor_pool.DescriptorPool()
+_LOADED: dict[tuple, CaffeSchema] = {}
+
+
+def _build_custom(data: bytes, path: str) -> CaffeSchema:
     try:
         file_set = descriptor_pb2.FileDescriptorSet.FromString(data)
-        if CUSTOM_SCHEMA_PATH is not None:
-            _check_against_bundled(file_set)
-            _complete_from_bundled(file_set)
-        for file_proto in file_set.file:
-            pool.Add(file_proto)
+        _check_against_bundled(file_set, path)
+        _complete_from_bundled(file_set, path)
+        schema = CaffeSchema(file_set, path)
         for name in REQUIRED_MESSAGES:
-            pool.FindMessageTypeByName(f"{PACKAGE}.{name}")
+            schema.pool.FindMessageTypeByName(f"{PACKAGE}.{name}")
     except (DecodeError, TypeError, KeyError) as err:
         raise InputFileError(
             f"not a compiled Caffe schema (a descriptor set with package 'caffe' and {', '.join(REQUIRED_MESSAGES)}): {err}",
-            path=CUSTOM_SCHEMA_PATH,
+            path=path,
             hint=_COMPILE_HINT,
         ) from err
-    return pool, file_set
+    return schema
 
 
-def _complete_from_bundled(file_set) -> None:
+def _complete_from_bundled(file_set, path: str) -> None:
     """Give a fork's messages the fields of Caffe's that they lack (an older fork has no
     InnerProductParameter.transpose, say), with Caffe's numbers and types, where the number is
     free: every field proto-rewrite reads then exists, at its default when the fork's files never
     set it."""
-    bundled = _messages(
-        descriptor_pb2.FileDescriptorSet.FromString(
-            resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
-        )
-    )
+    bundled = _messages(bundled_schema().file_set)
     custom = _messages(file_set)
     types = {f".{PACKAGE}.{name}" for name in custom}
     for file_proto in file_set.file:
@@ -120,7 +190,7 @@ def _complete_from_bundled(file_set) -> None:
                     f"not a usable Caffe schema: field number {field.number} of caffe.{name} is "
                     f"'{numbers[field.number]}' here but '{field.name}' in Caffe's schema (Caffe's files would be "
                     "misread)",
-                    path=CUSTOM_SCHEMA_PATH,
+                    path=path,
                     hint="compile the fork's own caffe.proto; " + _COMPILE_HINT,
                 )
             if (
@@ -161,19 +231,15 @@ def _messages(file_set) -> dict:
     return found
 
 
-def _check_against_bundled(file_set) -> None:
+def _check_against_bundled(file_set, path: str) -> None:
     """A fork's schema extends BVLC's: refuse one whose messages are hollow (a message of the
     bundled schema without any of its fields), that lacks a core field, or that gives a field of the
     bundled schema another number, type or label (every reader would misread the files)."""
-    bundled = _messages(
-        descriptor_pb2.FileDescriptorSet.FromString(
-            resources.files(__package__).joinpath(DESCRIPTOR_RESOURCE).read_bytes()
-        )
-    )
+    bundled = _messages(bundled_schema().file_set)
     custom = _messages(file_set)
 
     def refuse(message: str, hint: str = _COMPILE_HINT):
-        raise InputFileError(f"not a usable Caffe schema: {message}", path=CUSTOM_SCHEMA_PATH, hint=hint)
+        raise InputFileError(f"not a usable Caffe schema: {message}", path=path, hint=hint)
 
     for name, fields in CORE_FIELDS.items():
         have = {field.name for field in custom[name].field}
@@ -204,37 +270,3 @@ def _check_against_bundled(file_set) -> None:
                     "in Caffe's schema",
                     hint="compile the fork's own caffe.proto; " + _COMPILE_HINT,
                 )
-
-
-POOL, _FILE_SET = _load_pool()
-
-
-def message_class(name: str) -> type:
-    """The message class for ``caffe.<name>``, e.g. ``message_class("NetParameter")``."""
-    return message_factory.GetMessageClass(POOL.FindMessageTypeByName(f"{PACKAGE}.{name}"))
-
-
-def message_names() -> list[str]:
-    """Every message name of the ``caffe`` package in the schema, nested ones included."""
-    names = []
-
-    def collect(prefix, messages):
-        for message in messages:
-            names.append(prefix + message.name)
-            collect(prefix + message.name + ".", message.nested_type)
-
-    for file_proto in _FILE_SET.file:
-        if file_proto.package == PACKAGE:
-            collect("", file_proto.message_type)
-    return sorted(names)
-
-
-NetParameter = message_class("NetParameter")
-LayerParameter = message_class("LayerParameter")
-V1LayerParameter = message_class("V1LayerParameter")
-V0LayerParameter = message_class("V0LayerParameter")
-BlobProto = message_class("BlobProto")
-BlobShape = message_class("BlobShape")
-ParamSpec = message_class("ParamSpec")
-NetState = message_class("NetState")
-NetStateRule = message_class("NetStateRule")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import schema_of
 from proto_rewrite.errors import UpgradeError
 from proto_rewrite.wire import is_repeated
 
@@ -328,21 +328,21 @@ def _copy_same_name(field, value, target: Message) -> None:
         _store(target, field.name, field, value)
 
 
-def _v1_type_number(v0_type: str, layer_name: str) -> int:
+def _v1_type_number(v1_layer: Message, v0_type: str, layer_name: str) -> int:
     if v0_type not in V0_TYPE_TO_V1_TYPE:
         raise UpgradeError(
             f"unknown V0 layer type '{v0_type}'",
             layer=layer_name,
             hint=f"V0 types are: {', '.join(sorted(V0_TYPE_TO_V1_TYPE))}",
         )
-    enum_type = schema.V1LayerParameter.DESCRIPTOR.fields_by_name["type"].enum_type
+    enum_type = v1_layer.DESCRIPTOR.fields_by_name["type"].enum_type
     return enum_type.values_by_name[V0_TYPE_TO_V1_TYPE[v0_type]].number
 
 
 def _upgrade_v0_field(v0_layer: Message, field, value, v1_layer: Message) -> None:
     name, layer_name, v0_type = field.name, v0_layer.name, v0_layer.type
     if name == "type":
-        v1_layer.type = _v1_type_number(value, layer_name)
+        v1_layer.type = _v1_type_number(v1_layer, value, layer_name)
     elif name in V0_SAME_NAME_FIELDS:
         _copy_same_name(field, value, v1_layer)
     elif name in V0_TRANSFORM_FIELDS:
@@ -373,7 +373,7 @@ def _v1_from_v0(entry: Message) -> Message:
             layer=_entry_name(entry),
             hint="write the layer either in V0 form (layer { ... } bottom top) or in V1 form",
         )
-    v1_layer = schema.V1LayerParameter()
+    v1_layer = schema_of(entry).V1LayerParameter()
     v1_layer.bottom.extend(entry.bottom)
     v1_layer.top.extend(entry.top)
     for field, value in entry.layer.ListFields():
@@ -452,7 +452,7 @@ def _v2_type(v1_layer: Message) -> str:
 
 def _add_param_specs(v1_layer: Message, layer: Message) -> None:
     """V1 per-blob lists (param names, share modes, blobs_lr, weight_decay) -> ``param`` specs."""
-    spec_field_of = schema.ParamSpec.DESCRIPTOR.fields_by_name
+    spec_field_of = layer.DESCRIPTOR.fields_by_name["param"].message_type.fields_by_name
     for v1_name, spec_name in V1_PARAM_SPEC_FIELDS.items():
         source_field = v1_layer.DESCRIPTOR.fields_by_name[v1_name]
         for index, value in enumerate(getattr(v1_layer, v1_name)):
@@ -487,7 +487,7 @@ def _v2_from_v1(v1_layer: Message) -> Message:
             layer=_entry_name(v1_layer),
             hint="upgrade V0 layers to V1 first (the 'V0 layers -> V1 layers' step)",
         )
-    layer = schema.LayerParameter()
+    layer = schema_of(v1_layer).LayerParameter()
     if v1_layer.HasField("type"):
         layer.type = _v2_type(v1_layer)
     _add_param_specs(v1_layer, layer)
@@ -542,7 +542,7 @@ def _input_shapes(net: Message) -> list[Message]:
             "or use input_shape { dim: ... } per input",
         )
     dims = list(net.input_dim)
-    return [schema.BlobShape(dim=dims[4 * i : 4 * i + 4]) for i in range(count)]
+    return [schema_of(net).BlobShape(dim=dims[4 * i : 4 * i + 4]) for i in range(count)]
 
 
 def needs_input_upgrade(net: Message) -> bool:
@@ -557,7 +557,7 @@ def upgrade_net_input(net: Message) -> None:
             layer=_entry_name(net.layers[0]),
             hint="upgrade V1 layers first (the 'V1 layers -> V2 layer' step)",
         )
-    input_layer = schema.LayerParameter(name=INPUT_LAYER_NAME, type=INPUT_LAYER_TYPE)
+    input_layer = schema_of(net).LayerParameter(name=INPUT_LAYER_NAME, type=INPUT_LAYER_TYPE)
     input_layer.top.extend(net.input)
     input_layer.input_param.shape.extend(_input_shapes(net))
     _replace_repeated(net.layer, [input_layer] + [_copy(layer) for layer in net.layer])

@@ -9,9 +9,8 @@ from proto_rewrite.cli.options import (
     add_safety_options,
     add_shape_options,
     apply_safety_options,
-    is_onnx_path,
+    caffe_schema_arg,
     parse_input_shapes,
-    use_caffe_schema,
 )
 from proto_rewrite.errors import EXIT_CHECK_FAILED, UsageError
 
@@ -124,8 +123,6 @@ def convert_one(args, model_path: str, output: str | None, console) -> int:
     from proto_rewrite.conversion import convert_file
 
     apply_safety_options(args)
-    if not is_onnx_path(model_path):
-        use_caffe_schema(args)
     result = convert_file(model_path, output, options_from(args))
     console.diagnostics(result.diagnostics)
     for skip in result.plan.skips:
@@ -169,6 +166,7 @@ def options_from(args):
         output_weights=args.output_weights,
         phase=args.phase,
         strict=args.strict,
+        caffe_schema=caffe_schema_arg(args),
         allow_nonfinite=args.allow_nonfinite,
         plan=args.plan,
         save_plan=args.save_plan,

@@ -15,9 +15,9 @@ from proto_rewrite.cli.options import (
     add_verbosity_options,
     apply_safety_options,
     caffe_default_weights,
+    caffe_schema_arg,
     parse_input_shapes,
     refuse_output_over_input,
-    use_caffe_schema,
 )
 from proto_rewrite.errors import EXIT_CHECK_FAILED, EXIT_OK, InputFileError, UsageError
 
@@ -74,7 +74,6 @@ def run(args, console) -> int:
     from proto_rewrite.graphdiff.compare import diff_graphs
     from proto_rewrite.graphdiff.load import AUTO, LoadOptions, load_pair, read_plan, text_diff
 
-    use_caffe_schema(args)
     apply_safety_options(args)
     refuse_output_over_input(
         [args.output],
@@ -103,6 +102,7 @@ def run(args, console) -> int:
         phase=args.phase,
         strict=args.strict,
         input_shapes=parse_input_shapes(args.input_shape),
+        caffe_schema=caffe_schema_arg(args),
     )
     graph_a, graph_b = load_pair(args.model_a, args.model_b, options)
     if plan is not None and plan.model_format != graph_a.model_format:

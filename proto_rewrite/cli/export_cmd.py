@@ -12,9 +12,9 @@ from proto_rewrite.cli.options import (
     add_safety_options,
     add_shape_options,
     apply_safety_options,
+    caffe_schema_arg,
     caffe_weights_arg,
     parse_input_shapes,
-    use_caffe_schema,
 )
 
 HELP = "export a Caffe net to ONNX with Caffe's exact semantics"
@@ -56,7 +56,6 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
-    use_caffe_schema(args)
     from proto_rewrite.caffe.model import load_caffe
     from proto_rewrite.caffe.onnx_export import build_onnx
     from proto_rewrite.errors import UsageError
@@ -70,7 +69,12 @@ def run(args, console) -> int:
         raise UsageError(f"--seed {args.seed} is out of range", hint="use a seed from 0 to 4294967295")
     overrides = parse_input_shapes(args.input_shape)
     model = load_caffe(
-        args.model, caffe_weights_arg(args), phase=args.phase, strict=args.strict, input_shapes=overrides or None
+        args.model,
+        caffe_weights_arg(args),
+        phase=args.phase,
+        strict=args.strict,
+        input_shapes=overrides or None,
+        schema=caffe_schema_arg(args),
     )
     console.diagnostics(model.diagnostics)
     if model.weights_path and os.path.exists(args.output) and os.path.samefile(args.output, model.weights_path):

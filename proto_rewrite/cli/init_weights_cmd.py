@@ -10,8 +10,8 @@ from proto_rewrite.cli.options import (
     add_shape_options,
     add_verbosity_options,
     apply_safety_options,
+    caffe_schema_arg,
     parse_input_shapes,
-    use_caffe_schema,
 )
 
 HELP = "write a caffemodel with random weights for a prototxt (deterministic per --seed)"
@@ -34,7 +34,6 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
-    use_caffe_schema(args)
     apply_safety_options(args)
     from proto_rewrite.caffe.caffemodel import write_caffemodel
     from proto_rewrite.caffe.init_weights import lazy_random_weights, unknown_blob_layers
@@ -50,7 +49,7 @@ def run(args, console) -> int:
             "the output is the model itself", path=args.output, hint="write the weights to a .caffemodel file"
         )
     overrides = parse_input_shapes(args.input_shape)
-    model = load_caffe(args.model, weights=None, phase=args.phase, strict=args.strict)
+    model = load_caffe(args.model, weights=None, phase=args.phase, strict=args.strict, schema=caffe_schema_arg(args))
     console.diagnostics(model.diagnostics)
     shapes = infer_shapes(model.net, overrides, path=model.prototxt_path, lines=model.layer_lines)
     console.diagnostics(shapes.diagnostics)

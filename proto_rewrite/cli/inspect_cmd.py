@@ -10,10 +10,10 @@ from proto_rewrite.cli.options import (
     add_safety_options,
     add_shape_options,
     apply_safety_options,
+    caffe_schema_arg,
     caffe_weights_arg,
     is_onnx_path,
     parse_input_shapes,
-    use_caffe_schema,
 )
 
 HELP = "show a model's inputs, layers with their output shapes, weight shapes and parameter counts"
@@ -43,7 +43,6 @@ def run(args, console) -> int:
 
 
 def _caffe_summary(args):
-    use_caffe_schema(args)
     from proto_rewrite.caffe.model import load_caffe
     from proto_rewrite.caffe.summary import summarize
 
@@ -53,6 +52,7 @@ def _caffe_summary(args):
         phase=args.phase,
         strict=args.strict,
         input_shapes=parse_input_shapes(args.input_shape),
+        schema=caffe_schema_arg(args),
     )
     return summarize(model, model.shapes)
 

@@ -33,24 +33,16 @@ def add_caffe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def use_caffe_schema(args) -> None:
-    """Select the Caffe schema the options ask for; call before any Caffe module is imported."""
+CAFFE_SCHEMA_ENV = "PROTO_REWRITE_CAFFE_SCHEMA"
+
+
+def caffe_schema_arg(args) -> str | None:
+    """The ``caffe_schema`` argument of the library's loaders that the options ask for:
+    --caffe-schema, else the PROTO_REWRITE_CAFFE_SCHEMA environment variable, else None (the
+    bundled schema)."""
     import os
-    import sys
 
-    from proto_rewrite.errors import UsageError
-
-    if not args.caffe_schema:
-        return
-    wanted = os.path.abspath(args.caffe_schema)
-    loaded = sys.modules.get("proto_rewrite.caffe.schema")
-    if loaded is None:
-        os.environ["PROTO_REWRITE_CAFFE_SCHEMA"] = wanted
-    elif loaded.CUSTOM_SCHEMA_PATH != wanted:
-        raise UsageError(
-            "a different Caffe schema is already loaded in this process",
-            hint="run proto-rewrite in a new process to change --caffe-schema",
-        )
+    return getattr(args, "caffe_schema", None) or os.environ.get(CAFFE_SCHEMA_ENV) or None
 
 
 def caffe_weights_arg(args):
@@ -72,13 +64,17 @@ def add_caffe_net_options(parser: argparse.ArgumentParser):
         help="which layers of a train_val file to keep, by their include/exclude rules (default: TEST)",
     )
     group.add_argument("--strict", action="store_true", help="treat unknown layer types as errors instead of warnings")
+    add_caffe_schema_option(group)
+    return group
+
+
+def add_caffe_schema_option(group) -> None:
     group.add_argument(
         "--caffe-schema",
         metavar="DESCRIPTOR_SET",
-        help="read the model with another Caffe fork's schema: its caffe.proto compiled with "
-        "protoc --descriptor_set_out (default: the bundled BVLC + forks schema)",
+        help="read Caffe models with another Caffe fork's schema: its caffe.proto compiled with "
+        f"protoc --descriptor_set_out (default: ${CAFFE_SCHEMA_ENV} if set, else the bundled BVLC + forks schema)",
     )
-    return group
 
 
 INPUT_SHAPE_FORM = "NAME:D0,D1,... (e.g. data:1,3,224,224)"

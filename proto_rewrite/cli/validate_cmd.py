@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from proto_rewrite.cli.options import (
+    add_caffe_schema_option,
     add_output_options,
     add_runtime_options,
     add_safety_options,
@@ -12,6 +13,7 @@ from proto_rewrite.cli.options import (
     add_validation_options,
     apply_safety_options,
     caffe_default_weights,
+    caffe_schema_arg,
     parse_input_shapes,
     refuse_output_over_input,
     validate_options_from,
@@ -28,6 +30,7 @@ def register(subparsers) -> None:
     caffe = parser.add_argument_group("Caffe models (exported to ONNX for onnxruntime)")
     caffe.add_argument("--weights-a", metavar="CAFFEMODEL", help="weights of A (default: <stem>.caffemodel beside it)")
     caffe.add_argument("--weights-b", metavar="CAFFEMODEL", help="weights of B (default: <stem>.caffemodel beside it)")
+    add_caffe_schema_option(caffe)
     parser.add_argument(
         "--plan",
         metavar="PLAN.json",
@@ -85,11 +88,16 @@ def run(args, console) -> int:
     options.tolerances = Tolerances.parse(args.atol, args.rtol, args.scale_tol, args.compare)
     if args.plan:
         options.renames = plan_renames(args.plan)
-    model_a = load_for_validation(
-        args.model_a, args.weights_a, console, any_size=bool(args.dense), allow_nonfinite=args.allow_nonfinite
-    )
-    model_b = load_for_validation(
-        args.model_b, args.weights_b, console, any_size=bool(args.dense), allow_nonfinite=args.allow_nonfinite
+    model_a, model_b = (
+        load_for_validation(
+            path,
+            weights,
+            console,
+            any_size=bool(args.dense),
+            allow_nonfinite=args.allow_nonfinite,
+            caffe_schema=caffe_schema_arg(args),
+        )
+        for path, weights in ((args.model_a, args.weights_a), (args.model_b, args.weights_b))
     )
     if args.dense:
         return run_dense(args, console, model_a, model_b, options)

@@ -28,6 +28,7 @@ class LoadOptions:
     phase: str = "TEST"
     strict: bool = False
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    caffe_schema: str | None = None  # a fork's compiled Caffe schema; None: the bundled one
 
 
 def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph, Graph]:
@@ -57,6 +58,7 @@ def _load_caffe(path, weights, options: LoadOptions) -> Graph:
         phase=options.phase,
         strict=options.strict,
         input_shapes=options.input_shapes or None,
+        schema=options.caffe_schema,
     )
     return caffe_graph(model)
 

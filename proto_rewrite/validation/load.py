@@ -8,8 +8,11 @@ from proto_rewrite.errors import InputFileError
 from proto_rewrite.formats import is_onnx_path as is_onnx
 
 
-def load_for_validation(path, weights=None, console=None, *, any_size: bool = False, allow_nonfinite: bool = False):
-    """The model at ``path`` as an onnx.ModelProto (Caffe: exported, with its weights).
+def load_for_validation(
+    path, weights=None, console=None, *, any_size: bool = False, allow_nonfinite: bool = False, caffe_schema=None
+):
+    """The model at ``path`` as an onnx.ModelProto (Caffe: exported, with its weights, read with
+    ``caffe_schema``: a fork's compiled schema, None for the bundled one).
     ``any_size``: a Caffe net is exported with a free batch and, when it has no layer that fixes
     its input size (InnerProduct, PriorBox), free height and width too (for the dense check).
     Weights holding NaN or Inf are refused unless ``allow_nonfinite``."""
@@ -20,7 +23,7 @@ def load_for_validation(path, weights=None, console=None, *, any_size: bool = Fa
     from proto_rewrite.caffe.model import AUTO, load_caffe
     from proto_rewrite.caffe.onnx_export import export_onnx
 
-    model = load_caffe(path, weights or AUTO)
+    model = load_caffe(path, weights or AUTO, schema=caffe_schema)
     if console is not None:
         console.diagnostics(model.diagnostics)
     if not model.weights_path:

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.errors import CaffemodelError, InputFileError
 from proto_rewrite.wire import encode_varint, len_header
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 NET_TEXT = """
 name: "tiny"

@@ -8,12 +8,15 @@ import pytest
 from corpus import corpus_file
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import init_weights, schema
+from proto_rewrite.caffe import init_weights
 from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.init_weights import logit_layers, random_weights, unknown_blob_layers
 from proto_rewrite.caffe.model import load_caffe, save_caffe
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.errors import NetStructureError
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 SMALL = """
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 12 dim: 12 } } }

@@ -3,7 +3,6 @@
 import pytest
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.layer_params import (
     ConvParams,
     PoolParams,
@@ -14,8 +13,11 @@ from proto_rewrite.caffe.layer_params import (
     pool_rounds_up,
     spatial_axes,
 )
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.errors import NetStructureError
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 
 class Refused(Exception):

@@ -4,11 +4,13 @@ same-stem weights rule, and all-or-nothing saving."""
 import numpy as np
 import pytest
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.caffemodel import read_caffemodel, write_caffemodel
 from proto_rewrite.caffe.model import AUTO, load_caffe, save_caffe
 from proto_rewrite.caffe.prototxt import parse_net_text
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.errors import InputFileError, OutputError, UnknownLayerTypeError, UsageError
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 NET = """name: "m"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }

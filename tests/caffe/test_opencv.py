@@ -6,8 +6,10 @@ import pytest
 from corpus import SAMPLES, sample_script
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.model import load_caffe, save_caffe
+from proto_rewrite.caffe.schema import bundled_schema
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 cv2 = pytest.importorskip("cv2")
 

@@ -9,10 +9,10 @@ import pytest
 from corpus import SAMPLES, corpus_file, corpus_names
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.blob_shapes import expected_blobs
 from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe, save_caffe
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.caffe.shapes import (
     conv_output_size,
     deconv_output_size,
@@ -22,6 +22,8 @@ from proto_rewrite.caffe.shapes import (
 )
 from proto_rewrite.cli import main
 from proto_rewrite.errors import NetStructureError, UsageError
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 
 def net(text: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.caffe.upgrade import (
     UPGRADE_STEPS,
     detect_format,
@@ -22,6 +22,8 @@ from proto_rewrite.caffe.upgrade import (
     upgrade_v1_layers,
 )
 from proto_rewrite.errors import UpgradeError
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CORPUS = REPO_ROOT / "tests" / "data" / "caffe"

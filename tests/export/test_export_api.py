@@ -20,7 +20,6 @@ from export_helpers import (
 )
 from google.protobuf import text_format
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.model import load_caffe
 from proto_rewrite.caffe.onnx_export import (
     DEFAULT_OPSET,
@@ -33,7 +32,10 @@ from proto_rewrite.caffe.onnx_export import (
     supported_layer_types,
     write_onnx,
 )
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.errors import OutputError, ProtoRewriteError, UsageError
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 SMALL = (
     input_layer(2, 3, 8, 8) + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '

@@ -14,7 +14,9 @@ from bounded_run import ROOT, assert_refused, snapshot
 from cli_run import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from proto_rewrite.caffe import schema
+from proto_rewrite.caffe.schema import bundled_schema
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 LENET = ROOT / "samples" / "lenet" / "lenet.prototxt"
 LENET_ONNX = ROOT / "samples" / "onnx" / "lenet.onnx"

@@ -15,10 +15,12 @@ from bounded_run import ROOT, snapshot
 from cli_run import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.caffemodel import read_caffemodel
 from proto_rewrite.caffe.model import load_caffe
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.wire import len_header
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 LENET = ROOT / "samples" / "lenet" / "lenet.prototxt"
 

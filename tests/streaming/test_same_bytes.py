@@ -10,15 +10,17 @@ import onnx_zoo as zoo
 import pytest
 from corpus import SAMPLES, corpus_file, corpus_names
 
-from proto_rewrite.caffe import schema
 from proto_rewrite.caffe.fc_to_conv import CaffeRewriteOptions, apply_caffe_plan, plan_caffe_rewrite
 from proto_rewrite.caffe.init_weights import random_weights
 from proto_rewrite.caffe.model import load_caffe, save_caffe
+from proto_rewrite.caffe.schema import bundled_schema
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.filecopy import read_into_memory
 from proto_rewrite.onnx.model import load_onnx, save_onnx
 from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
 from proto_rewrite.wire import iter_fields, len_header
+
+schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
 
 # (loaded in memory, saved streaming): streaming; the in-memory writer on the mapped model; the
 # in-memory path as a whole (files read into memory, then the default choice).
