@@ -6,17 +6,24 @@ shape (random inputs, random weights, shape-sized buffers) would try to. Every s
 through :func:`check_tensor_size` first, which refuses a tensor over the limit with a typed error
 naming the layer or input.
 
-The limit is ``--max-tensor-bytes`` on the command line, else the ``PROTO_REWRITE_MAX_TENSOR_BYTES``
-environment variable, else :data:`DEFAULT_MAX_TENSOR_BYTES` (16 GiB per tensor).
+The limit is ``--max-tensor-bytes`` on the command line (``max_tensor_bytes=`` of a library call),
+else the ``PROTO_REWRITE_MAX_TENSOR_BYTES`` environment variable (read when a limit is checked, never
+at import), else :data:`DEFAULT_MAX_TENSOR_BYTES` (16 GiB per tensor).
+
+A limit set by a call holds for that call only (:func:`scoped`) and for its own context: the values
+live in a :class:`contextvars.ContextVar`, so two threads (or two asyncio tasks) calling the library
+with different limits do not see each other's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from proto_rewrite.errors import TensorTooLargeError, UsageError
 
@@ -25,7 +32,11 @@ DEFAULT_MAX_TENSOR_BYTES = 16 * 2**30
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-_override: int | None = None
+# Environment variable name -> the value set for it in this context (an option, an argument).
+# Never mutated: each change sets a new mapping.
+_OVERRIDES: contextvars.ContextVar[Mapping[str, int]] = contextvars.ContextVar(
+    "proto_rewrite_limits", default=MappingProxyType({})
+)
 
 
 MAX_SIZE = 2**63 - 1  # the most any limit may be set to (a file offset's range)
@@ -69,19 +80,30 @@ def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
     return value
 
 
+def _set(env: str, value: int | str | None, option: str) -> None:
+    overrides = {name: limit for name, limit in _OVERRIDES.get().items() if name != env}
+    if value is not None:
+        overrides[env] = value if isinstance(value, int) else parse_size(value, option)
+    _OVERRIDES.set(overrides)
+
+
+def _limit(env: str, default: int) -> int:
+    given = _OVERRIDES.get().get(env)
+    if given is not None:
+        return given
+    text = os.environ.get(env)
+    if text:
+        return parse_size(text, env)
+    return default
+
+
 def set_max_tensor_bytes(value: int | str | None) -> None:
-    """Set the limit for this process (None: back to the environment variable or the default)."""
-    global _override
-    _override = None if value is None else (value if isinstance(value, int) else parse_size(value))
+    """Set the tensor limit in this context (None: back to the environment variable or the default)."""
+    _set(ENV_MAX_TENSOR_BYTES, value, "--max-tensor-bytes")
 
 
 def max_tensor_bytes() -> int:
-    if _override is not None:
-        return _override
-    env = os.environ.get(ENV_MAX_TENSOR_BYTES)
-    if env:
-        return parse_size(env, ENV_MAX_TENSOR_BYTES)
-    return DEFAULT_MAX_TENSOR_BYTES
+    return _limit(ENV_MAX_TENSOR_BYTES, DEFAULT_MAX_TENSOR_BYTES)
 
 
 def check_tensor_size(shape: Sequence[int | None], itemsize: int, what: str, **where) -> None:
@@ -121,30 +143,16 @@ ENV_MAX_TEXT_BYTES = "PROTO_REWRITE_MAX_TEXT_BYTES"
 DEFAULT_MAX_TEXT_BYTES = 16 * 2**20
 ENV_MAX_RANDOM_BYTES = "PROTO_REWRITE_MAX_RANDOM_BYTES"
 DEFAULT_MAX_RANDOM_BYTES = 4 * 2**30
-_overrides: dict[str, int | None] = {}
-
-
-def _limit(env: str, default: int) -> int:
-    if _overrides.get(env) is not None:
-        return _overrides[env]
-    text = os.environ.get(env)
-    if text:
-        return parse_size(text, env)
-    return default
 
 
 def set_max_text_bytes(value: int | str | None) -> None:
-    """The model text limit for this process (None: the environment variable or the default)."""
-    _overrides[ENV_MAX_TEXT_BYTES] = (
-        None if value is None else (value if isinstance(value, int) else parse_size(value, "--max-text-bytes"))
-    )
+    """The model text limit in this context (None: the environment variable or the default)."""
+    _set(ENV_MAX_TEXT_BYTES, value, "--max-text-bytes")
 
 
 def set_max_random_bytes(value: int | str | None) -> None:
-    """The total random-weight limit for this process (None: the environment variable or the default)."""
-    _overrides[ENV_MAX_RANDOM_BYTES] = (
-        None if value is None else (value if isinstance(value, int) else parse_size(value, "--max-random-bytes"))
-    )
+    """The total random-weight limit in this context (None: the environment variable or the default)."""
+    _set(ENV_MAX_RANDOM_BYTES, value, "--max-random-bytes")
 
 
 def max_text_bytes() -> int:
@@ -185,19 +193,16 @@ def check_random_total(total: int, what: str, **where) -> None:
 def check_environment() -> None:
     """Parse every limit set in the environment, so that a bad value is refused (UsageError naming
     the variable) before a command starts, not in the middle of it."""
-    for name in (ENV_MAX_TENSOR_BYTES, globals().get("ENV_MAX_TEXT_BYTES"), globals().get("ENV_MAX_RANDOM_BYTES")):
-        if name and os.environ.get(name):
+    for name in (ENV_MAX_TENSOR_BYTES, ENV_MAX_TEXT_BYTES, ENV_MAX_RANDOM_BYTES):
+        if os.environ.get(name):
             parse_size(os.environ[name], name)
 
 
 @contextlib.contextmanager
 def scoped():
     """Limits set inside the block (a command's options, a library call's arguments) end with it."""
-    global _override
-    saved = (_override, dict(_overrides))
+    token = _OVERRIDES.set(_OVERRIDES.get())
     try:
         yield
     finally:
-        _override = saved[0]
-        _overrides.clear()
-        _overrides.update(saved[1])
+        _OVERRIDES.reset(token)

@@ -64,6 +64,34 @@ def test_limit_sources(monkeypatch):
     assert max_tensor_bytes() == 10**6
 
 
+def test_a_calls_limits_are_its_own(tmp_path):
+    """Limits given to one library call end with it, and threads loading with different limits at
+    the same time each see their own (no process-wide setting)."""
+    import threading
+
+    import proto_rewrite as pr
+
+    with pytest.raises(TensorTooLargeError):
+        pr.load(GOOD, max_tensor_bytes=64)
+    assert max_tensor_bytes() == DEFAULT_MAX_TENSOR_BYTES
+    barrier, seen = threading.Barrier(2), {}
+
+    def worker(name, limit):
+        from proto_rewrite import limits
+
+        with limits.scoped():
+            set_max_tensor_bytes(limit)
+            barrier.wait()  # both limits are set before either is read
+            seen[name] = max_tensor_bytes()
+
+    threads = [threading.Thread(target=worker, args=(name, limit)) for name, limit in (("a", 1000), ("b", 2000))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"a": 1000, "b": 2000} and max_tensor_bytes() == DEFAULT_MAX_TENSOR_BYTES
+
+
 def test_check_tensor_size_names_the_tensor():
     check_tensor_size((4, 4), 4, "x")
     set_max_tensor_bytes(63)
