@@ -212,7 +212,12 @@ def _densify_sparse(proto: onnx.ModelProto, tensors: list, path, base_dir) -> li
 
 
 def save_onnx(
-    model: OnnxModel, out_path: str | os.PathLike, outputs: OutputFiles | None = None, *, streaming: bool | None = None
+    model: OnnxModel,
+    out_path: str | os.PathLike,
+    outputs: OutputFiles | None = None,
+    *,
+    streaming: bool | None = None,
+    external_from: int | None = None,
 ) -> WriteReport:
     """Write the model atomically; external data goes to ``<name>.data`` beside it when the model
     came with external data or would not fit in one protobuf (2 GB). Byte-deterministic.
@@ -220,11 +225,13 @@ def save_onnx(
     ``streaming``: None (default) streams (untouched bytes copied file to file) unless the
     model's data was read into memory, then the in-memory path runs; True / False force one.
     Both give the same bytes. With ``outputs``, the files join that all-or-nothing group (the
-    caller commits). Returns how the files were written.
+    caller commits). ``external_from``: the size from which a model without external data is
+    written with its tensors as external data (default: protobuf's 2 GB limit). Returns how the files were
+    written.
     """
     target = Path(out_path)
     tensors = list(model.initializers.values())
-    external = plan_external(tensors, model.proto.ByteSize(), model.has_external_data)
+    external = plan_external(tensors, model.proto.ByteSize(), model.has_external_data, limit=external_from)
     data_name = f"{target.name}.data"
     reason = None
     if streaming is None:

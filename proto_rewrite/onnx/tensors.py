@@ -270,6 +270,7 @@ class DerivedTensor:
         *,
         external: bool = False,
         source: StoredTensor | None = None,
+        on_written: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.dims = tuple(int(d) for d in dims)
@@ -277,6 +278,15 @@ class DerivedTensor:
         self._make_blocks = make_blocks
         self.is_external = external
         self.source = source
+        self._on_written = on_written
+
+    def release(self) -> None:
+        """Called by the writer once the data is written: the source's pages leave this process
+        (a stored source's, and what ``on_written`` drops)."""
+        if self.source is not None:
+            self.source.release()
+        if self._on_written is not None:
+            self._on_written()
 
     @property
     def numel(self) -> int:

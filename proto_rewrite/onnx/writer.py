@@ -34,19 +34,21 @@ from onnx import TensorProto
 from onnx.external_data_helper import set_external_data
 
 from proto_rewrite.filecopy import CopyStats, RangeWriter, Span, file_span
-from proto_rewrite.onnx.tensors import StoredTensor, split_before
+from proto_rewrite.onnx.tensors import DerivedTensor, StoredTensor, split_before
 from proto_rewrite.wire import GRAPH_INITIALIZER, MODEL_GRAPH, PROTOBUF_LIMIT, TENSOR_RAW_DATA, iter_fields, len_header
 
 ALIGN = 64
 EXTERNAL_THRESHOLD = 1024  # bytes: smaller tensors stay inline (onnx's default size_threshold)
 
 
-def plan_external(tensors, skeleton_size: int, source_external: bool) -> set[str]:
-    """Names of the initializers to write as external data (empty: everything inline)."""
+def plan_external(tensors, skeleton_size: int, source_external: bool, *, limit: int | None = None) -> set[str]:
+    """Names of the initializers to write as external data (empty: everything inline): the
+    source's external ones, else, when the model would reach ``limit`` bytes (default: protobuf's 2 GB),
+    every tensor of at least :data:`EXTERNAL_THRESHOLD` bytes."""
     if source_external:
         return {t.name for t in tensors if t.is_external}
     total = skeleton_size + sum(t.nbytes + 64 for t in tensors)
-    if total < PROTOBUF_LIMIT:
+    if total < (PROTOBUF_LIMIT if limit is None else limit):
         return set()
     return {t.name for t in tensors if t.nbytes >= EXTERNAL_THRESHOLD}
 
@@ -196,11 +198,10 @@ def _piece(tensor, external: set[str], layout: ExternalLayout, data_location: st
         return _Piece(length, lambda: parts)
     head, tail = split_before(_inline_header(tensor).SerializeToString(), TENSOR_RAW_DATA)
     head += len_header(TENSOR_RAW_DATA, tensor.nbytes)
-    source = getattr(tensor, "source", None)
     return _Piece(
         len(head) + tensor.nbytes + len(tail),
         lambda: itertools.chain([head], tensor.data_chunks(), [tail]),
-        done=source.release if isinstance(source, StoredTensor) else None,
+        done=tensor.release if isinstance(tensor, DerivedTensor) else None,
     )
 
 
@@ -268,9 +269,8 @@ def _data_chunks(tensors, external: set[str], layout: ExternalLayout, release: b
         yield b"\0" * (offset - position)
         yield from tensor.data_chunks()
         position = offset + tensor.nbytes
-        source = getattr(tensor, "source", None)
-        if release and isinstance(source, StoredTensor):
-            source.release()
+        if release and isinstance(tensor, DerivedTensor):
+            tensor.release()
 
 
 def _inline_header(tensor) -> TensorProto:

@@ -419,8 +419,8 @@ def test_streamed_export_is_the_same_model(tmp_path, size_limit, files):
     complete = exported.materialize()
     loaded = onnx.load(str(folder / "out.onnx"))
     _same_model(loaded, complete)
-    if size_limit is None:
-        assert (folder / "out.onnx").stat().st_size == len(complete.SerializeToString())
+    if size_limit is None:  # one writer for every model: the bytes protobuf serializes
+        assert (folder / "out.onnx").read_bytes() == complete.SerializeToString()
     onnx.checker.check_model(str(folder / "out.onnx"), full_check=True)
 
 

@@ -26,7 +26,7 @@ from proto_rewrite.caffe.onnx_export.naming import name_values
 from proto_rewrite.caffe.shapes import infer_shapes
 from proto_rewrite.errors import NetStructureError, UsageError
 from proto_rewrite.onnx.graph_builder import Graph, little_endian_bytes
-from proto_rewrite.onnx.proto_writer import PROTOBUF_LIMIT, write_export
+from proto_rewrite.onnx.proto_writer import write_export
 
 MIN_OPSET = 11
 DEFAULT_OPSET = 17
@@ -78,7 +78,7 @@ class OnnxExport:
         self.deferred = {}
         return self.proto
 
-    def write(self, path, *, size_limit: int = PROTOBUF_LIMIT) -> list:
+    def write(self, path, *, size_limit: int | None = None) -> list:
         """Write the model, streaming the deferred arrays to the file (no copy of the weights);
         external data (``path.data``) from ``size_limit`` bytes. Returns the files written."""
         return write_export(self.proto, self.deferred, path, size_limit=size_limit)
