@@ -65,10 +65,11 @@ def main() -> int:
 
     from proto_rewrite.onnx.build import build_model
     from proto_rewrite.onnx.fcn_proof import prove
+    from proto_rewrite.onnx.planner import OnnxRewriteOptions
     from proto_rewrite.onnx.rewrite import plan_program
 
     model = build(args.fc_width)
-    program = plan_program(model, mode="fcn")
+    program = plan_program(model, OnnxRewriteOptions(mode="fcn"))
     converted = build_model(model, program)
     weight_mib = sum(t.nbytes for t in converted.initializers.values()) / 2**20
     data = np.random.default_rng(1).standard_normal((1, 3, 224, 224), dtype=np.float32)

@@ -147,13 +147,21 @@ class _Names:
         return self._fresh(self.nodes, wanted)
 
 
+@dataclass(frozen=True)
+class OnnxRewriteOptions:
+    """What shapes an ONNX rewrite plan: the keyword arguments of
+    :func:`~proto_rewrite.onnx.rewrite.plan_onnx_rewrite`."""
+
+    selection: Selection | None = None  # None: every FC
+    mode: str = FCN
+    classifier_before_pool: bool = False
+    input_shapes: dict | None = None  # {input name: dims} fixing symbolic dimensions
+    pool_scores: str | None = None  # fcn mode: "avg", "max" or "probs-avg"
+
+
 def build_program(
     model,
-    selection: Selection | None = None,
-    mode: str = FCN,
-    classifier_before_pool: bool = False,
-    input_shapes: dict | None = None,
-    pool_scores: str | None = None,
+    options: OnnxRewriteOptions,
     *,
     resize_inputs: bool = True,
     map_outputs: bool = True,
@@ -162,10 +170,11 @@ def build_program(
     """The plan and its node-level edits. fcn mode: ``resize_inputs`` makes the spatial input dims
     symbolic; ``map_outputs`` lets graph outputs become score maps (False: they keep (N, K), as in
     exact mode). Both are what the fcn proof (``fcn_proof``) settles."""
+    mode, classifier_before_pool, pool_scores = options.mode, options.classifier_before_pool, options.pool_scores
+    input_shapes, selection = options.input_shapes, options.selection or Selection()
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
     check_request(pool_scores, mode)
-    selection = selection or Selection()
     view = view or GraphView(model, input_shapes)
     keep_outputs = mode == EXACT or not map_outputs
     kinds = {i: kind for i, node in enumerate(view.nodes) if (kind := fc_kind(view, node))}

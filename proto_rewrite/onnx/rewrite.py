@@ -8,7 +8,7 @@ or edited by hand), builds the new model, and checks it with ``onnx.checker`` (f
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import onnx
 
@@ -18,7 +18,7 @@ from proto_rewrite.fingerprint import onnx_fingerprint
 from proto_rewrite.onnx.build import build_model
 from proto_rewrite.onnx.fcn_proof import RUN_LIMIT_BYTES, any_real_map, prove
 from proto_rewrite.onnx.patterns import POOLED
-from proto_rewrite.onnx.planner import Program, build_program
+from proto_rewrite.onnx.planner import OnnxRewriteOptions, Program, build_program
 from proto_rewrite.onnx.shapes import checkable_model
 from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection, first_difference
 
@@ -41,52 +41,30 @@ def plan_onnx_rewrite(
     cannot be rewritten. ``selection`` None: every FC. ``proof_run_limit``: above this many bytes of
     weights the fcn proof infers shapes at the second size instead of running onnxruntime there.
     """
-    return plan_program(
-        model, selection, mode, classifier_before_pool, input_shapes, pool_scores, proof_run_limit=proof_run_limit
-    ).plan
+    options = OnnxRewriteOptions(selection, mode, classifier_before_pool, input_shapes, pool_scores)
+    return plan_program(model, options, proof_run_limit=proof_run_limit).plan
 
 
-def plan_program(
-    model,
-    selection: Selection | None = None,
-    mode: str = FCN,
-    classifier_before_pool: bool = False,
-    input_shapes: dict | None = None,
-    pool_scores: str | None = None,
-    *,
-    proof_run_limit: int = RUN_LIMIT_BYTES,
-) -> Program:
+def plan_program(model, options: OnnxRewriteOptions, *, proof_run_limit: int = RUN_LIMIT_BYTES) -> Program:
     """The program behind ``plan_onnx_rewrite``. fcn mode: the spatial input dims are made symbolic
     only when the rewritten model is shown to run at another size (``fcn_proof``); otherwise the
     input keeps its size and, where no output is a map worth having, the outputs keep (N, K)."""
     from proto_rewrite.onnx.graph import GraphView
 
-    view = GraphView(model, input_shapes)
+    view = GraphView(model, options.input_shapes)
     fingerprint = onnx_fingerprint(model)
-    program = build_program(model, selection, mode, classifier_before_pool, input_shapes, pool_scores, view=view)
+    program = build_program(model, options, view=view)
     program.plan.fingerprint = fingerprint
-    if mode != FCN or not program.plan.rewrites:
+    if options.mode != FCN or not program.plan.rewrites:
         return program
     new = build_model(model, program)
     if program.map_outputs and not any_real_map(new, program):
-        program = build_program(
-            model, selection, mode, classifier_before_pool, input_shapes, pool_scores, map_outputs=False, view=view
-        )
+        program = build_program(model, options, map_outputs=False, view=view)
         new = build_model(model, program)
     report = prove(new, program, proof_run_limit)
     if not report.fully_convolutional:
         keep_maps = any(step.match.kind == POOLED for step in program.convs)
-        program = build_program(
-            model,
-            selection,
-            mode,
-            classifier_before_pool,
-            input_shapes,
-            pool_scores,
-            resize_inputs=False,
-            map_outputs=keep_maps,
-            view=view,
-        )
+        program = build_program(model, options, resize_inputs=False, map_outputs=keep_maps, view=view)
         if not keep_maps and report.note:
             report.note += "; the outputs keep their (N, K) shape (a 1 x 1 map gains nothing)"
     program.plan.fcn = report
@@ -121,21 +99,21 @@ def _program_for(model, plan: RewritePlan) -> Program:
         )
     if not plan.options:
         return _legacy_program_for(model, plan)
-    options = plan.options
-    flags = dict(
-        classifier_before_pool=bool(options.get("classifier_before_pool")), pool_scores=options.get("pool_scores")
+    recorded = plan.options
+    options = OnnxRewriteOptions(
+        Selection.from_dict(recorded.get("selection")),
+        plan.mode,
+        bool(recorded.get("classifier_before_pool")),
+        plan.input_shapes,
+        recorded.get("pool_scores"),
     )
-    selection = Selection.from_dict(options.get("selection"))
     program = _derive(
         model,
         lambda: build_program(
             model,
-            selection,
-            plan.mode,
-            input_shapes=plan.input_shapes,
-            resize_inputs=bool(options.get("resize_inputs")),
-            map_outputs=bool(options.get("map_outputs", True)),
-            **flags,
+            options,
+            resize_inputs=bool(recorded.get("resize_inputs")),
+            map_outputs=bool(recorded.get("map_outputs", True)),
         ),
     )
     problem = first_difference(plan, program.plan)
@@ -145,9 +123,7 @@ def _program_for(model, plan: RewritePlan) -> Program:
     if wanted < derived:  # rewrites dropped by hand: plan what is left (with its fcn proof)
         program = _derive(
             model,
-            lambda: plan_program(
-                model, Selection(only=frozenset(wanted)), plan.mode, input_shapes=plan.input_shapes, **flags
-            ),
+            lambda: plan_program(model, replace(options, selection=Selection(only=frozenset(wanted)))),
         )
         problem = first_difference(plan, program.plan, edits=False)
         if problem is None:
@@ -180,7 +156,9 @@ def _legacy_program_for(model, plan: RewritePlan) -> Program:
     pool_scores = _pool_scores(plan)
     for classifier_before_pool in (False, True):
         try:
-            program = build_program(model, selection, plan.mode, classifier_before_pool, plan.input_shapes, pool_scores)
+            program = build_program(
+                model, OnnxRewriteOptions(selection, plan.mode, classifier_before_pool, plan.input_shapes, pool_scores)
+            )
         except RewriteRefused as err:
             raise UsageError(
                 f"the plan does not fit this model: {err.message}",
