@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 
 from proto_rewrite import API_NAMES  # the one list of the API's names
-from proto_rewrite.conversion import AUTO, ConvertOptions, ConvertResult, convert_file, read_plan
+from proto_rewrite.conversion import AUTO, ConvertOptions, ConvertResult, convert_file
 from proto_rewrite.errors import UsageError
 from proto_rewrite.formats import is_onnx_path as _is_onnx
-from proto_rewrite.rewrite_plan import FCN, RewritePlan
+from proto_rewrite.rewrite_plan import FCN, RewritePlan, plan_renames, read_plan
 
 __all__ = list(API_NAMES)
 
@@ -229,12 +229,16 @@ def diff(
     strict: bool = False,
     input_shapes: dict | None = None,
     caffe_schema: str | os.PathLike | None = None,
+    text: bool = False,
 ):
     """What changed from model file ``a`` to model file ``b``: a GraphDiff (``.equal``,
     ``.to_json()``, ``.to_html()``, ``.render_text()``). ``plan``: the conversion's plan, to match
-    renamed layers. ``caffe_schema``: a fork's compiled schema for Caffe nets."""
+    renamed layers (one made for the other format is refused). ``weights_a`` / ``weights_b``:
+    Caffe nets' caffemodels (None: none; ONNX models carry theirs). ``compare_values`` False:
+    weights compared by shape and dtype only. ``caffe_schema``: a fork's compiled schema for Caffe
+    nets. ``text``: also the unified diff of the two prototxts / ONNX texts (``.text_diff``)."""
     from proto_rewrite.graphdiff.compare import diff_graphs
-    from proto_rewrite.graphdiff.load import LoadOptions, load_pair
+    from proto_rewrite.graphdiff.load import LoadOptions, load_pair, text_diff
 
     options = LoadOptions(
         weights_a=weights_a,
@@ -245,14 +249,111 @@ def diff(
         caffe_schema=None if caffe_schema is None else os.fspath(caffe_schema),
     )
     graph_a, graph_b = load_pair(a, b, options)
-    renames = read_plan(plan).renames if plan is not None else None
-    return diff_graphs(graph_a, graph_b, renames, compare_values=compare_values)
+    renames = plan_renames(None if plan is None else read_plan(plan), graph_a.model_format)
+    changes = diff_graphs(graph_a, graph_b, renames, compare_values=compare_values)
+    if text:
+        changes.text_diff = text_diff(graph_a, graph_b)
+    return changes
 
 
 def convert(model_path: str | os.PathLike, output: str | os.PathLike | None = None, **options) -> ConvertResult:
     """The CLI's ``convert`` as a call: load, plan (or apply ``plan=``), check (``validate=True``),
     write. Keyword arguments: the fields of :class:`~proto_rewrite.conversion.ConvertOptions`."""
     return convert_file(os.fspath(model_path), None if output is None else os.fspath(output), ConvertOptions(**options))
+
+
+def inspect(
+    model,
+    *,
+    weights: str | os.PathLike | None = AUTO,
+    phase: str = "TEST",
+    strict: bool = False,
+    input_shapes: dict | None = None,
+    caffe_schema: str | os.PathLike | None = None,
+):
+    """What ``proto-rewrite inspect`` shows, as a ModelSummary (``.to_dict()``, the JSON of
+    ``schemas/inspect.schema.json``; ``proto_rewrite.summary.render_text`` for the text):
+    inputs, layers with their output shapes, weight shapes and parameter counts. ``model``: a
+    path (loaded with the other arguments) or a loaded model; ``input_shapes`` replace the
+    declared input shapes (ONNX: fix symbolic dimensions)."""
+    shapes = None  # a Caffe net's own (at input_shapes when loaded here)
+    if isinstance(model, (str, os.PathLike)):
+        caffe_shapes = None if _is_onnx(model) else input_shapes
+        model = _load(model, weights, phase, strict, caffe_shapes, True, caffe_schema)
+    elif input_shapes and _is_caffe_model(model):
+        from proto_rewrite.caffe.shapes import infer_shapes
+
+        shapes = infer_shapes(model.net, input_shapes, path=model.prototxt_path, lines=model.layer_lines)
+    if _is_caffe_model(model):
+        from proto_rewrite.caffe.summary import summarize
+
+        return summarize(model, shapes)
+    from proto_rewrite.onnx.summary import summarize_onnx
+
+    return summarize_onnx(_onnx_model(model), input_shapes)
+
+
+def export(
+    model,
+    output: str | os.PathLike,
+    *,
+    weights: str | os.PathLike | None = AUTO,
+    phase: str = "TEST",
+    strict: bool = False,
+    caffe_schema: str | os.PathLike | None = None,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
+    dynamic_size: bool = False,
+    input_shapes: dict | None = None,
+    seed: int = 0,
+    allow_nonfinite: bool = False,
+):
+    """``proto-rewrite export`` as a call: a Caffe net (a prototxt path, or a model from
+    :func:`load`) written as ONNX with Caffe's semantics; an ExportResult (``.written``,
+    ``.random_weights``, ``.to_dict()``). A net without weights gets random ones (``seed``), and
+    ``result.random_weights`` says so."""
+    from proto_rewrite.caffe.onnx_export.export_file import export_file
+
+    if isinstance(model, (str, os.PathLike)):
+        if _is_onnx(model):
+            raise UsageError("export reads Caffe models", hint="an ONNX model is already ONNX")
+        model = _load(model, weights, phase, strict, input_shapes, True, caffe_schema)
+    elif not _is_caffe_model(model):
+        raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
+    return export_file(
+        model,
+        output,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        dynamic_size=dynamic_size,
+        input_shapes=input_shapes,
+        seed=seed,
+        allow_nonfinite=allow_nonfinite,
+    )
+
+
+def init_weights(
+    model,
+    output: str | os.PathLike,
+    *,
+    seed: int = 0,
+    input_shapes: dict | None = None,
+    phase: str = "TEST",
+    strict: bool = False,
+    caffe_schema: str | os.PathLike | None = None,
+):
+    """``proto-rewrite init-weights`` as a call: a caffemodel of random weights for a Caffe net
+    (a prototxt path, or a model from :func:`load`), deterministic per ``seed``; a
+    RandomWeightsResult (``.layers``, ``.parameters``, ``.unknown_layers``)."""
+    from proto_rewrite.caffe.init_weights import write_random_weights
+
+    if isinstance(model, (str, os.PathLike)):
+        if _is_onnx(model):
+            raise UsageError("init-weights reads Caffe models", hint="give the net's .prototxt")
+        model = _load(model, None, phase, strict, None, True, caffe_schema)
+    elif not _is_caffe_model(model):
+        raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
+    return write_random_weights(model, output, seed=seed, input_shapes=input_shapes)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

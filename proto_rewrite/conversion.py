@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proto_rewrite.errors import InputFileError, UsageError
+from proto_rewrite.errors import UsageError
 from proto_rewrite.formats import is_onnx_path as _is_onnx
-from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection
+from proto_rewrite.rewrite_plan import FCN, RewritePlan, Selection, read_plan
 
 AUTO = "auto"  # Caffe weights: <stem>.caffemodel beside the prototxt when there is one
 
@@ -108,25 +108,6 @@ def convert_file(
         if not options.dry_run:
             write(result)
     return result
-
-
-def read_plan(source: RewritePlan | str) -> RewritePlan:
-    """A plan object, or the plan in a JSON file written by ``--save-plan`` / ``RewritePlan.to_json``."""
-    if isinstance(source, RewritePlan):
-        return source
-    from proto_rewrite.fileio import read_text
-
-    try:
-        data = json.loads(read_text(source, "plan"))
-        if not isinstance(data, dict):
-            raise TypeError(f"it holds a JSON {type(data).__name__}, not an object")
-        return RewritePlan.from_dict(data)
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
-        raise InputFileError(
-            f"not a proto-rewrite plan: {err}",
-            path=source,
-            hint="write one with proto-rewrite convert MODEL --dry-run --save-plan PLAN.json",
-        ) from err
 
 
 # -- per format -------------------------------------------------------------------------------------

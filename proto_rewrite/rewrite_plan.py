@@ -449,3 +449,43 @@ def _names_map(value) -> dict[str, str]:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in renames.items()):
         raise ValueError("renames must map names to names")
     return renames
+
+
+def read_plan(source) -> RewritePlan:
+    """A plan object as it is, or the plan in a JSON file written by ``convert --save-plan`` /
+    ``RewritePlan.to_json`` (a regular file within the text limit); :class:`InputFileError`
+    naming the file when it is not one."""
+    if isinstance(source, RewritePlan):
+        return source
+    from proto_rewrite.errors import InputFileError
+    from proto_rewrite.fileio import read_text
+
+    hint = "write one with proto-rewrite convert MODEL --dry-run --save-plan PLAN.json"
+    text = read_text(source, "the plan")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than Python's stack
+        detail = "it is nested too deeply to read" if isinstance(err, RecursionError) else err
+        raise InputFileError(
+            f"not a proto-rewrite plan: the plan is not JSON ({detail})", path=source, hint=hint
+        ) from err
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"it holds a JSON {type(data).__name__}, not an object")
+        return RewritePlan.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
+        raise InputFileError(f"not a proto-rewrite plan (bad or missing field: {err})", path=source, hint=hint) from err
+
+
+def plan_renames(plan: RewritePlan | None, model_format: str) -> dict[str, str] | None:
+    """The old -> new layer names of ``plan`` for matching two models of ``model_format``; a plan
+    made for the other format is a :class:`UsageError`."""
+    if plan is None:
+        return None
+    if plan.model_format != model_format:
+        raise UsageError(
+            f"plan was made for {plan.model_format} models; these are {model_format} models",
+            options=("plan",),
+            hint="give the one saved when B was converted from A",
+        )
+    return plan.renames

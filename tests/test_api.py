@@ -142,3 +142,44 @@ def test_load_takes_its_limits_as_arguments():
         pr.load(MINI, max_tensor_bytes=1000)
     assert limits.max_tensor_bytes() == before  # the call's limit ended with it
     assert pr.load(MINI, weights=None).weights == {}
+
+
+def test_inspect_export_and_init_weights_as_calls(tmp_path):
+    summary = pr.inspect(MINI)
+    as_json = summary.to_dict()
+    assert as_json == pr.inspect(pr.load(MINI)).to_dict()
+    fc6 = next(layer for layer in as_json["layers"] if layer["name"] == "fc6")
+    assert fc6["type"] == "InnerProduct" and fc6["output_shapes"] == [[1, 256]]
+    assert fc6["weights"][0]["shape"] == [256, 576] and fc6["parameters"] == 256 * 576 + 256
+    wider = pr.inspect(MINI, input_shapes={"data": [2, 3, 115, 115]}).to_dict()
+    assert wider["inputs"][0]["shape"] == [2, 3, 115, 115] and as_json["inputs"][0]["shape"] == [1, 3, 115, 115]
+    assert next(layer for layer in wider["layers"] if layer["name"] == "fc6")["output_shapes"] == [[2, 256]]
+    loaded_wider = pr.inspect(pr.load(MINI), input_shapes={"data": [2, 3, 115, 115]}).to_dict()
+    assert loaded_wider["layers"] == wider["layers"]
+    onnx_summary = pr.inspect(LENET_ONNX).to_dict()
+    assert (
+        onnx_summary["totals"]["parameters"]
+        == 431080
+        == sum(layer["parameters"] or 0 for layer in onnx_summary["layers"])
+    )
+
+    exported = pr.export(MINI, tmp_path / "mini.onnx", dynamic_batch=True)
+    assert exported.written == [tmp_path / "mini.onnx"] and exported.random_weights is None
+    assert exported.to_dict()["inputs"][0]["shape"] == ["N", 3, 115, 115]
+    assert pr.validate(MINI, tmp_path / "mini.onnx").passed  # the exported net computes what Caffe's does
+
+    weights = tmp_path / "random.caffemodel"
+    result = pr.init_weights(MINI, weights, seed=7)
+    assert result.layers == 8 and result.parameters == sum(
+        array.size for arrays in pr.load(MINI, weights).weights.values() for array in arrays
+    )
+    again = tmp_path / "again.caffemodel"
+    pr.init_weights(pr.load(MINI, None), again, seed=7)
+    assert again.read_bytes() == weights.read_bytes()
+    random_export = pr.export(pr.load(MINI, None), tmp_path / "random.onnx", seed=3)
+    assert random_export.random_weights and "NOT a trained model" in random_export.random_weights
+    with pytest.raises(UsageError, match="seed"):
+        pr.init_weights(MINI, tmp_path / "x.caffemodel", seed=-1)
+    with pytest.raises(UsageError, match="the output is the model itself"):
+        pr.export(MINI, MINI)
+    assert not (tmp_path / "x.caffemodel").exists()

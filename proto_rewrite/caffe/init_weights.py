@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from proto_rewrite.caffe.blob_shapes import expected_blobs, format_shape
-from proto_rewrite.caffe.shapes import NetShapes
+from proto_rewrite.caffe.shapes import NetShapes, infer_shapes
 from proto_rewrite.errors import NetStructureError
 
 BIAS_STD = 0.01
@@ -379,3 +379,48 @@ def power_of_two(value: float) -> float:
     drawn from an estimate do not depend on the last bits of libm's exp and erf."""
     mantissa, exponent = math.frexp(value)  # value = mantissa * 2**exponent, 0.5 <= mantissa < 1
     return math.ldexp(1.0, exponent if mantissa >= math.sqrt(0.5) else exponent - 1)
+
+
+@dataclass
+class RandomWeightsResult:
+    """What :func:`write_random_weights` wrote."""
+
+    path: str
+    layers: int  # layers given weights
+    parameters: int
+    seed: int
+    unknown_layers: list[str] = field(default_factory=list)  # layers whose learnable blobs proto-rewrite does not know
+    diagnostics: list = field(default_factory=list)  # shape inference's warnings at the shapes used
+
+    def render_text(self) -> str:
+        return (
+            f"wrote {self.path}: random weights for {self.layers} layers, {self.parameters:,} parameters "
+            f"(seed {self.seed})\n"
+        )
+
+
+def write_random_weights(model, output, *, seed: int = 0, input_shapes=None) -> RandomWeightsResult:
+    """Write a caffemodel of random weights for ``model`` (a CaffeModel; its own weights are not
+    used) at its declared input shapes or ``input_shapes``; deterministic per ``seed``. Checked
+    against the limits before any is drawn, then drawn and written one layer at a time."""
+    import os
+
+    from proto_rewrite.caffe.caffemodel import write_caffemodel
+    from proto_rewrite.errors import UsageError
+
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"seed {seed} is out of range", options=("seed",), hint="use a seed from 0 to 4294967295")
+    if model.prototxt_path and os.path.exists(output) and os.path.samefile(output, model.prototxt_path):
+        raise UsageError("the output is the model itself", path=output, hint="write the weights to a .caffemodel file")
+    where = {"path": model.prototxt_path, "lines": model.layer_lines}
+    shapes = infer_shapes(model.net, input_shapes, **where)
+    weights = lazy_random_weights(model.net, shapes, seed=seed, **where)
+    write_caffemodel(output, model.net, weights)
+    return RandomWeightsResult(
+        os.fspath(output),
+        len(weights),
+        weights.parameter_count(),
+        seed,
+        unknown_blob_layers(model.net),
+        shapes.diagnostics,
+    )

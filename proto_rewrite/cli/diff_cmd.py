@@ -19,7 +19,7 @@ from proto_rewrite.cli.options import (
     parse_input_shapes,
     refuse_output_over_input,
 )
-from proto_rewrite.errors import EXIT_CHECK_FAILED, EXIT_OK, InputFileError, UsageError
+from proto_rewrite.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 HELP = "show what changed between two models: layers removed, added and changed, weight relations, costs"
 
@@ -72,7 +72,8 @@ def register(subparsers) -> None:
 
 def run(args, console) -> int:
     from proto_rewrite.graphdiff.compare import diff_graphs
-    from proto_rewrite.graphdiff.load import AUTO, LoadOptions, load_pair, read_plan, text_diff
+    from proto_rewrite.graphdiff.load import AUTO, LoadOptions, load_pair, text_diff
+    from proto_rewrite.rewrite_plan import plan_renames, read_plan
 
     apply_safety_options(args)
     refuse_output_over_input(
@@ -88,14 +89,7 @@ def run(args, console) -> int:
     )
     if args.no_weights and (args.weights_a or args.weights_b):
         raise UsageError("--no-weights cannot be combined with --weights-a / --weights-b")
-    try:
-        plan = read_plan(args.plan) if args.plan else None
-    except RecursionError as err:  # JSON nested deeper than Python's stack
-        raise InputFileError(
-            "the plan is not a proto-rewrite plan: it is nested too deeply to read",
-            path=args.plan,
-            hint="pass the file written by proto-rewrite convert --save-plan",
-        ) from err
+    plan = read_plan(args.plan) if args.plan else None
     options = LoadOptions(
         weights_a=None if args.no_weights else (args.weights_a or AUTO),
         weights_b=None if args.no_weights else (args.weights_b or AUTO),
@@ -105,14 +99,10 @@ def run(args, console) -> int:
         caffe_schema=caffe_schema_arg(args),
     )
     graph_a, graph_b = load_pair(args.model_a, args.model_b, options)
-    if plan is not None and plan.model_format != graph_a.model_format:
-        raise UsageError(
-            f"--plan is a plan for {plan.model_format} models; A and B are {graph_a.model_format} models",
-            hint="pass the plan saved when B was converted from A",
-        )
+    renames = plan_renames(plan, graph_a.model_format)
     for graph in (graph_a, graph_b):
         console.diagnostics(graph.diagnostics)
-    diff = diff_graphs(graph_a, graph_b, plan.renames if plan else None, compare_values=not args.no_weights)
+    diff = diff_graphs(graph_a, graph_b, renames, compare_values=not args.no_weights)
     if args.text:
         diff.text_diff = text_diff(graph_a, graph_b)
     report = _render(diff, args, console)

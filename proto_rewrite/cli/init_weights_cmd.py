@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from proto_rewrite.cli.options import (
     add_caffe_net_options,
     add_safety_options,
@@ -35,26 +33,15 @@ def register(subparsers) -> None:
 
 def run(args, console) -> int:
     apply_safety_options(args)
-    from proto_rewrite.caffe.caffemodel import write_caffemodel
-    from proto_rewrite.caffe.init_weights import lazy_random_weights, unknown_blob_layers
+    from proto_rewrite.caffe.init_weights import write_random_weights
     from proto_rewrite.caffe.model import load_caffe
-    from proto_rewrite.caffe.shapes import infer_shapes
     from proto_rewrite.diagnostics import Diagnostic
-    from proto_rewrite.errors import Location, UsageError
+    from proto_rewrite.errors import Location
 
-    if args.seed < 0 or args.seed >= 2**32:
-        raise UsageError(f"--seed {args.seed} is out of range", hint="use a seed from 0 to 4294967295")
-    if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
-        raise UsageError(
-            "the output is the model itself", path=args.output, hint="write the weights to a .caffemodel file"
-        )
-    overrides = parse_input_shapes(args.input_shape)
     model = load_caffe(args.model, weights=None, phase=args.phase, strict=args.strict, schema=caffe_schema_arg(args))
     console.diagnostics(model.diagnostics)
-    shapes = infer_shapes(model.net, overrides, path=model.prototxt_path, lines=model.layer_lines)
-    console.diagnostics(shapes.diagnostics)
-    # Checked against the limits before any is drawn; drawn and written one layer at a time.
-    weights = lazy_random_weights(model.net, shapes, seed=args.seed, path=model.prototxt_path, lines=model.layer_lines)
+    result = write_random_weights(model, args.output, seed=args.seed, input_shapes=parse_input_shapes(args.input_shape))
+    console.diagnostics(result.diagnostics)
     console.diagnostics(
         [
             Diagnostic(
@@ -63,12 +50,8 @@ def run(args, console) -> int:
                 Location(model.prototxt_path, model.layer_lines.get(name), layer=name),
                 hint="Caffe fills them from the layer's fillers when it loads the net",
             )
-            for name in unknown_blob_layers(model.net)
+            for name in result.unknown_layers
         ]
     )
-    write_caffemodel(args.output, model.net, weights)
-    parameters = weights.parameter_count()
-    console.out(
-        f"wrote {args.output}: random weights for {len(weights)} layers, {parameters:,} parameters (seed {args.seed})\n"
-    )
+    console.out(result.render_text())
     return 0

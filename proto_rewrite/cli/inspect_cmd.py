@@ -12,7 +12,6 @@ from proto_rewrite.cli.options import (
     apply_safety_options,
     caffe_schema_arg,
     caffe_weights_arg,
-    is_onnx_path,
     parse_input_shapes,
 )
 
@@ -30,35 +29,21 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
+    from proto_rewrite.api import inspect
     from proto_rewrite.summary import render_text
 
     apply_safety_options(args)
-    summary = _onnx_summary(args) if is_onnx_path(args.model) else _caffe_summary(args)
+    summary = inspect(
+        args.model,
+        weights=caffe_weights_arg(args),
+        phase=args.phase,
+        strict=args.strict,
+        input_shapes=parse_input_shapes(args.input_shape) or None,
+        caffe_schema=caffe_schema_arg(args),
+    )
     console.diagnostics(summary.diagnostics)
     if args.format == "json":
         console.out(json.dumps(summary.to_dict(), indent=2) + "\n")
     else:
         console.out(render_text(summary))
     return 0
-
-
-def _caffe_summary(args):
-    from proto_rewrite.caffe.model import load_caffe
-    from proto_rewrite.caffe.summary import summarize
-
-    model = load_caffe(
-        args.model,
-        caffe_weights_arg(args),
-        phase=args.phase,
-        strict=args.strict,
-        input_shapes=parse_input_shapes(args.input_shape),
-        schema=caffe_schema_arg(args),
-    )
-    return summarize(model, model.shapes)
-
-
-def _onnx_summary(args):
-    from proto_rewrite.onnx.model import load_onnx
-    from proto_rewrite.onnx.summary import summarize_onnx
-
-    return summarize_onnx(load_onnx(args.model))

@@ -115,18 +115,9 @@ def run(args, console) -> int:
 
 
 def plan_renames(path) -> dict[str, str]:
-    from proto_rewrite.errors import InputFileError
-    from proto_rewrite.fileio import read_text
-    from proto_rewrite.rewrite_plan import RewritePlan
+    from proto_rewrite.rewrite_plan import read_plan
 
-    try:
-        return RewritePlan.from_dict(json.loads(read_text(path, "plan"))).renames
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # a list; nested 10^5 deep
-        raise InputFileError(
-            f"not a proto-rewrite plan: {err}",
-            path=path,
-            hint="write one with proto-rewrite convert ... --save-plan PLAN.json",
-        ) from err
+    return read_plan(path).renames
 
 
 def run_dense(args, console, model_a, model_b, options) -> int:

@@ -9,14 +9,12 @@ numbers for them, input by input, so both sides are costed at the same size; ``i
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
 
-from proto_rewrite.errors import InputFileError, UsageError
+from proto_rewrite.errors import UsageError
 from proto_rewrite.formats import model_format
 from proto_rewrite.graph_view import Graph
 from proto_rewrite.graphdiff.text import side_label
-from proto_rewrite.rewrite_plan import RewritePlan
 
 AUTO = "auto"
 
@@ -40,9 +38,11 @@ def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph
             hint="diff compares two Caffe prototxts or two .onnx models",
         )
     if kinds[0] == "onnx":
-        for option, value in (("--weights-a", options.weights_a), ("--weights-b", options.weights_b)):
+        for option, value in (("weights_a", options.weights_a), ("weights_b", options.weights_b)):
             if value not in (None, AUTO):
-                raise UsageError(f"{option} applies to Caffe models only", hint="ONNX models carry their weights")
+                raise UsageError(
+                    f"{option} applies to Caffe models only", options=(option,), hint="ONNX models carry their weights"
+                )
         return _load_onnx_pair(path_a, path_b, options)
     return _load_caffe(path_a, options.weights_a, options), _load_caffe(path_b, options.weights_b, options)
 
@@ -107,33 +107,6 @@ def _known(given: dict, model) -> dict:
 
     names = {t.name for t in declared_inputs(model)}
     return {name: shape for name, shape in given.items() if name in names}
-
-
-def read_plan(path) -> RewritePlan:
-    """A plan saved by ``convert --save-plan``."""
-    from proto_rewrite.input_guard import require_regular_file
-    from proto_rewrite.limits import check_text_size
-
-    info = require_regular_file(path, "the plan")
-    if info is not None:
-        check_text_size(info.st_size, "the plan", path=path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as err:
-        raise InputFileError(f"cannot read the plan: {err.strerror}", path=path) from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(
-            f"the plan is not JSON: {err}", path=path, hint="pass the file written by proto-rewrite convert --save-plan"
-        ) from err
-    try:
-        return RewritePlan.from_dict(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise InputFileError(
-            f"the plan is not a proto-rewrite plan (bad or missing field: {err})",
-            path=path,
-            hint="pass the file written by proto-rewrite convert --save-plan",
-        ) from err
 
 
 def text_diff(a: Graph, b: Graph) -> str:
