@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 
@@ -10,24 +9,19 @@ import numpy as np
 import pytest
 from corpus import CAFFE_DATA, ROOT
 
+from proto_rewrite.cli.main import main
+
 SCHEMA_PATH = ROOT / "schemas" / "diff.schema.json"
+MINI = ROOT / "samples" / "caffenet_mini" / "caffenet_mini.prototxt"
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """``cli(*args) -> (exit code, stdout, stderr)``, in-process through ``main``.
-
-    ``diff`` is registered here when cli/main.py does not list it yet.
-    """
-    main_module = importlib.import_module("proto_rewrite.cli.main")
-    from proto_rewrite.cli import diff_cmd
-
-    if diff_cmd not in main_module.COMMANDS:
-        monkeypatch.setattr(main_module, "COMMANDS", (*main_module.COMMANDS, diff_cmd))
+def cli():
+    """``cli(*args) -> (exit code, stdout, stderr)``, in-process through ``main``."""
 
     def run(*args):
         out, err = io.StringIO(), io.StringIO()
-        code = main_module.main([str(a) for a in args], stdout=out, stderr=err)
+        code = main([str(a) for a in args], stdout=out, stderr=err)
         return code, out.getvalue(), err.getvalue()
 
     return run
@@ -147,3 +141,36 @@ def caffenet_fcn_prototxt(tmp_path_factory):
         CAFFE_DATA / "bvlc_reference_caffenet.prototxt", tmp_path_factory.mktemp("caffenet_fcn"), "caffenet_fcn"
     )
     return prototxt
+
+
+@pytest.fixture(scope="session")
+def mini_fcn(tmp_path_factory):
+    """(prototxt, caffemodel): the caffenet_mini sample's fcn conversion, with its weights."""
+    folder = tmp_path_factory.mktemp("mini_fcn")
+    prototxt, caffemodel, _ = _convert_caffe(MINI, folder, "mini_fcn", weights=MINI.with_suffix(".caffemodel"))
+    return prototxt, caffemodel
+
+
+@pytest.fixture(scope="session")
+def mini_renamed(tmp_path_factory):
+    """(prototxt, plan.json): caffenet_mini's exact conversion with its FCs renamed ``-conv``, with weights."""
+    folder = tmp_path_factory.mktemp("mini_renamed")
+    prototxt, _, plan = _convert_caffe(
+        MINI, folder, "mini_exact", weights=MINI.with_suffix(".caffemodel"), mode="exact", rename="-conv"
+    )
+    plan_path = folder / "plan.json"
+    plan_path.write_text(plan.to_json())
+    return prototxt, plan_path
+
+
+@pytest.fixture(scope="session")
+def with_text_diff():
+    """``with_text_diff(changes) -> changes`` with the unified diff of the two models' normalised
+    texts added, as ``diff --text`` adds it (``pr.diff`` has no option for it)."""
+    from proto_rewrite.graphdiff.load import text_diff
+
+    def add(changes):
+        changes.text_diff = text_diff(changes.a, changes.b)
+        return changes
+
+    return add

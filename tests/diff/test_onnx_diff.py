@@ -1,15 +1,19 @@
-"""ONNX diffs: the three FC forms (Gemm transB=0, Gemm with alpha/beta, MatMul + Add) against
-their conversion, the VGG sample, renamed nodes matched by position, and a model with itself."""
+"""ONNX diffs through the library (``pr.diff``): the three FC forms (Gemm transB=0, Gemm with
+alpha/beta, MatMul + Add) against their conversion, the VGG sample, renamed nodes matched by
+position, a model with itself, the text diff of the printed graphs. The command line's own part
+is test_diff_cli.py."""
 
 from __future__ import annotations
-
-import json
 
 import onnx
 import pytest
 from corpus import ROOT
 
+import proto_rewrite as pr
+from proto_rewrite.errors import UsageError
+
 VGG = ROOT / "samples" / "onnx" / "vgg_mini.onnx"
+NO_WEIGHTS = {"weights_a": None, "weights_b": None, "compare_values": False}  # what --no-weights asks for
 
 
 def by_name(report: dict) -> dict:
@@ -20,11 +24,11 @@ def relation(node: dict, role: str) -> dict:
     return next(w for w in node["weights"] if w["role"] == role)["relation"]
 
 
-def test_fc_forms_against_their_conversion(cli, onnx_pair, check_schema):
+def test_fc_forms_against_their_conversion(onnx_pair, check_schema):
     before, after, _ = onnx_pair
-    code, out, err = cli("diff", before, after, "--format", "json")
-    assert code == 1, err
-    report = check_schema(json.loads(out))
+    changes = pr.diff(before, after)
+    assert not changes.equal
+    report = check_schema(changes.to_dict())
     nodes = by_name(report)
     status = {name: node["status"] for name, node in nodes.items()}
     assert status == {
@@ -62,10 +66,11 @@ def test_fc_forms_against_their_conversion(cli, onnx_pair, check_schema):
     assert totals["macs"]["a"] == totals["macs"]["b"] == 4 * 8 * 9 + 72 * 16 + 16 * 12 + 12 * 5
 
 
-def test_fc_forms_text(cli, onnx_pair):
+def test_fc_forms_text(onnx_pair):
     before, after, _ = onnx_pair
-    code, out, _ = cli("diff", before, after)
-    assert code == 1
+    changes = pr.diff(before, after)
+    out = changes.render_text()
+    assert not changes.equal
     for line in (
         "- flatten (Flatten): r1 -> flat",
         "~ fc1 (Gemm -> Conv)",
@@ -80,15 +85,15 @@ def test_fc_forms_text(cli, onnx_pair):
         assert line in out, line
 
 
-def test_plan_of_the_conversion_and_no_weights(cli, onnx_pair, check_schema):
+def test_plan_of_the_conversion_and_no_weights(onnx_pair, check_schema):
     before, after, plan = onnx_pair
-    code, out, _ = cli("diff", before, after, "--plan", plan, "--no-weights", "--format", "json")
-    report = check_schema(json.loads(out))
-    assert code == 1 and report["compared_values"] is False
+    changes = pr.diff(before, after, plan=plan, **NO_WEIGHTS)
+    report = check_schema(changes.to_dict())
+    assert not changes.equal and report["compared_values"] is False
     assert relation(by_name(report)["fc1"], "weight")["kind"] == "unknown"
 
 
-def test_renamed_nodes_are_matched_by_position(cli, onnx_pair, tmp_path):
+def test_renamed_nodes_are_matched_by_position(onnx_pair, tmp_path):
     before, after, _ = onnx_pair
     model = onnx.load(str(after))
     for node in model.graph.node:
@@ -96,22 +101,22 @@ def test_renamed_nodes_are_matched_by_position(cli, onnx_pair, tmp_path):
             node.name = "/classifier/fc1/Conv"
     renamed = tmp_path / "renamed.onnx"
     onnx.save(model, str(renamed))
-    code, out, _ = cli("diff", before, renamed, "--format", "json")
-    node = by_name(json.loads(out))["/classifier/fc1/Conv"]
-    assert code == 1 and node["matched_by"] == "position" and node["a"]["name"] == "fc1"
+    changes = pr.diff(before, renamed)
+    node = by_name(changes.to_dict())["/classifier/fc1/Conv"]
+    assert not changes.equal and node["matched_by"] == "position" and node["a"]["name"] == "fc1"
     assert relation(node, "weight")["kind"] == "transposed"
 
 
-def test_vgg_sample_against_its_conversion(cli, tmp_path, check_schema):
+def test_vgg_sample_against_its_conversion(tmp_path, check_schema):
     from proto_rewrite.onnx.model import load_onnx, save_onnx
     from proto_rewrite.onnx.rewrite import apply_onnx_plan, plan_onnx_rewrite
 
     model = load_onnx(VGG)
     converted = tmp_path / "vgg_fcn.onnx"
     save_onnx(apply_onnx_plan(model, plan_onnx_rewrite(model)), converted)
-    code, out, _ = cli("diff", VGG, converted, "--format", "json")
-    report = check_schema(json.loads(out))
-    assert code == 1
+    changes = pr.diff(VGG, converted)
+    report = check_schema(changes.to_dict())
+    assert not changes.equal
     assert {n["name"] for n in report["nodes"] if n["status"] == "changed"} == {"fc1", "fc2", "fc3"}
     assert {n["name"] for n in report["nodes"] if n["status"] == "removed"} == {
         "view1.Shape",
@@ -124,25 +129,26 @@ def test_vgg_sample_against_its_conversion(cli, tmp_path, check_schema):
     assert report["totals"]["macs"]["a"] == report["totals"]["macs"]["b"] is not None
 
 
-def test_a_model_against_itself(cli, check_schema):
-    code, out, err = cli("diff", VGG, VGG, "--format", "json")
-    report = check_schema(json.loads(out))
-    assert code == 0 and report["equal"] and "EQUAL" in err
+def test_a_model_against_itself(check_schema):
+    changes = pr.diff(VGG, VGG)
+    report = check_schema(changes.to_dict())
+    assert changes.equal and report["equal"]
     assert report["totals"]["macs"]["a"] is not None  # the batch lost by the view chain is the input's
 
 
-@pytest.mark.parametrize("option", ["--weights-a", "--weights-b"])
-def test_weights_options_are_for_caffe(cli, onnx_pair, option):
+@pytest.mark.parametrize("option", ["weights_a", "weights_b"])
+def test_weights_options_are_for_caffe(onnx_pair, option):
     before, after, _ = onnx_pair
-    code, _, err = cli("diff", before, after, option, "x.caffemodel")
-    assert code == 2 and "Caffe models only" in err
+    with pytest.raises(UsageError, match="Caffe models only"):
+        pr.diff(before, after, **{option: "x.caffemodel"})
 
 
-def test_text_option_adds_the_printed_graphs_diff(cli, onnx_pair):
+def test_text_diff_of_the_printed_graphs(onnx_pair, with_text_diff):
     before, after, _ = onnx_pair
-    code, out, _ = cli("diff", before, after, "--text")
+    changes = with_text_diff(pr.diff(before, after))
+    out = changes.render_text()
     unified = out[out.rindex("\n--- ") + 1 :].splitlines()
-    assert code == 1 and unified[1].startswith("+++ ")
+    assert not changes.equal and unified[1].startswith("+++ ")
     assert any(line.startswith("-") and "Gemm" in line for line in unified)
     assert any(line.startswith("+") and "Conv <kernel_shape" in line for line in unified)
     assert any(line.startswith("-") and "Flatten" in line for line in unified)
