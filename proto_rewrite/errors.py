@@ -51,7 +51,11 @@ def _text(value):
 
 
 class ProtoRewriteError(Exception):
-    """A user-facing error: something is wrong with the input or the request."""
+    """A user-facing error: something is wrong with the input or the request.
+
+    ``options``: the Python names of the options the message and hint mention (``input_size``,
+    ``max_tensor_bytes``); the CLI shows them as its flags (``--input-size``), see
+    :meth:`with_flags`. Library code never names a command-line flag itself."""
 
     exit_code = EXIT_BAD_INPUT
     kind = "error"
@@ -65,12 +69,33 @@ class ProtoRewriteError(Exception):
         column: int | None = None,
         layer: str | None = None,
         hint: str | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         message, layer, hint = _text(message), _text(layer), _text(hint)
         super().__init__(message)
         self.message = message
         self.location = Location(path, line, column, layer)
         self.hint = hint
+        self.options = tuple(options)
+
+    def with_flags(self) -> ProtoRewriteError:
+        """The same error with each option named as a command-line flag (a copy; the error
+        itself is unchanged)."""
+        if not self.options:
+            return self
+        import copy
+        import re
+
+        def flags(text):
+            for name in self.options:
+                text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), text)
+            return text
+
+        shown = copy.copy(self)
+        shown.message = flags(self.message)
+        shown.hint = flags(self.hint) if self.hint else None
+        shown.args = (shown.message,)
+        return shown
 
     def __str__(self) -> str:
         where = str(self.location)
@@ -93,35 +118,7 @@ class ProtoRewriteError(Exception):
 
 
 class UsageError(ProtoRewriteError):
-    """The command line or API call asks for something inconsistent.
-
-    ``options``: the Python names of the options the message mentions (``input_size``); the CLI
-    shows them as its flags (``--input-size``), see :meth:`with_flags`."""
-
-    def __init__(self, message: str, *, options: tuple[str, ...] = (), **where) -> None:
-        super().__init__(message, **where)
-        self.options = tuple(options)
-
-    def with_flags(self) -> UsageError:
-        """The same error with each option named as a command-line flag."""
-        if not self.options:
-            return self
-        import re
-
-        def flags(text):
-            for name in self.options:
-                text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), text)
-            return text
-
-        loc = self.location
-        return type(self)(
-            flags(self.message),
-            path=loc.path,
-            line=loc.line,
-            column=loc.column,
-            layer=loc.layer,
-            hint=flags(self.hint) if self.hint else None,
-        )
+    """The command line or API call asks for something inconsistent."""
 
 
 class InputFileError(ProtoRewriteError):

@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
             with watch_inputs(), limits.scoped():  # SIGBUS on a truncated input: a typed error; limits end here
                 return args.run(args, console)
     except ProtoRewriteError as err:
-        if isinstance(err, UsageError):
-            err = err.with_flags()  # the library names options by their Python names
+        err = err.with_flags()  # the library names options by their Python names
         console.error(f"error: {err}")
         if getattr(args, "format", "text") == "json":
             console.out(json.dumps(err.to_dict(), indent=2) + "\n")
