@@ -237,6 +237,7 @@ def _convert_job(job) -> BatchRecord:
                 os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
             code = convert_one(quiet, model, output, console)
     except ProtoRewriteError as err:
+        err = err.with_flags()  # the library names options by their Python names
         return BatchRecord(model, "error", err.exit_code, error={**err.to_dict(), "text": str(err)})
     except Exception:  # noqa: BLE001 - a bug, reported in the record, the batch goes on
         text = traceback.format_exc()
