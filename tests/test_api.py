@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +131,9 @@ def test_readme_api_example_runs(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
     assert scope["report"].passed and not scope["changes"].equal and scope["result"].passed
+    assert scope["summary"].to_dict()["totals"]["parameters"] == 378058
+    assert scope["exported"].written == [Path("mini.onnx")] and scope["exported"].random_weights is None
+    assert scope["random"].layers == 8 and (tmp_path / "random.caffemodel").stat().st_size > 4 * 378058
     assert np.isfinite(scope["report"].outputs[0].comparison.absolute.max)
 
 
