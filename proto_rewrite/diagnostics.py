@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from proto_rewrite.errors import Location
+from proto_rewrite.errors import Location, as_flags
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,15 @@ class Diagnostic:
     message: str
     location: Location = Location()
     hint: str | None = None
+    options: tuple[str, ...] = ()  # the Python names of the options the text mentions, as on errors
+
+    def with_flags(self, spelling=None) -> Diagnostic:
+        """The same diagnostic with each option named as a command-line flag (a copy; see
+        :func:`~proto_rewrite.errors.as_flags`)."""
+        if not self.options:
+            return self
+        hint = as_flags(self.hint, self.options, spelling) if self.hint else self.hint
+        return replace(self, message=as_flags(self.message, self.options, spelling), hint=hint)
 
     def __str__(self) -> str:
         where = str(self.location)

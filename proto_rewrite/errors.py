@@ -11,6 +11,7 @@ Two families:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -50,6 +51,18 @@ def _text(value):
     return value
 
 
+def as_flags(text: str, options, spelling: Mapping[str, str] | None = None) -> str:
+    """``text`` with each of ``options`` (Python names, whole words not already after a ``-``)
+    written as a command-line flag: ``spelling[name]`` (the CLI's table for flags that are not
+    the name with dashes), else ``max_tensor_bytes`` -> ``--max-tensor-bytes``."""
+    import re
+
+    for name in options:
+        flag = (spelling or {}).get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", flag, text)
+    return text
+
+
 class ProtoRewriteError(Exception):
     """A user-facing error: something is wrong with the input or the request.
 
@@ -78,22 +91,15 @@ class ProtoRewriteError(Exception):
         self.hint = hint
         self.options = tuple(options)
 
-    def with_flags(self) -> ProtoRewriteError:
+    def with_flags(self, spelling: Mapping[str, str] | None = None) -> ProtoRewriteError:
         """The same error with each option named as a command-line flag (a copy; the error
         itself is unchanged)."""
         if not self.options:
             return self
-        import copy
-        import re
-
-        def flags(text):
-            for name in self.options:
-                text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), text)
-            return text
-
-        shown = copy.copy(self)
-        shown.message = flags(self.message)
-        shown.hint = flags(self.hint) if self.hint else None
+        shown = type(self).__new__(type(self))  # not through __init__: subclasses take other arguments
+        shown.__dict__.update(self.__dict__)
+        shown.message = as_flags(self.message, self.options, spelling)
+        shown.hint = as_flags(self.hint, self.options, spelling) if self.hint else None
         shown.args = (shown.message,)
         return shown
 
@@ -154,11 +160,11 @@ class WeightsMismatchError(InputFileError):
 
 
 class NonFiniteWeightsError(InputFileError):
-    """Weights hold NaN or Inf values (refused unless --allow-nonfinite)."""
+    """Weights hold NaN or Inf values (refused unless ``allow_nonfinite``)."""
 
 
 class TensorTooLargeError(InputFileError):
-    """A declared shape would need more memory than the limit allows (--max-tensor-bytes)."""
+    """A declared shape would need more memory than the limit allows (``max_tensor_bytes``)."""
 
 
 class WeightShapeError(ProtoRewriteError):

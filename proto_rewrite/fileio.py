@@ -349,7 +349,8 @@ def read_text(path: str | os.PathLike, what: str) -> str:
         raise InputFileError(
             f"{what} is not UTF-8 text (byte {err.start} is 0x{data[err.start]:02x})",
             path=path,
-            hint="is this a binary file? A .caffemodel goes to --weights, the .prototxt is the model",
+            hint="is this a binary file? A .caffemodel goes to weights, the .prototxt is the model",
+            options=("weights",),
         ) from err
 
 

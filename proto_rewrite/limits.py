@@ -49,15 +49,17 @@ def _excerpt(text: str) -> str:
     return shown.encode("unicode_escape").decode("ascii")  # control characters and odd bytes escaped
 
 
-def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
+def parse_size(text: str, what: str = "max_tensor_bytes") -> int:
     """``"1000"``, ``"64M"``, ``"16GiB"``... as a number of bytes (K/M/G/T decimal, Ki/Mi/Gi/Ti binary).
     Exact (no float rounding); a value that is not a size, not positive, or over :data:`MAX_SIZE` is a
-    :class:`UsageError` naming ``what`` (the option or the environment variable)."""
+    :class:`UsageError` naming ``what`` (the option's Python name, or the environment variable)."""
     text = str(text)
+    options = (what,) if what.isidentifier() and not what.isupper() else ()  # an option, not a variable
     match = _SIZE.match(text) if len(text) <= 1000 else None
     if not match:
         raise UsageError(
             f"{what} '{_excerpt(text)}' is not a size",
+            options=options,
             hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB",
         )
     number, unit = match.groups()
@@ -70,11 +72,13 @@ def parse_size(text: str, what: str = "--max-tensor-bytes") -> int:
     if value <= 0:
         raise UsageError(
             f"{what} must be positive, not '{_excerpt(text)}'",
+            options=options,
             hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB",
         )
     if value > MAX_SIZE:
         raise UsageError(
             f"{what} '{_excerpt(text)}' is too large (the most is 2^63 - 1 bytes)",
+            options=options,
             hint="give a number of bytes, optionally with a unit: 1000000, 500M, 16GiB",
         )
     return value
@@ -99,7 +103,7 @@ def _limit(env: str, default: int) -> int:
 
 def set_max_tensor_bytes(value: int | str | None) -> None:
     """Set the tensor limit in this context (None: back to the environment variable or the default)."""
-    _set(ENV_MAX_TENSOR_BYTES, value, "--max-tensor-bytes")
+    _set(ENV_MAX_TENSOR_BYTES, value, "max_tensor_bytes")
 
 
 def max_tensor_bytes() -> int:
@@ -118,7 +122,8 @@ def check_tensor_size(shape: Sequence[int | None], itemsize: int, what: str, **w
             f"{what} would have shape {dims}: {format_bytes(needed)}, over the limit of {format_bytes(limit)} "
             "per tensor",
             hint=f"the declared dimensions are probably wrong; if they are right, raise the limit with "
-            f"--max-tensor-bytes or {ENV_MAX_TENSOR_BYTES}",
+            f"max_tensor_bytes or {ENV_MAX_TENSOR_BYTES}",
+            options=("max_tensor_bytes",),
             **where,
         )
 
@@ -147,12 +152,12 @@ DEFAULT_MAX_RANDOM_BYTES = 4 * 2**30
 
 def set_max_text_bytes(value: int | str | None) -> None:
     """The model text limit in this context (None: the environment variable or the default)."""
-    _set(ENV_MAX_TEXT_BYTES, value, "--max-text-bytes")
+    _set(ENV_MAX_TEXT_BYTES, value, "max_text_bytes")
 
 
 def set_max_random_bytes(value: int | str | None) -> None:
     """The total random-weight limit in this context (None: the environment variable or the default)."""
-    _set(ENV_MAX_RANDOM_BYTES, value, "--max-random-bytes")
+    _set(ENV_MAX_RANDOM_BYTES, value, "max_random_bytes")
 
 
 def max_text_bytes() -> int:
@@ -171,7 +176,8 @@ def check_text_size(size: int, what: str, **where) -> None:
             f"{what} is {format_bytes(size)}, over the limit of {format_bytes(limit)} for a text input "
             "(a prototxt, a plan: parsing one takes many times its size in memory)",
             hint=f"a deploy prototxt or a plan is rarely over a few MiB; if this one is right, raise the limit with "
-            f"--max-text-bytes or {ENV_MAX_TEXT_BYTES}",
+            f"max_text_bytes or {ENV_MAX_TEXT_BYTES}",
+            options=("max_text_bytes",),
             **where,
         )
 
@@ -184,8 +190,9 @@ def check_random_total(total: int, what: str, **where) -> None:
             f"random weights for {what} would take {format_bytes(total)}, over the limit of {format_bytes(limit)} "
             "for random weights",
             hint=f"the declared shapes are probably wrong (check the input shape and "
-            f"num_output); if they are right, raise the limit with --max-random-bytes "
+            f"num_output); if they are right, raise the limit with max_random_bytes "
             f"or {ENV_MAX_RANDOM_BYTES}",
+            options=("max_random_bytes",),
             **where,
         )
 

@@ -23,8 +23,10 @@ from proto_rewrite.filecopy import file_span, release
 
 CHUNK_ELEMENTS = 1 << 20
 ALLOW_HINT = (
-    "the weights are corrupt, or were saved after training diverged; pass --allow-nonfinite to process them anyway"
+    "the weights are corrupt, or were saved after training diverged; pass allow_nonfinite to process them anyway"
 )
+
+ALLOW_OPTIONS = ("allow_nonfinite",)
 
 
 @dataclass
@@ -118,7 +120,12 @@ def refuse(
     label, first = findings[0]
     more = f"; {len(findings) - 1} more {what}s hold NaN or Inf too" if len(findings) > 1 else ""
     raise NonFiniteWeightsError(
-        f"{label} holds {first.describe()}{more}", path=path, layer=layer, line=line, hint=ALLOW_HINT
+        f"{label} holds {first.describe()}{more}",
+        path=path,
+        layer=layer,
+        line=line,
+        hint=ALLOW_HINT,
+        options=ALLOW_OPTIONS,
     )
 
 
@@ -169,6 +176,7 @@ def check_caffe_weights(model) -> None:
                     path=model.weights_path or model.prototxt_path,
                     layer=layer_name,
                     hint=ALLOW_HINT,
+                    options=ALLOW_OPTIONS,
                 )
 
 

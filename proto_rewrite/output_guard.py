@@ -212,8 +212,9 @@ def check_output(path: str | os.PathLike) -> None:
             raise OutputError(
                 f"output '{shown}' is also an input ({source.what}{same}): writing it would destroy that input",
                 path=shown,
-                hint="choose another output path (convert --in-place lets the converted model "
+                hint="choose another output path (in_place lets the converted model "
                 "replace its own model file, nothing else)",
+                options=("in_place",),
             )
     name = os.path.basename(shown)
     limit = name_max(os.path.dirname(shown) or ".")

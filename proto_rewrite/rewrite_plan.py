@@ -395,7 +395,9 @@ class Selection:
             try:
                 pattern = re.compile(match)
             except re.error as err:
-                raise UsageError(f"--match '{match}' is not a valid regular expression: {err}") from err
+                raise UsageError(
+                    f"match '{match}' is not a valid regular expression: {err}", options=("match",)
+                ) from err
         return cls(_names(only), pattern, _names(exclude) or frozenset())
 
     def selects(self, name: str) -> bool:
@@ -428,11 +430,12 @@ class Selection:
 
     def check_names(self, fc_names: list[str]) -> None:
         known = set(fc_names)
-        for option, names in (("--only", self.only or ()), ("--exclude", self.exclude)):
+        for option, names in (("only", self.only or ()), ("exclude", self.exclude)):
             missing = sorted(set(names) - known)
             if missing:
                 raise UsageError(
                     f"{option} names layers that are not FC layers of this model: {', '.join(missing)}",
+                    options=(option,),
                     hint=f"the FC layers are: {', '.join(fc_names) or 'none'}",
                 )
 

@@ -187,3 +187,37 @@ def test_inspect_export_and_init_weights_as_calls(tmp_path):
     with pytest.raises(UsageError, match="the output is the model itself"):
         pr.export(MINI, MINI)
     assert not (tmp_path / "x.caffemodel").exists()
+
+
+def test_library_errors_name_python_options_and_the_cli_shows_flags(tmp_path):
+    """The same mistake through the library and through the CLI: the library's message names the
+    Python keyword, the CLI's stderr names the flag (an irregular one too: input_shapes is
+    --input-shape), in errors and in warnings alike."""
+    import io
+
+    from proto_rewrite.caffe.onnx_export.errors import ExportError
+
+    with pytest.raises(UsageError, match="^pool_scores avg needs mode fcn") as err:
+        pr.plan(pr.load(VGG), mode="exact", pool_scores="avg")
+    assert "convert with mode fcn" in err.value.hint and "--" not in str(err.value)
+    stderr = io.StringIO()
+    argv = ["convert", str(VGG), "--mode", "exact", "--pool-scores", "avg", "--dry-run"]
+    assert main(argv, stdout=io.StringIO(), stderr=stderr) == 2
+    assert "error: --pool-scores avg needs --mode fcn" in stderr.getvalue()
+    assert "convert with --mode fcn" in stderr.getvalue()
+
+    net = tmp_path / "shapeless.prototxt"
+    net.write_text(
+        'layer { name: "data" type: "Input" top: "data" }\nlayer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
+    )
+    with pytest.raises(ExportError, match="the shape of input 'data' is not known") as err:
+        pr.export(net, tmp_path / "a.onnx", weights=None)
+    assert err.value.hint.endswith("in input_shapes") and "--" not in str(err.value)
+    warning = next(d for d in pr.load(net, weights=None).diagnostics if d.level == "warning")
+    assert warning.hint == "give the shape of 'data' in input_shapes"
+    stderr = io.StringIO()
+    argv = ["export", str(net), "--no-weights", "-o", str(tmp_path / "b.onnx")]
+    assert main(argv, stdout=io.StringIO(), stderr=stderr) == 2
+    assert "in --input-shape" in stderr.getvalue() and "input_shapes" not in stderr.getvalue()
+    assert "(hint: give the shape of 'data' in --input-shape)" in stderr.getvalue()  # the loader's warning
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()

@@ -92,11 +92,12 @@ def read_caffemodel(path: str | os.PathLike, schema: CaffeSchema | None = None) 
             f"not a valid caffemodel: {err}",
             path=path,
             hint=_hint_for_bad_bytes(buffer),
+            options=("weights",),
         ) from err
 
 
 def _map_file(path) -> memoryview:
-    buffer = open_input(path, "weights file", missing_hint="check the --weights path")
+    buffer = open_input(path, "weights file", missing_hint="check the caffemodel's path")
     if not buffer.nbytes:
         raise CaffemodelError(
             "the caffemodel is empty (0 bytes)",
@@ -109,7 +110,7 @@ def _map_file(path) -> memoryview:
 def _hint_for_bad_bytes(buffer: memoryview) -> str:
     head = bytes(buffer[:256])
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        return "this looks like a text file (a prototxt?); pass the .prototxt as the model and the binary .caffemodel with --weights"
+        return "this looks like a text file (a prototxt?); pass the .prototxt as the model and the binary .caffemodel with weights"
     return "the file is truncated or corrupt; copy or download it again"
 
 
@@ -133,10 +134,15 @@ def _parse(path, buffer: memoryview, schema: CaffeSchema) -> Caffemodel:
     try:
         net = schema.NetParameter.FromString(bytes(skeleton))
     except DecodeError as err:
-        raise CaffemodelError(f"not a valid caffemodel: {err}", path=path, hint=_hint_for_bad_bytes(buffer)) from err
+        raise CaffemodelError(
+            f"not a valid caffemodel: {err}", path=path, hint=_hint_for_bad_bytes(buffer), options=("weights",)
+        ) from err
     if not net.layer and not net.layers:
         raise CaffemodelError(
-            "the file holds no layers: it is not a caffemodel", path=path, hint=_hint_for_bad_bytes(buffer)
+            "the file holds no layers: it is not a caffemodel",
+            path=path,
+            hint=_hint_for_bad_bytes(buffer),
+            options=("weights",),
         )
     layers = [StoredLayer(layer.name, layer.type, blobs) for layer, blobs in zip(net.layer, layer_blobs_v2)]
     for layer, blobs in zip(net.layers, layer_blobs_v1):

@@ -113,13 +113,14 @@ def check_fcn(
             if target in item.sizes and target != sizes[0]:
                 where = lines.get(item.blocker.name)
                 raise RewriteCheckError(
-                    f"the converted net cannot run at --input-size {input_size[0]} {input_size[1]}: "
+                    f"the converted net cannot run at input_size {input_size[0]} {input_size[1]}: "
                     f"{item.blocker.name} ({item.blocker.op}): {item.reason}",
                     path=path,
                     line=where,
                     layer=item.blocker.name,
-                    hint="convert without --input-size (the plan then lists what keeps the net at its size), "
+                    hint="convert without input_size (the plan then lists what keeps the net at its size), "
                     "or change that layer so that it does not depend on the input size",
+                    options=("input_size",),
                 )
     if input_size is not None and report.score_maps:
         at = "; ".join(f"{m.output} {'x'.join(map(str, m.size_at(*input_size)))}" for m in report.score_maps)

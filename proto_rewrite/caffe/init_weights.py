@@ -166,7 +166,8 @@ def _check_known(layer, expected, path, lines) -> None:
                 path=path,
                 line=lines.get(layer.name),
                 layer=layer.name,
-                hint="give the net's input shapes with --input-shape NAME:D0,D1,...",
+                hint="give the shapes of the net's inputs in input_shapes",
+                options=("input_shapes",),
             )
 
 

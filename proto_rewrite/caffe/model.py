@@ -88,7 +88,8 @@ def load_caffe(
         raise InputFileError(
             "a .caffemodel was given as the model",
             path=path,
-            hint="pass the .prototxt as the model and the .caffemodel with --weights",
+            hint="pass the .prototxt as the model and the .caffemodel with weights",
+            options=("weights",),
         )
     schema = resolve_schema(schema)
     text = read_prototxt(path)  # a pipe, a device or an oversized file is refused first

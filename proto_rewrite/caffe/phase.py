@@ -54,8 +54,7 @@ def filter_layers(net, phase: str = "TEST", stages: tuple[str, ...] = (), *, pat
             "nothing would be left",
             path=path,
             layer=dropped[0],
-            hint=f"read it in the other phase with --phase {other}, or check the layers' include {{ phase: ... }} "
-            "rules",
+            hint=f"read it in the {other} phase instead, or check the layers' include {{ phase: ... }} rules",
         )
     if dropped:
         copies = []

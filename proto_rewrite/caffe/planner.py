@@ -104,7 +104,10 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
     if options.mode not in MODES:
         raise ValueError(f"unknown mode {options.mode!r}")
     if options.pool_scores is not None and (options.mode != FCN or options.pool_scores not in POOL_SCORES):
-        raise UsageError(f"--pool-scores {options.pool_scores} needs --mode fcn and one of {', '.join(POOL_SCORES)}")
+        raise UsageError(
+            f"pool_scores {options.pool_scores} needs mode fcn and one of {', '.join(POOL_SCORES)}",
+            options=("pool_scores", "mode"),
+        )
     work = copy_net(model.net)
     where = {"path": model.prototxt_path, "lines": model.layer_lines}
     shapes = infer_shapes(work, options.input_shapes, **where)
@@ -131,7 +134,8 @@ def plan_caffe_rewrite(model: CaffeModel, options: CaffeRewriteOptions | None = 
                     path=model.prototxt_path,
                     line=model.layer_lines.get(name),
                     layer=name,
-                    hint="leave it out of --only, or fix what the reason names",
+                    hint="leave it out of only, or fix what the reason names",
+                    options=("only",),
                 )
             plan.skips.append(decision)
             continue
@@ -359,8 +363,9 @@ def _pool_edits(net, rewrite: FcRewrite, options, model) -> list[GraphEdit]:
         softmax = [(i, later) for i, later in enumerate(net.layer) if i > last and blob in later.bottom]
         if len(softmax) != 1 or softmax[0][1].type != "Softmax" or softmax[0][1].softmax_param.axis != 1:
             raise UsageError(
-                f"--pool-scores probs-avg needs a Softmax (axis 1) as the only reader of {rewrite.new_name}'s output",
-                hint="use --pool-scores avg to pool the scores instead",
+                f"pool_scores probs-avg needs a Softmax (axis 1) as the only reader of {rewrite.new_name}'s output",
+                hint="use pool_scores avg to pool the scores instead",
+                options=("pool_scores",),
             )
         index, layer = softmax[0]
         blob = layer.top[0]
@@ -437,7 +442,8 @@ def _check_result(net, model, options, original_outputs, plan, planning) -> None
             raise RewriteCheckError(
                 f"net output '{blob}' changes shape from {list(before)} to {list(after)}",
                 path=model.prototxt_path,
-                hint="a layer between the FCs and this output does not keep working on the 4-D map; try --mode exact",
+                hint="a layer between the FCs and this output does not keep working on the 4-D map; try mode exact",
+                options=("mode",),
             )
 
 
@@ -449,5 +455,6 @@ def _infer_rewritten(net, model, input_shapes):
             f"the rewritten net is inconsistent: {err.message}",
             path=model.prototxt_path,
             layer=err.location.layer,
-            hint="a layer after the rewritten FCs needs their 2-D output: try --mode exact, or --exclude the FC",
+            hint="a layer after the rewritten FCs needs their 2-D output: try mode exact, or exclude the FC",
+            options=("mode", "exclude"),
         ) from err

@@ -167,6 +167,7 @@ def _translate_parse_error(err: text_format.ParseError, text: str, path, schema:
             line=line,
             column=column,
             hint=_unknown_field_hint(schema, message_name, field_name),
+            options=("caffe_schema",),
         )
     unknown_enum = _NO_ENUM.search(detail)
     if unknown_enum:
@@ -207,7 +208,7 @@ def _unknown_field_hint(schema: CaffeSchema, full_name: str, field_name: str) ->
         f"{typo}'{field_name}' is in neither BVLC Caffe nor the forks proto-rewrite knows "
         "(see schemas/README.md); if your model comes from another Caffe fork, compile that "
         "fork's caffe.proto (python -m grpc_tools.protoc -I DIR --descriptor_set_out=fork.pb "
-        "DIR/caffe.proto) and pass --caffe-schema fork.pb"
+        "DIR/caffe.proto) and pass fork.pb as caffe_schema"
     )
 
 

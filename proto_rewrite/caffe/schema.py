@@ -133,7 +133,8 @@ def load_schema(path: str | os.PathLike) -> CaffeSchema:
         raise InputFileError(
             f"cannot read the Caffe schema: {err.strerror}",
             path=path,
-            hint="check the caffe_schema path (--caffe-schema)",
+            hint="check the caffe_schema path",
+            options=("caffe_schema",),
         ) from err
     schema = _build_custom(data, path)
     if key is not None:

@@ -47,9 +47,9 @@ from proto_rewrite.shape_text import shape_text as dims_text
 
 Shape = tuple  # tuple[int, ...]
 
-TOO_SMALL_HINT = "the input is too small for this layer; use --input-shape NAME:N,C,H,W to give a larger one"
+TOO_SMALL_HINT = "the input is too small for this layer; give a larger one in input_shapes"
 PARAM_HINT = "check this layer's parameters and the shapes of its inputs"
-INPUT_SHAPE_HINT = "give the shape with --input-shape NAME:D0,D1,..."
+INPUT_SHAPE_OPTIONS = ("input_shapes",)  # the option TOO_SMALL_HINT and the unknown-shape hint name
 
 
 @dataclass
@@ -72,7 +72,12 @@ class _Site:
 
     def error(self, message: str, hint: str = PARAM_HINT) -> NetStructureError:
         return NetStructureError(
-            f"{self.layer.type}: {message}", path=self.path, line=self.line, layer=self.layer.name, hint=hint
+            f"{self.layer.type}: {message}",
+            path=self.path,
+            line=self.line,
+            layer=self.layer.name,
+            hint=hint,
+            options=INPUT_SHAPE_OPTIONS if hint == TOO_SMALL_HINT else (),
         )
 
     def location(self) -> Location:
@@ -171,7 +176,8 @@ def _source_tops(site: _Site, overrides: dict[str, Shape], notes: list[Diagnosti
                 "warning",
                 f"this layer {why} {', '.join(missing)}; those shapes and the ones computed from them are unknown",
                 site.location(),
-                hint=INPUT_SHAPE_HINT.replace("NAME", missing[0]),
+                hint=f"give the shape of '{missing[0]}' in input_shapes",
+                options=INPUT_SHAPE_OPTIONS,
             )
         )
     return tops

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import connection
 from pathlib import Path
 
+from proto_rewrite.cli.options import FLAG_SPELLING
 from proto_rewrite.errors import EXIT_INTERNAL, ProtoRewriteError, UsageError
 from proto_rewrite.formats import is_onnx_path
 
@@ -237,7 +238,7 @@ def _convert_job(job) -> BatchRecord:
                 os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
             code = convert_one(quiet, model, output, console)
     except ProtoRewriteError as err:
-        err = err.with_flags()  # the library names options by their Python names
+        err = err.with_flags(FLAG_SPELLING)  # the library names options by their Python names
         return BatchRecord(model, "error", err.exit_code, error={**err.to_dict(), "text": str(err)})
     except Exception:  # noqa: BLE001 - a bug, reported in the record, the batch goes on
         text = traceback.format_exc()

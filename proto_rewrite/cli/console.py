@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 
+from proto_rewrite.cli.options import FLAG_SPELLING
 from proto_rewrite.terminal import escape_controls
 
 
@@ -33,7 +34,8 @@ class Console:
             return
         for item in items:
             if item.level == "warning" or self.verbose:
-                self.stderr.write(printable(f"{item}") + "\n")
+                shown = item.with_flags(FLAG_SPELLING) if hasattr(item, "with_flags") else item  # options as flags
+                self.stderr.write(printable(f"{shown}") + "\n")
 
     def error(self, text: str) -> None:
         self.stderr.write(printable(text.rstrip("\n")) + "\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 from proto_rewrite import __version__, limits, output_guard
 from proto_rewrite.cli import convert_cmd, diff_cmd, export_cmd, init_weights_cmd, inspect_cmd, validate_cmd
 from proto_rewrite.cli.console import EXIT_TERMINATED, Console, Terminated, terminate_as_interrupt
+from proto_rewrite.cli.options import FLAG_SPELLING
 from proto_rewrite.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ProtoRewriteError, UsageError
 from proto_rewrite.input_guard import watch_inputs
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None, stdout=None, stderr=None) -> int:
             with watch_inputs(), limits.scoped():  # SIGBUS on a truncated input: a typed error; limits end here
                 return args.run(args, console)
     except ProtoRewriteError as err:
-        err = err.with_flags()  # the library names options by their Python names
+        err = err.with_flags(FLAG_SPELLING)  # the library names options by their Python names
         console.error(f"error: {err}")
         if getattr(args, "format", "text") == "json":
             console.out(json.dumps(err.to_dict(), indent=2) + "\n")

@@ -35,6 +35,10 @@ def add_caffe_options(parser: argparse.ArgumentParser) -> None:
 
 CAFFE_SCHEMA_ENV = "PROTO_REWRITE_CAFFE_SCHEMA"
 
+# Library options whose flag is not the name with dashes (the flag takes one value per use): how
+# errors and warnings that name the option show it (``err.with_flags(FLAG_SPELLING)``).
+FLAG_SPELLING = {"input_shapes": "--input-shape", "input_ranges": "--input-range", "inputs_file": "--inputs"}
+
 
 def caffe_schema_arg(args) -> str | None:
     """The ``caffe_schema`` argument of the library's loaders that the options ask for:

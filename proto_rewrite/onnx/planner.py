@@ -62,8 +62,8 @@ from proto_rewrite.rewrite_plan import (
 )
 
 HINTS = {
-    Reason.NOT_SELECTED: "it is excluded by the selection; name it in --only and not in --exclude",
-    Reason.INPUT_SHAPE_UNKNOWN: "give the input's size (input_shapes / --input-shape NAME:N,C,H,W)",
+    Reason.NOT_SELECTED: "it is excluded by the selection; name it in only and not in exclude",
+    Reason.INPUT_SHAPE_UNKNOWN: "give the input's shape (N, C, H, W) in input_shapes",
     Reason.UNSUPPORTED_AXIS: "only a flatten from axis 1 of an (N, C, H, W) map has an equivalent Conv",
     Reason.UNSUPPORTED_INPUT_RANK: "only (N, C, H, W) maps and (N, K) vectors are rewritten",
     Reason.NO_WEIGHTS: "the model lacks its weights",
@@ -78,6 +78,8 @@ HINTS = {
     Reason.UNSUPPORTED_FLATTEN: "only a Reshape to (N, C*H*W) (or (N, -1)) flattens a map the way a Conv sees it",
     Reason.UNSUPPORTED_LAYOUT: "only an NCHW map, or one transposed to NHWC, is rewritten",
 }
+# The options a hint names (the other hints use "only" as a word).
+HINT_OPTIONS = {Reason.NOT_SELECTED: ("only", "exclude"), Reason.INPUT_SHAPE_UNKNOWN: ("input_shapes",)}
 
 
 @dataclass
@@ -298,7 +300,12 @@ def _skip(plan: RewritePlan, view: GraphView, index: int, failure: Failure, sele
     skip = Skip(key, op_label(view, index), failure.reason, failure.detail)
     if selection.is_explicit(key):
         raise RewriteRefused(
-            skip.message, reason=failure.reason.value, path=path, layer=key, hint=HINTS.get(failure.reason)
+            skip.message,
+            reason=failure.reason.value,
+            path=path,
+            layer=key,
+            hint=HINTS.get(failure.reason),
+            options=HINT_OPTIONS.get(failure.reason, ()),
         )
     plan.skips.append(skip)
 

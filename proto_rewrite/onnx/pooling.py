@@ -55,15 +55,21 @@ class PoolHead:
         return self.match.output
 
 
+POOL_OPTIONS = ("pool_scores",)
+
+
 def check_request(pool_scores: str | None, mode: str) -> None:
     if pool_scores is None:
         return
     if pool_scores not in POOL_SCORES:
-        raise UsageError(f"unknown --pool-scores '{pool_scores}'", hint=f"use one of {', '.join(POOL_SCORES)}")
+        raise UsageError(
+            f"unknown pool_scores '{pool_scores}'", options=POOL_OPTIONS, hint=f"use one of {', '.join(POOL_SCORES)}"
+        )
     if mode != FCN:
         raise UsageError(
-            f"--pool-scores {pool_scores} needs --mode fcn (this is mode {mode})",
-            hint="in exact mode every output keeps its shape already; convert with --mode fcn to pool "
+            f"pool_scores {pool_scores} needs mode fcn, not {mode}",
+            options=(*POOL_OPTIONS, "mode"),
+            hint="an exact conversion keeps the shape of every output already; convert with mode fcn to pool "
             "the score maps back to (N, K)",
         )
 
@@ -100,11 +106,12 @@ def pooled_tensors(
         others = [name for name in node.input if name in mapped and name not in pooled]
         if others:
             raise UsageError(
-                f"--pool-scores cannot pool the scores read by {view.label(index)}: it also reads the "
+                f"pool_scores cannot pool the scores read by {view.label(index)}: it also reads the "
                 f"score map '{others[0]}', which stays (N, M, h, w)",
                 path=path,
                 layer=view.key(index),
-                hint="convert without --pool-scores, or leave the FCs of one branch out with --exclude",
+                hint="convert without pool_scores, or leave the FCs of one branch out with exclude",
+                options=(*POOL_OPTIONS, "exclude"),
             )
     return pooled
 
@@ -231,11 +238,12 @@ def _softmax(view: GraphView, m: FcMatch, path) -> int:
         what = [view.label(i) for i, _ in readers] + (["a graph output"] if view.is_graph_output(m.output) else [])
         found = ", ".join(sorted(set(what))) or "nothing"
     raise UsageError(
-        f"--pool-scores probs-avg needs a Softmax over the classes as the only reader of the scores "
+        f"pool_scores probs-avg needs a Softmax over the classes as the only reader of the scores "
         f"'{m.output}' of '{m.key}'; they are read by {found}",
         path=path,
         layer=m.key,
-        hint="use --pool-scores avg (or max) to pool the scores instead",
+        hint="use pool_scores avg (or max) to pool the scores instead",
+        options=POOL_OPTIONS,
     )
 
 

@@ -114,7 +114,10 @@ def validate_models(model_a, model_b, options: ValidateOptions | None = None, *,
     specs = session_inputs(session_a)
     unknown = sorted((set(options.input_shapes) | set(options.input_ranges)) - {s.name for s in specs})
     if unknown:
-        raise UsageError(f"--input-shape/--input-range name inputs the model does not have: {', '.join(unknown)}")
+        raise UsageError(
+            f"input_shapes / input_ranges name inputs the model does not have: {', '.join(unknown)}",
+            options=("input_shapes", "input_ranges"),
+        )
     fetch = outputs_a + extra
     trials, defaults = [], []
     if options.inputs_file:
@@ -195,11 +198,11 @@ def _compare_tensor(
         if role != "output":
             return None  # an intermediate whose layout the rewrite changed: not comparable by name
         hint = "only equal shapes, (N, M) against (N, M, 1, 1) from an fcn rewrite, or (N, K) against the (N, K, h, w) "
-        hint += (
-            "score map of a --classifier-before-pool conversion of a model with a global average pool can be compared"
-        )
+        hint += "score map of a classifier_before_pool conversion of a model with a global average pool can be compared"
         raise OutputMismatchError(
-            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}", hint=hint
+            f"output '{name}' has shape {list(a.shape)} in {names[0]} and {list(b.shape)} in {names[1]}",
+            hint=hint,
+            options=("classifier_before_pool",),
         )
     atol, rtol = tolerances.for_output(name, a.dtype)
     shape_b = tuple(b.shape)

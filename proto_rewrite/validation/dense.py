@@ -137,12 +137,15 @@ def dense_check(
     if len(crop_shape) != 4 or not all(isinstance(d, int) and d > 0 for d in crop_shape[1:]):
         raise UsageError(
             f"the dense check needs {names[0]}'s input size: '{spec.name}' is {crop_shape}",
-            hint=f"give it with --input-shape {spec.name}:1,C,H,W",
+            hint="give it in input_shapes, as (1, C, H, W)",
+            options=("input_shapes",),
         )
     crop_shape = (1, *crop_shape[1:])
     height, width = size
     if height < crop_shape[2] or width < crop_shape[3]:
-        raise UsageError(f"--dense {height} {width} is smaller than the crop size {crop_shape[2]}x{crop_shape[3]}")
+        raise UsageError(
+            f"the dense check's image, {height}x{width}, is smaller than the crop size {crop_shape[2]}x{crop_shape[3]}"
+        )
     outputs = [o.name for o in session_a.get_outputs()]
     grid = score_map_grid(model_b, spec.name, outputs, names[1])
     crop_grid = _check_alignment(grid, (crop_shape[2], crop_shape[3]), (height, width), names)
@@ -313,14 +316,14 @@ def _check_alignment(grid: ScoreMapGrid, crop: tuple[int, int], size: tuple[int,
             aligned = window.aligned_sizes(image_size)
             below = image_size - (image_size - crop_size) % geometry.stride
             raise UsageError(
-                f"--dense: a {image_size}-pixel {axis} does not align with the crop grid ({crop_size}-pixel "
+                f"dense check: a {image_size}-pixel {axis} does not align with the crop grid ({crop_size}-pixel "
                 f"crops every {geometry.stride} pixels, the output stride read from {names[1]}'s graph)",
                 hint=f"use a {axis} of {crop_size} + k x {geometry.stride}: e.g. {below} or "
                 f"{', '.join(map(str, aligned))}",
             )
         if window.cells(image_size) != geometry.cells(image_size):
             raise UsageError(
-                f"--dense: at a {image_size}-pixel {axis} {names[1]}'s map has {geometry.cells(image_size)} "
+                f"dense check: at a {image_size}-pixel {axis} {names[1]}'s map has {geometry.cells(image_size)} "
                 f"cells but {window.cells(image_size)} crops fit",
                 hint="report this model: it is unexpected",
             )

@@ -103,7 +103,8 @@ def choose_shapes(
                 raise UsageError(
                     f"input '{spec.name}' has symbolic dimension {axis} in both models "
                     f"({names[0]} declares {declared}), so validate cannot choose its size",
-                    hint=f"give its shape with --input-shape {spec.name}:D0,D1,...",
+                    hint=f"give the shape of '{spec.name}' in input_shapes",
+                    options=("input_shapes",),
                 )
         shapes[spec.name] = tuple(shape)
         if dims:

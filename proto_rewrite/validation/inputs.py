@@ -36,7 +36,8 @@ def session_inputs(session) -> list[InputSpec]:
         if item.type not in _ORT_TYPES:
             raise UsageError(
                 f"input '{item.name}' has type {item.type}, which validate cannot generate",
-                hint="give the inputs with --inputs FILE.npz",
+                hint="feed the inputs from an .npz file (inputs_file)",
+                options=("inputs_file",),
             )
         specs.append(InputSpec(item.name, np.dtype(_ORT_TYPES[item.type]), tuple(item.shape)))
     return specs
@@ -48,8 +49,9 @@ def concrete_shape(spec: InputSpec, overrides: dict[str, tuple[int, ...]], batch
         fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
         if len(shape) != len(spec.shape) or any(shape[i] != d for i, d in fixed if not (i == 0 and batch)):
             raise UsageError(
-                f"--input-shape {spec.name}:{','.join(map(str, shape))} does not fit the declared "
-                f"shape {_text(spec.shape)}"
+                f"input_shapes gives '{spec.name}' the shape {','.join(map(str, shape))}, which does not fit "
+                f"the declared shape {_text(spec.shape)}",
+                options=("input_shapes",),
             )
         return shape
     shape = list(spec.shape)
@@ -60,7 +62,8 @@ def concrete_shape(spec: InputSpec, overrides: dict[str, tuple[int, ...]], batch
     if symbolic:
         raise UsageError(
             f"input '{spec.name}' has symbolic dimensions {_text(spec.shape)}",
-            hint=f"give its shape with --input-shape {spec.name}:D0,D1,...",
+            hint=f"give the shape of '{spec.name}' in input_shapes",
+            options=("input_shapes",),
         )
     return tuple(shape)
 
@@ -224,6 +227,9 @@ def npz_headers(path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
         raise InputFileError(f"cannot read the inputs file: {type(err).__name__}: {err}", path=path, hint=hint) from err
 
 
+RANGE_OPTIONS = ("input_ranges",)
+
+
 def parse_ranges(values: list[str] | None) -> dict[str, tuple[float, float]]:
     ranges = {}
     for text in values or []:
@@ -231,8 +237,8 @@ def parse_ranges(values: list[str] | None) -> dict[str, tuple[float, float]]:
         try:
             low, high = (float(v) for v in bounds.split(","))
         except ValueError as err:
-            raise UsageError(f"--input-range {text!r} is not NAME:LOW,HIGH") from err
+            raise UsageError(f"input_ranges {text!r} is not NAME:LOW,HIGH", options=RANGE_OPTIONS) from err
         if not name or low > high:
-            raise UsageError(f"--input-range {text!r} is not NAME:LOW,HIGH with LOW <= HIGH")
+            raise UsageError(f"input_ranges {text!r} is not NAME:LOW,HIGH with LOW <= HIGH", options=RANGE_OPTIONS)
         ranges[name] = (low, high)
     return ranges

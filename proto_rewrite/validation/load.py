@@ -30,7 +30,8 @@ def load_for_validation(
         raise InputFileError(
             "a Caffe model without weights cannot be validated",
             path=path,
-            hint="pass its .caffemodel (--weights-a / --weights-b), or put <stem>.caffemodel beside it",
+            hint="pass its .caffemodel (weights_a / weights_b), or put <stem>.caffemodel beside it",
+            options=("weights_a", "weights_b"),
         )
     if not allow_nonfinite:
         check_caffe_weights(model)

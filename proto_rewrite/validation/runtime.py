@@ -29,7 +29,7 @@ def providers_for(options: RuntimeOptions) -> list:
     if options.device == CPU:
         return ["CPUExecutionProvider"]
     if options.device != CUDA:
-        raise UsageError(f"unknown device {options.device!r}", hint="use --device cpu or --device cuda")
+        raise UsageError(f"unknown device {options.device!r}", options=("device",), hint="set device to cpu or cuda")
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise DeviceError(
@@ -149,7 +149,8 @@ def make_session(model, options: RuntimeOptions, *, what: str = "model", externa
     if options.device == CUDA and "CUDAExecutionProvider" not in session.get_providers():
         raise DeviceError(
             "onnxruntime could not start its CUDA execution provider (no usable GPU or CUDA libraries)",
-            hint="check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs, or use --device cpu",
+            hint="check nvidia-smi and the CUDA/cuDNN versions onnxruntime-gpu needs, or set device to cpu",
+            options=("device",),
         )
     return session
 
@@ -162,5 +163,6 @@ def run_session(session, fetch: list[str], feed: dict, *, what: str = "model") -
         shapes = ", ".join(f"{name} {'x'.join(map(str, value.shape))}" for name, value in feed.items())
         raise UsageError(
             f"onnxruntime cannot run the {what} on {shapes}: {str(err).strip().splitlines()[0]}",
-            hint="check the input shapes (--input-shape, --batch) against the model's inputs",
+            hint="check input_shapes (and the batch size) against the model's inputs",
+            options=("input_shapes",),
         ) from err

@@ -1,11 +1,12 @@
-"""Tolerances per output: defaults by dtype, overridden by ``--atol/--rtol/--scale-tol [NAME:]VALUE``.
+"""Tolerances per output: defaults by dtype, overridden by ``atol`` / ``rtol`` / ``scale_tol`` ``[NAME:]VALUE``
+(:meth:`Tolerances.parse`; the CLI's ``--atol`` / ``--rtol`` / ``--scale-tol``).
 
 The default rule is scale-aware: an output passes when ``max|a - b| <= scale_tol x max|a|``. A
 rewritten FC reorders sums whose rounding grows with the magnitude of the accumulated terms, not
 with each element, so a near-zero element of a large output may differ by more than an element-wise
 bound would allow while the output as a whole agrees to 1e-7 of its size. The element-wise rule
 (``|a - b| <= atol + rtol x |a|`` everywhere) stays available and is always reported beside it;
-``--atol`` / ``--rtol`` choose it unless ``--compare scale`` is given too.
+``atol`` / ``rtol`` choose it unless ``compare`` is ``scale``.
 """
 
 from __future__ import annotations
@@ -55,21 +56,31 @@ class Tolerances:
 
     @classmethod
     def parse(
-        cls, atol: list[str] | None, rtol: list[str] | None, scale: list[str] | None = None, rule: str | None = None
+        cls,
+        atol: list[str] | None,
+        rtol: list[str] | None,
+        scale_tol: list[str] | None = None,
+        compare: str | None = None,
     ) -> Tolerances:
-        """``rule`` None: element-wise when --atol or --rtol is given, else scale."""
-        if rule is not None and rule not in RULES:
-            raise UsageError(f"--compare {rule!r}: not a comparison rule", hint=f"use one of: {', '.join(RULES)}")
-        if rule == ELEMENTWISE and scale:
+        """Tolerances from ``[NAME:]VALUE`` texts; ``compare``: the rule (None: element-wise when
+        ``atol`` or ``rtol`` is given, else scale)."""
+        if compare is not None and compare not in RULES:
             raise UsageError(
-                "--scale-tol sets the scale rule's tolerance; it has no effect with --compare elementwise",
-                hint="drop --scale-tol, or use --compare scale",
+                f"compare {compare!r}: not a comparison rule",
+                options=("compare",),
+                hint=f"use one of: {', '.join(RULES)}",
             )
-        tolerances = cls(rule=rule or (ELEMENTWISE if (atol or rtol) else SCALE))
+        if compare == ELEMENTWISE and scale_tol:
+            raise UsageError(
+                "scale_tol sets the scale rule's tolerance; it has no effect with compare elementwise",
+                options=("scale_tol", "compare"),
+                hint="drop scale_tol, or use compare scale",
+            )
+        tolerances = cls(rule=compare or (ELEMENTWISE if (atol or rtol) else SCALE))
         for option, values, target in (
-            ("--atol", atol, "atol"),
-            ("--rtol", rtol, "rtol"),
-            ("--scale-tol", scale, "scale"),
+            ("atol", atol, "atol"),
+            ("rtol", rtol, "rtol"),
+            ("scale_tol", scale_tol, "scale"),
         ):
             for text in values or []:
                 name, _, number = text.rpartition(":")
@@ -78,15 +89,17 @@ class Tolerances:
                 except ValueError as err:
                     raise UsageError(
                         f"{option} {text!r}: {number!r} is not a number",
+                        options=(option,),
                         hint=f"use {option} VALUE or {option} OUTPUT:VALUE",
                     ) from err
                 if value != value or value in (float("inf"), float("-inf")):  # NaN passes every pair
                     raise UsageError(
                         f"{option} {text!r}: a tolerance must be a finite number",
+                        options=(option,),
                         hint=f"give a number such as {option} 1e-5",
                     )
                 if value < 0:
-                    raise UsageError(f"{option} {text!r}: a tolerance cannot be negative")
+                    raise UsageError(f"{option} {text!r}: a tolerance cannot be negative", options=(option,))
                 if name:
                     getattr(tolerances, target)[name] = value
                 else:

@@ -216,7 +216,7 @@ def test_fcn_refuses_a_net_that_needs_the_flat_output(write_text):
     model = load_caffe(write_text("n.prototxt", SHARED_FLATTEN_NET), weights=None)
     with pytest.raises(RewriteCheckError, match="layer 'also'|Concat") as info:
         plan_caffe_rewrite(model, CaffeRewriteOptions(mode=FCN))
-    assert "--mode exact" in info.value.hint
+    assert "mode exact" in info.value.hint and "--mode exact" in info.value.with_flags().hint
 
 
 # --- selection, skips and their reasons ------------------------------------------------------

@@ -327,7 +327,7 @@ def test_an_excluded_fc_whose_input_grows_is_a_blocker(write_text):
 
 def test_input_size_is_refused_where_a_blocker_fails(write_text):
     model = tiny(write_text, BAKED)
-    with pytest.raises(RewriteCheckError, match="cannot run at --input-size 16 16") as caught:
+    with pytest.raises(RewriteCheckError, match="cannot run at input_size 16 16") as caught:
         plan_caffe_rewrite(model, CaffeRewriteOptions(input_size=(16, 16)))
     assert caught.value.location.layer == "baked" and caught.value.hint
     # at the planning size nothing changes: not refused

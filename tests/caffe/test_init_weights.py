@@ -102,7 +102,7 @@ def test_unknown_blob_shape_names_the_layer():
     with pytest.raises(NetStructureError, match="InnerProduct layer: the shape of its blob 0") as info:
         random_weights(parsed, infer_shapes(parsed), path="x.prototxt", lines={"fc": 2})
     assert info.value.location.layer == "fc" and info.value.location.line == 2
-    assert "--input-shape" in info.value.hint
+    assert "input_shapes" in info.value.hint
     assert random_weights(parsed, infer_shapes(parsed, {"data": [1, 6]}))["fc"][0].shape == (2, 6)
 
 

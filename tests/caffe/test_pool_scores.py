@@ -66,7 +66,7 @@ def test_pooled_net_at_a_larger_size_pools_the_cells(nets, method):
 
 def test_pool_scores_needs_fcn_mode_and_probs_avg_a_softmax(write_text):
     model = load_caffe(MINI, weights=None)
-    with pytest.raises(UsageError, match="--mode fcn"):
+    with pytest.raises(UsageError, match="needs mode fcn"):
         plan_caffe_rewrite(model, CaffeRewriteOptions(mode="exact", pool_scores="avg"))
     net = MINI.read_text().rsplit('layer {\n  name: "prob"', 1)[0]
     bare = load_caffe(write_text("nosoftmax.prototxt", net), weights=None)

@@ -88,7 +88,8 @@ def test_a_net_read_with_the_wrong_schema(forks):
         with pytest.raises(UnknownFieldError) as caught:
             pr.load(alpha_net, caffe_schema=schema)
         assert caught.value.location.path == str(alpha_net) and caught.value.location.line is not None
-        assert "alpha_flag" in str(caught.value) and "--caffe-schema" in caught.value.hint
+        assert "alpha_flag" in str(caught.value) and "as caffe_schema" in caught.value.hint
+        assert "as --caffe-schema" in caught.value.with_flags().hint
     assert pr.load(alpha_net, caffe_schema=alpha_schema).net.layer[2].alpha_flag == 7
 
 

@@ -21,6 +21,7 @@ from proto_rewrite.caffe.shapes import (
     prior_count,
 )
 from proto_rewrite.cli import main
+from proto_rewrite.cli.options import FLAG_SPELLING
 from proto_rewrite.errors import NetStructureError, UsageError
 
 schema = bundled_schema()  # the Caffe schema shipped with proto-rewrite
@@ -166,7 +167,7 @@ def test_convolution_errors():
         data(1, 3, 5, 5) + layer("c", "Convolution", "data", "convolution_param { num_output: 8 kernel_size: 11 }"),
         r"kernel \(11\) does not fit in the input height 5",
     )
-    assert "--input-shape" in error.hint
+    assert "input_shapes" in error.hint and "--input-shape" in error.with_flags(FLAG_SPELLING).hint
     fails(
         data(1, 3, 5, 5)
         + layer("c", "Convolution", "data", "convolution_param { num_output: 8 kernel_size: 1 group: 2 }"),
@@ -292,7 +293,7 @@ def test_crop():
     assert top(base + layer("c", "Crop", ["score", "like"], "crop_param { offset: 20 offset: 10 }")) == (1, 21, 80, 90)
     assert top(base + layer("c", "Crop", ["score", "like"], "crop_param { axis: 1 }")) == (1, 3, 80, 90)
     error = fails(base + layer("c", "Crop", ["score", "like"], "crop_param { offset: 21 }"), "cannot crop 80")
-    assert "--input-shape" in error.hint
+    assert "input_shapes" in error.hint and "--input-shape" in error.with_flags(FLAG_SPELLING).hint
     fails(base + layer("c", "Crop", ["score", "like"], "crop_param { offset: 1 offset: 2 offset: 3 }"), "3 offsets")
 
 
@@ -509,7 +510,8 @@ def test_inputs_without_a_shape_and_data_layers():
     undeclared = 'layer { name: "data" type: "Input" top: "data" }\n' + layer("r", "ReLU", "data")
     shapes = infer_shapes(net(undeclared))
     assert shapes.blobs["r"] is None
-    assert "--input-shape data:" in shapes.diagnostics[0].hint
+    assert shapes.diagnostics[0].hint == "give the shape of 'data' in input_shapes"
+    assert shapes.diagnostics[0].with_flags(FLAG_SPELLING).hint == "give the shape of 'data' in --input-shape"
     assert infer_shapes(net(undeclared), {"data": [1, 2]}).blobs["r"] == (1, 2)
     source = 'layer { name: "d" type: "Data" top: "img" top: "label" data_param { source: "x" batch_size: 4 } }\n'
     shapes = infer_shapes(net(source), {"img": [4, 3, 32, 32]})
@@ -534,7 +536,8 @@ def test_errors_name_the_line_of_a_loaded_model(write_text):
         load_caffe(path, weights=None)
     text = str(info.value)
     assert text.startswith(f"{path}:5: layer 'fc7': Convolution: the kernel (11) does not fit in the input height 10")
-    assert "Hint: the input is too small for this layer; use --input-shape" in text
+    assert "Hint: the input is too small for this layer; give a larger one in input_shapes" in text
+    assert str(info.value.with_flags(FLAG_SPELLING)).endswith("give a larger one in --input-shape")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -350,7 +350,7 @@ def test_unknown_input_shape_is_an_error(tmp_path):
     model = caffe_net(tmp_path, text, weights={})
     with pytest.raises(ExportError, match="input 'data'") as caught:
         export_onnx(model)
-    assert "--input-shape" in caught.value.hint
+    assert "input_shapes" in caught.value.hint
     proto = export_onnx(model, input_shapes={"data": [2, 5]})
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [2, 5]
 

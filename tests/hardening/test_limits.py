@@ -99,7 +99,8 @@ def test_check_tensor_size_names_the_tensor():
         check_tensor_size((4, 4), 4, "output 'conv'", path="net.prototxt", line=7, layer="conv")
     err = info.value
     assert "output 'conv'" in err.message and "4x4" in err.message and "64 bytes" in err.message
-    assert err.location.line == 7 and "--max-tensor-bytes" in err.hint
+    assert err.location.line == 7 and "max_tensor_bytes or" in err.hint
+    assert "--max-tensor-bytes or" in err.with_flags().hint
 
 
 def _json_error(run):

@@ -186,13 +186,13 @@ def test_hand_edited_pooling_is_refused(vgg):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_exact_mode_is_refused(vgg, method):
-    with pytest.raises(UsageError, match="needs --mode fcn") as err:
+    with pytest.raises(UsageError, match="needs mode fcn") as err:
         plan_onnx_rewrite(vgg["original"], mode="exact", pool_scores=method)
     assert "fcn" in err.value.hint
 
 
 def test_unknown_method_is_refused(vgg):
-    with pytest.raises(UsageError, match="unknown --pool-scores 'mean'") as err:
+    with pytest.raises(UsageError, match="unknown pool_scores 'mean'") as err:
         plan_onnx_rewrite(vgg["original"], pool_scores="mean")
     assert "probs-avg" in err.value.hint
 
@@ -202,7 +202,7 @@ def test_probs_avg_needs_a_softmax():
     with pytest.raises(UsageError, match="probs-avg needs a Softmax") as err:
         plan_onnx_rewrite(bare, pool_scores="probs-avg")
     assert err.value.location.layer == "fc3" and "a graph output" in err.value.message
-    assert "--pool-scores avg" in err.value.hint
+    assert "pool_scores avg" in err.value.hint and "--pool-scores avg" in err.value.with_flags().hint
     _, pooled = convert(bare, pool_scores="max")  # the scores themselves are pooled
     x = {"data": image((1, 3, 96, 96), 2)}
     assert run(pooled, x)[0].shape == (1, 10)

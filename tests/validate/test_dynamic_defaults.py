@@ -13,6 +13,7 @@ from corpus import ROOT
 from onnx import TensorProto, helper, numpy_helper
 
 from proto_rewrite.cli import main
+from proto_rewrite.cli.options import FLAG_SPELLING
 from proto_rewrite.errors import UsageError
 from proto_rewrite.validation.compare_models import ValidateOptions, validate_models
 from proto_rewrite.validation.dynamic import BATCH, OTHER_MODEL, choose_shapes, declared_shapes
@@ -88,7 +89,10 @@ def test_fixed_models_have_no_defaults_and_batch_and_input_shape_override():
 def test_a_dimension_neither_model_fixes_is_an_error_naming_it():
     with pytest.raises(UsageError, match=r"input 'x' has symbolic dimension 2 in both models") as err:
         validate_models(fcn(), fcn(), ValidateOptions())
-    assert "--input-shape x:" in err.value.hint
+    assert (
+        "of 'x' in input_shapes" in err.value.hint
+        and "of 'x' in --input-shape" in err.value.with_flags(FLAG_SPELLING).hint
+    )
 
 
 def test_choose_shapes_rank_mismatch_is_not_borrowed():

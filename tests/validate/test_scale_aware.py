@@ -77,7 +77,7 @@ def test_compare_scale_rule_edges():
 def test_tolerance_parsing_chooses_the_rule():
     assert Tolerances.parse(None, None).rule == SCALE
     assert Tolerances.parse(["1e-3"], None).rule == ELEMENTWISE  # --atol implies the element-wise rule
-    assert Tolerances.parse(None, ["1e-3"], rule=SCALE).rule == SCALE  # unless --compare scale says otherwise
+    assert Tolerances.parse(None, ["1e-3"], compare=SCALE).rule == SCALE  # unless --compare scale says otherwise
     tolerances = Tolerances.parse(None, None, ["1e-6", "y:1e-3"])
     assert tolerances.scale_for_output("y", np.float32) == 1e-3
     assert tolerances.scale_for_output("z", np.float32) == 1e-6

@@ -55,8 +55,10 @@ class LayerContext:
 
     # -- errors ---------------------------------------------------------------------------------
 
-    def error(self, message: str, hint: str | None = None) -> ExportError:
-        return ExportError(f"{self.layer.type}: {message}", path=self.path, line=self.line, layer=self.name, hint=hint)
+    def error(self, message: str, hint: str | None = None, options: tuple[str, ...] = ()) -> ExportError:
+        return ExportError(
+            f"{self.layer.type}: {message}", path=self.path, line=self.line, layer=self.name, hint=hint, options=options
+        )
 
     def refuse(self, message: str, hint: str | None = None) -> UnsupportedLayerError:
         return UnsupportedLayerError(
@@ -117,7 +119,8 @@ class LayerContext:
         if index >= len(self.weights):
             raise self.error(
                 f"has {len(self.weights)} weight blobs; blob {index} is missing",
-                "give the caffemodel that goes with this prototxt (--weights)",
+                "give the caffemodel that goes with this prototxt (weights)",
+                options=("weights",),
             )
         return self.weights[index]
 
@@ -140,7 +143,8 @@ class LayerContext:
         if self.dynamic(bottom, axes):
             raise self.error(
                 f"{why}, so axes {list(axes)} of its input cannot vary",
-                "export without --dynamic-batch / --dynamic-size, or at the size you need (--input-shape)",
+                "export without dynamic_batch / dynamic_size, or at the size you need (input_shapes)",
+                options=("dynamic_batch", "dynamic_size", "input_shapes"),
             )
 
     def shape_tensor(self, bottom: int, spec: Sequence) -> str:

@@ -227,7 +227,8 @@ def _check_shapes_known(net, shapes, sources, path, lines) -> None:
                     path=path,
                     line=lines.get(layer.name),
                     layer=layer.name,
-                    hint=f"give it with --input-shape {top}:N,C,H,W (input_shapes= in the API)",
+                    hint="give its shape (N, C, H, W) in input_shapes",
+                    options=("input_shapes",),
                 )
     for layer in net.layer:
         tops = shapes.tops.get(layer.name, [])
@@ -239,6 +240,7 @@ def _check_shapes_known(net, shapes, sources, path, lines) -> None:
                 line=lines.get(layer.name),
                 layer=layer.name,
                 hint=notes or None,
+                options=tuple(dict.fromkeys(o for d in shapes.diagnostics for o in d.options)),
             )
 
 
@@ -276,7 +278,9 @@ def _dynamic_masks(net, shapes, sources, dynamic_batch, dynamic_size, path, line
             name: (*shape[:2], *(2 * d + 1 for d in shape[2:])) for name, shape in declared.items() if len(shape) >= 3
         }
         if not probe:
-            raise UsageError("--dynamic-size: the net has no input with spatial axes (N, C, H, ...)")
+            raise UsageError(
+                "dynamic_size: the net has no input with spatial axes (N, C, H, ...)", options=("dynamic_size",)
+            )
         probes.append(("size", probe))
     for kind, probe in probes:
         try:
@@ -287,7 +291,8 @@ def _dynamic_masks(net, shapes, sources, dynamic_batch, dynamic_size, path, line
                 path=err.location.path,
                 line=err.location.line,
                 layer=err.location.layer,
-                hint=f"export without --dynamic-{kind}, at the {kind} you need (--input-shape)",
+                hint=f"export without dynamic_{kind}, at the {kind} you need (input_shapes)",
+                options=(f"dynamic_{kind}", "input_shapes"),
             ) from err
         for layer in net.layer:
             for table, ours, theirs in (
