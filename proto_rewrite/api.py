@@ -246,7 +246,7 @@ def diff(
         phase=phase,
         strict=strict,
         input_shapes=input_shapes or {},
-        caffe_schema=None if caffe_schema is None else os.fspath(caffe_schema),
+        caffe_schema=caffe_schema,
     )
     graph_a, graph_b = load_pair(a, b, options)
     renames = plan_renames(None if plan is None else read_plan(plan), graph_a.model_format)
@@ -275,12 +275,16 @@ def inspect(
     ``schemas/inspect.schema.json``; ``proto_rewrite.summary.render_text`` for the text):
     inputs, layers with their output shapes, weight shapes and parameter counts. ``model``: a
     path (loaded with the other arguments) or a loaded model; ``input_shapes`` replace the
-    declared input shapes (ONNX: fix symbolic dimensions)."""
+    declared input shapes (ONNX: fix symbolic dimensions). A path is loaded at ``input_shapes``,
+    its weights checked there; a loaded net's weights are not checked again at other shapes."""
     shapes = None  # a Caffe net's own (at input_shapes when loaded here)
     if isinstance(model, (str, os.PathLike)):
         caffe_shapes = None if _is_onnx(model) else input_shapes
         model = _load(model, weights, phase, strict, caffe_shapes, True, caffe_schema)
-    elif input_shapes and _is_caffe_model(model):
+    else:
+        _refuse_loader_arguments(weights=weights, phase=phase, strict=strict, caffe_schema=caffe_schema)
+    if input_shapes and _is_caffe_model(model) and model.input_shapes != input_shapes:
+        # a loaded net at other shapes: its weights are not checked again there
         from proto_rewrite.caffe.shapes import infer_shapes
 
         shapes = infer_shapes(model.net, input_shapes, path=model.prototxt_path, lines=model.layer_lines)
@@ -314,13 +318,17 @@ def export(
     ``result.random_weights`` says so."""
     from proto_rewrite.caffe.onnx_export.export_file import export_file
 
+    loader_notes = []
     if isinstance(model, (str, os.PathLike)):
         if _is_onnx(model):
             raise UsageError("export reads Caffe models", hint="an ONNX model is already ONNX")
         model = _load(model, weights, phase, strict, input_shapes, True, caffe_schema)
+        loader_notes = list(model.diagnostics)
     elif not _is_caffe_model(model):
         raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
-    return export_file(
+    else:
+        _refuse_loader_arguments(weights=weights, phase=phase, strict=strict, caffe_schema=caffe_schema)
+    result = export_file(
         model,
         output,
         opset=opset,
@@ -330,6 +338,8 @@ def export(
         seed=seed,
         allow_nonfinite=allow_nonfinite,
     )
+    result.diagnostics[:0] = loader_notes
+    return result
 
 
 def init_weights(
@@ -347,16 +357,36 @@ def init_weights(
     RandomWeightsResult (``.layers``, ``.parameters``, ``.unknown_layers``)."""
     from proto_rewrite.caffe.init_weights import write_random_weights
 
+    loader_notes = []
     if isinstance(model, (str, os.PathLike)):
         if _is_onnx(model):
             raise UsageError("init-weights reads Caffe models", hint="give the net's .prototxt")
         model = _load(model, None, phase, strict, None, True, caffe_schema)
+        loader_notes = list(model.diagnostics)
     elif not _is_caffe_model(model):
         raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
-    return write_random_weights(model, output, seed=seed, input_shapes=input_shapes)
+    else:
+        _refuse_loader_arguments(phase=phase, strict=strict, caffe_schema=caffe_schema)
+    result = write_random_weights(model, output, seed=seed, input_shapes=input_shapes)
+    result.diagnostics[:0] = loader_notes
+    return result
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+_LOADER_DEFAULTS = {"weights": AUTO, "phase": "TEST", "strict": False, "caffe_schema": None}
+
+
+def _refuse_loader_arguments(**given) -> None:
+    """How to load a model means nothing for a model already loaded: refuse such arguments."""
+    for name, value in given.items():
+        if value != _LOADER_DEFAULTS[name]:
+            raise UsageError(
+                f"{name} applies when the model is given as a path; this one is already loaded",
+                options=(name,),
+                hint="pass it to proto_rewrite.load instead",
+            )
 
 
 def _is_caffe_model(model) -> bool:

@@ -12,7 +12,8 @@ at import), else :data:`DEFAULT_MAX_TENSOR_BYTES` (16 GiB per tensor).
 
 A limit set by a call holds for that call only (:func:`scoped`) and for its own context: the values
 live in a :class:`contextvars.ContextVar`, so two threads (or two asyncio tasks) calling the library
-with different limits do not see each other's.
+with different limits do not see each other's. A new thread starts from the defaults (the
+environment variables): set the limits in the thread that uses them, or pass them to the call.
 """
 
 from __future__ import annotations

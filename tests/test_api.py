@@ -221,3 +221,32 @@ def test_library_errors_name_python_options_and_the_cli_shows_flags(tmp_path):
     assert "in --input-shape" in stderr.getvalue() and "input_shapes" not in stderr.getvalue()
     assert "(hint: give the shape of 'data' in --input-shape)" in stderr.getvalue()  # the loader's warning
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+
+
+def test_the_callers_model_is_left_as_it_was(tmp_path):
+    """export's random weights go to a copy; init_weights and export never write over the model's
+    own files; a loaded model's input shapes are the default; loader arguments with a loaded model
+    are refused."""
+    bare = pr.load(MINI, None)
+    result = pr.export(bare, tmp_path / "random.onnx")
+    assert result.random_weights and bare.weights == {}
+    trained = pr.load(MINI)
+    before = {name: [array.copy() for array in arrays] for name, arrays in trained.weights.items()}
+    assert pr.export(trained, tmp_path / "trained.onnx").random_weights is None
+    assert all(np.array_equal(a, b) for name in before for a, b in zip(before[name], trained.weights[name]))
+    copy = tmp_path / "net.prototxt"
+    copy.write_bytes(MINI.read_bytes())
+    (tmp_path / "net.caffemodel").write_bytes(MINI.with_suffix(".caffemodel").read_bytes())
+    own = pr.load(copy)
+    digest = _digest(tmp_path / "net.caffemodel")
+    for call in (pr.init_weights, pr.export):
+        with pytest.raises(UsageError, match="the output is the model's weights file"):
+            call(own, tmp_path / "net.caffemodel")
+    assert _digest(tmp_path / "net.caffemodel") == digest
+    small = pr.load(MINI, None, input_shapes={"data": [1, 3, 99, 99]})
+    pr.init_weights(small, tmp_path / "small.caffemodel")
+    reread = pr.load(MINI, tmp_path / "small.caffemodel", input_shapes={"data": [1, 3, 99, 99]})
+    assert reread.weights["fc6"][0].shape == (256, 64 * 2 * 2)  # pool5 is 64 x 2 x 2 at 99 x 99 (3 x 3 at 115)
+    assert pr.export(small, tmp_path / "small.onnx").to_dict()["inputs"][0]["shape"] == [1, 3, 99, 99]
+    with pytest.raises(UsageError, match="phase applies when the model is given as a path"):
+        pr.export(trained, tmp_path / "x.onnx", phase="TRAIN")

@@ -402,19 +402,20 @@ class RandomWeightsResult:
 
 def write_random_weights(model, output, *, seed: int = 0, input_shapes=None) -> RandomWeightsResult:
     """Write a caffemodel of random weights for ``model`` (a CaffeModel; its own weights are not
-    used) at its declared input shapes or ``input_shapes``; deterministic per ``seed``. Checked
-    against the limits before any is drawn, then drawn and written one layer at a time."""
+    used) at ``input_shapes`` (default: the shapes it was loaded at); deterministic per ``seed``.
+    Checked against the limits before any is drawn, then drawn and written one layer at a time.
+    The model's own files (prototxt, caffemodel) are never the output."""
     import os
 
     from proto_rewrite.caffe.caffemodel import write_caffemodel
+    from proto_rewrite.caffe.model import refuse_own_files
     from proto_rewrite.errors import UsageError
 
     if not 0 <= seed < 2**32:
         raise UsageError(f"seed {seed} is out of range", options=("seed",), hint="use a seed from 0 to 4294967295")
-    if model.prototxt_path and os.path.exists(output) and os.path.samefile(output, model.prototxt_path):
-        raise UsageError("the output is the model itself", path=output, hint="write the weights to a .caffemodel file")
+    refuse_own_files(model, output, hint="write the weights to a new .caffemodel file")
     where = {"path": model.prototxt_path, "lines": model.layer_lines}
-    shapes = infer_shapes(model.net, input_shapes, **where)
+    shapes = infer_shapes(model.net, model.input_shapes if input_shapes is None else input_shapes, **where)
     weights = lazy_random_weights(model.net, shapes, seed=seed, **where)
     write_caffemodel(output, model.net, weights)
     return RandomWeightsResult(

@@ -49,6 +49,7 @@ class CaffeModel:
     layer_lines: dict[str, int] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     shapes: NetShapes | None = None  # blob shapes at the declared (or overridden) input shapes
+    input_shapes: dict | None = None  # the overrides it was loaded with (None: the declared shapes)
 
     def layer(self, name: str):
         for layer in self.net.layer:
@@ -113,6 +114,7 @@ def load_caffe(
         layer_lines=lines,
     )
     type_notes = _check_layer_types(model, strict)
+    model.input_shapes = {name: list(dims) for name, dims in input_shapes.items()} if input_shapes else None
     model.shapes = infer_shapes(raw, input_shapes, path=path, lines=lines)
     warned = {note.location.layer for note in type_notes}
     model.diagnostics += type_notes + [d for d in model.shapes.diagnostics if d.location.layer not in warned]
@@ -180,6 +182,13 @@ def _type_hint(type_name: str) -> str:
         "neither BVLC Caffe nor the forks proto-rewrite knows define it (see schemas/README.md); "
         "proto-rewrite keeps it as it is, but cannot compute what it does"
     )
+
+
+def refuse_own_files(model: CaffeModel, output, hint: str) -> None:
+    """A :class:`UsageError` when ``output`` is the model's prototxt or its caffemodel (inputs)."""
+    for source, what in ((model.prototxt_path, "the model itself"), (model.weights_path, "the model's weights file")):
+        if source and os.path.exists(output) and os.path.samefile(output, source):
+            raise UsageError(f"the output is {what}, an input", path=output, hint=hint)
 
 
 def save_caffe(

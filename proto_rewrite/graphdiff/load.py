@@ -26,7 +26,7 @@ class LoadOptions:
     phase: str = "TEST"
     strict: bool = False
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    caffe_schema: str | None = None  # a fork's compiled Caffe schema; None: the bundled one
+    caffe_schema: object = None  # a fork's compiled Caffe schema (path or CaffeSchema); None: the bundled one
 
 
 def load_pair(path_a, path_b, options: LoadOptions | None = None) -> tuple[Graph, Graph]:

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from proto_rewrite.errors import OutputError
 from proto_rewrite.filecopy import file_span, release
 from proto_rewrite.onnx.model import OnnxModel, save_onnx
 from proto_rewrite.onnx.tensors import DerivedTensor, StoredTensor
-from proto_rewrite.wire import is_repeated
+from proto_rewrite.wire import PROTOBUF_LIMIT, is_repeated
 
 
 def write_onnx(model: onnx.ModelProto, path: str | os.PathLike, *, size_limit: int | None = None) -> list[Path]:
@@ -40,7 +41,23 @@ def write_export(
 ) -> list[Path]:
     """Write ``proto`` whose initializers named in ``deferred`` get their bytes from those arrays."""
     tensors = [_tensor(tensor, deferred.get(tensor.name)) for tensor in proto.graph.initializer]
-    model = OnnxModel(_skeleton(proto), {tensor.name: tensor for tensor in tensors})
+    by_name = {tensor.name: tensor for tensor in tensors}
+    if len(by_name) != len(tensors):
+        names = [tensor.name for tensor in tensors]
+        twice = next(name for name in names if names.count(name) > 1)  # only on this error path
+        raise OutputError(
+            f"cannot write '{path}': two initializers are named '{twice}'",
+            path=path,
+            hint="give every initializer of the model its own name",
+        )
+    skeleton = _skeleton(proto)
+    if skeleton.ByteSize() >= PROTOBUF_LIMIT:
+        raise OutputError(
+            f"cannot write '{path}': the model is over 2 GB even without its initializers",
+            path=path,
+            hint="the graph itself (its nodes, their attribute tensors) is too large for protobuf",
+        )
+    model = OnnxModel(skeleton, by_name)
     report = save_onnx(model, path, external_from=size_limit)
     return [Path(written) for written in report.paths]
 

@@ -1,7 +1,7 @@
-"""Export: what it writes, through the library calls ``proto-rewrite export`` makes (``pr.load``,
-then ``build_onnx(...).write``), then the command line's own part: its options, its summary on
-stdout, its warnings and errors on stderr, its exit codes, and the random weights it fills in for
-a net without any (the library refuses such a net). The export API in full: test_export_api.py."""
+"""Export: what it writes, through the library call ``proto-rewrite export`` makes
+(``pr.export``: load, then ``build_onnx(...).write``, random weights for a net without any), then
+the command line's own part: its options, its summary on stdout, its warnings and errors on
+stderr, its exit codes. The exporter's API in full: test_export_api.py."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ BATCH_4 = {"data": [4, 3, 8, 8]}
 
 def export(model, out, **options) -> list:
     """Write ``model`` (from ``pr.load``) as ``proto-rewrite export`` does; the files written."""
-    return build_onnx(model, **options).write(out)
+    return pr.export(model, out, **options).written
 
 
 def dims(value_info) -> list:
@@ -138,11 +138,16 @@ def test_export_bad_requests(trained, tmp_path, load_options, options, message):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_the_library_refuses_a_net_without_weights(tmp_path):
+def test_a_net_without_weights(tmp_path):
     prototxt = tmp_path / "bare.prototxt"
     prototxt.write_text(NET)
+    bare = pr.load(prototxt, weights=None)
     with pytest.raises(ExportError, match="weight blobs"):
-        export(pr.load(prototxt, weights=None), tmp_path / "bare.onnx")  # only the CLI fills in random ones
+        build_onnx(bare)  # the exporter itself needs weights
+    result = pr.export(bare, tmp_path / "bare.onnx", seed=5)  # the call fills in random ones, and says so
+    assert result.random_weights == "random (init-weights, seed 5): NOT a trained model"
+    stored = {p.key: p.value for p in onnx.load(str(tmp_path / "bare.onnx")).metadata_props}
+    assert stored["weights"] == result.random_weights and bare.weights == {}
 
 
 # -- the command line --------------------------------------------------------------------------------

@@ -429,3 +429,11 @@ def test_streamed_export_failure_leaves_nothing(tmp_path):
     with pytest.raises(OutputError):
         exported.write(tmp_path / "missing" / "out.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.prototxt"]
+
+
+def test_write_onnx_refuses_two_initializers_of_one_name(tmp_path):
+    proto = export_onnx(caffe_net(tmp_path, SMALL))
+    proto.graph.initializer.add().CopyFrom(proto.graph.initializer[0])
+    with pytest.raises(OutputError, match="two initializers are named"):
+        write_onnx(proto, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()

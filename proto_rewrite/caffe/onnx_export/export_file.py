@@ -9,6 +9,7 @@ says so, for the caller to say it loudly.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -89,22 +90,23 @@ def export_file(
 ) -> ExportResult:
     """Write ``model`` (a :class:`~proto_rewrite.caffe.model.CaffeModel`) to ``output`` as ONNX
     (over 2 GB with ``output.data`` beside it), atomically. ``input_shapes``: input name -> dims,
-    replacing the declared shapes. Weights holding NaN or Inf are refused unless
-    ``allow_nonfinite``; a net without weights gets random ones drawn with ``seed``."""
+    replacing the declared shapes (default: the ones the model was loaded at). Weights holding
+    NaN or Inf are refused unless ``allow_nonfinite``; a net without weights gets random ones drawn
+    with ``seed`` (in a copy: ``model`` itself keeps its empty weights)."""
+    from proto_rewrite.caffe.model import refuse_own_files
+
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"seed {seed} is out of range", options=("seed",), hint=f"use a seed from 0 to {MAX_SEED}")
-    for source, what in (
-        (model.prototxt_path, "the model itself"),
-        (model.weights_path, "the model's weights file, an input"),
-    ):
-        if source and os.path.exists(output) and os.path.samefile(output, source):
-            raise UsageError(f"the output is {what}", path=output, hint="write the ONNX model to a .onnx file")
+    refuse_own_files(model, output, hint="write the ONNX model to a .onnx file")
+    if input_shapes is None:
+        input_shapes = model.input_shapes
     if not allow_nonfinite:
         from proto_rewrite.nonfinite import check_caffe_weights
 
         check_caffe_weights(model)
     random_note = None
-    if model.weights_path is None and _has_learnable_blobs(model):
+    if not model.weights and _has_learnable_blobs(model):
+        model = dataclasses.replace(model, weights={})
         _fill_random_weights(model, input_shapes, seed)
         random_note = RANDOM_WEIGHTS_NOTE.format(seed=seed)
     exported = build_onnx(
