@@ -52,14 +52,15 @@ def _text(value):
 
 
 def as_flags(text: str, options, spelling: Mapping[str, str] | None = None) -> str:
-    """``text`` with each of ``options`` (Python names, whole words not already after a ``-``)
-    written as a command-line flag: ``spelling[name]`` (the CLI's table for flags that are not
-    the name with dashes), else ``max_tensor_bytes`` -> ``--max-tensor-bytes``."""
+    """``text`` with each of ``options`` (Python names, whole words not already after a ``-``
+    and not quoted: a layer named 'mode' stays as it is) written as a command-line flag:
+    ``spelling[name]`` (the CLI's table for flags that are not the name with dashes), else
+    ``max_tensor_bytes`` -> ``--max-tensor-bytes``."""
     import re
 
     for name in options:
         flag = (spelling or {}).get(name, "--" + name.replace("_", "-"))
-        text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", flag, text)
+        text = re.sub(rf"(?<![-\w'\"]){re.escape(name)}(?![\w'\"-])", flag, text)
     return text
 
 

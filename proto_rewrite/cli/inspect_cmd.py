@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from proto_rewrite.cli.options import (
+    FLAG_SPELLING,
     add_caffe_options,
     add_output_options,
     add_safety_options,
@@ -42,6 +43,7 @@ def run(args, console) -> int:
         caffe_schema=caffe_schema_arg(args),
     )
     console.diagnostics(summary.diagnostics)
+    summary.diagnostics = [note.with_flags(FLAG_SPELLING) for note in summary.diagnostics]  # the JSON's too
     if args.format == "json":
         console.out(json.dumps(summary.to_dict(), indent=2) + "\n")
     else:

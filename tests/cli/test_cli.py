@@ -178,3 +178,23 @@ def test_another_forks_schema_can_be_passed(tmp_path):
     )
     assert not_a_schema.returncode == 2 and "not a compiled Caffe schema" in not_a_schema.stderr
     assert "Traceback" not in not_a_schema.stderr
+
+
+def test_warnings_name_flags_on_stderr_and_in_json(tmp_path):
+    """The library's warning names input_shapes; the CLI shows --input-shape, in text and JSON."""
+    model = tmp_path / "undeclared.prototxt"
+    model.write_text(
+        'layer { name: "data" type: "Input" top: "data" }\n'
+        'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["inspect", str(model), "--format", "json"], stdout=out, stderr=err) == 0
+    (note,) = json.loads(out.getvalue())["diagnostics"]
+    assert note["hint"] == "give the shape of 'data' in --input-shape" and "--input-shape" in err.getvalue()
+
+
+def test_a_quoted_name_is_not_taken_for_an_option():
+    from proto_rewrite.errors import UsageError
+
+    shown = UsageError("layer 'mode' needs mode fcn", options=("mode",)).with_flags()
+    assert shown.message == "layer 'mode' needs --mode fcn"
