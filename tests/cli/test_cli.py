@@ -184,8 +184,7 @@ def test_warnings_name_flags_on_stderr_and_in_json(tmp_path):
     """The library's warning names input_shapes; the CLI shows --input-shape, in text and JSON."""
     model = tmp_path / "undeclared.prototxt"
     model.write_text(
-        'layer { name: "data" type: "Input" top: "data" }\n'
-        'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
+        'layer { name: "data" type: "Input" top: "data" }\nlayer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
     )
     out, err = io.StringIO(), io.StringIO()
     assert main(["inspect", str(model), "--format", "json"], stdout=out, stderr=err) == 0
