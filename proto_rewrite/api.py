@@ -318,16 +318,15 @@ def export(
     ``result.random_weights`` says so."""
     from proto_rewrite.caffe.onnx_export.export_file import export_file
 
-    loader_notes = []
-    if isinstance(model, (str, os.PathLike)):
-        if _is_onnx(model):
-            raise UsageError("export reads Caffe models", hint="an ONNX model is already ONNX")
-        model = _load(model, weights, phase, strict, input_shapes, True, caffe_schema)
-        loader_notes = list(model.diagnostics)
-    elif not _is_caffe_model(model):
-        raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
-    else:
-        _refuse_loader_arguments(weights=weights, phase=phase, strict=strict, caffe_schema=caffe_schema)
+    model, loader_notes = _caffe_model(
+        model,
+        "export",
+        weights=weights,
+        phase=phase,
+        strict=strict,
+        input_shapes=input_shapes,
+        caffe_schema=caffe_schema,
+    )
     result = export_file(
         model,
         output,
@@ -357,16 +356,7 @@ def init_weights(
     RandomWeightsResult (``.layers``, ``.parameters``, ``.unknown_layers``)."""
     from proto_rewrite.caffe.init_weights import write_random_weights
 
-    loader_notes = []
-    if isinstance(model, (str, os.PathLike)):
-        if _is_onnx(model):
-            raise UsageError("init-weights reads Caffe models", hint="give the net's .prototxt")
-        model = _load(model, None, phase, strict, None, True, caffe_schema)
-        loader_notes = list(model.diagnostics)
-    elif not _is_caffe_model(model):
-        raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
-    else:
-        _refuse_loader_arguments(phase=phase, strict=strict, caffe_schema=caffe_schema)
+    model, loader_notes = _caffe_model(model, "init_weights", phase=phase, strict=strict, caffe_schema=caffe_schema)
     result = write_random_weights(model, output, seed=seed, input_shapes=input_shapes)
     result.diagnostics[:0] = loader_notes
     return result
@@ -376,6 +366,29 @@ def init_weights(
 
 
 _LOADER_DEFAULTS = {"weights": AUTO, "phase": "TEST", "strict": False, "caffe_schema": None}
+
+
+def _caffe_model(model, call: str, *, input_shapes=None, **loading):
+    """(the Caffe model, the loader's warnings) for a call that takes a prototxt path (loaded here
+    with ``loading``: weights, phase, strict, caffe_schema) or a loaded Caffe model."""
+    if isinstance(model, (str, os.PathLike)):
+        if _is_onnx(model):
+            raise UsageError(f"{call} reads Caffe models, not ONNX ones", hint="give the net's .prototxt")
+        loading = {**_LOADER_DEFAULTS, "weights": None, **loading}
+        model = _load(
+            model,
+            loading["weights"],
+            loading["phase"],
+            loading["strict"],
+            input_shapes,
+            True,
+            loading["caffe_schema"],
+        )
+        return model, list(model.diagnostics)
+    if not _is_caffe_model(model):
+        raise UsageError(f"not a Caffe model: {type(model).__name__}", hint="pass a prototxt or what load returns")
+    _refuse_loader_arguments(**loading)
+    return model, []
 
 
 def _refuse_loader_arguments(**given) -> None:
