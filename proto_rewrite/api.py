@@ -277,17 +277,16 @@ def inspect(
     path (loaded with the other arguments) or a loaded model; ``input_shapes`` replace the
     declared input shapes (ONNX: fix symbolic dimensions). A path is loaded at ``input_shapes``,
     its weights checked there; a loaded net's weights are not checked again at other shapes."""
-    shapes = None  # a Caffe net's own (at input_shapes when loaded here)
+    shapes = None  # a Caffe net's own: loaded here at input_shapes
     if isinstance(model, (str, os.PathLike)):
         caffe_shapes = None if _is_onnx(model) else input_shapes
         model = _load(model, weights, phase, strict, caffe_shapes, True, caffe_schema)
     else:
         _refuse_loader_arguments(weights=weights, phase=phase, strict=strict, caffe_schema=caffe_schema)
-    if input_shapes and _is_caffe_model(model) and model.input_shapes != input_shapes:
-        # a loaded net at other shapes: its weights are not checked again there
-        from proto_rewrite.caffe.shapes import infer_shapes
+        if input_shapes and _is_caffe_model(model):  # its weights are not checked again at these shapes
+            from proto_rewrite.caffe.shapes import infer_shapes
 
-        shapes = infer_shapes(model.net, input_shapes, path=model.prototxt_path, lines=model.layer_lines)
+            shapes = infer_shapes(model.net, input_shapes, path=model.prototxt_path, lines=model.layer_lines)
     if _is_caffe_model(model):
         from proto_rewrite.caffe.summary import summarize
 

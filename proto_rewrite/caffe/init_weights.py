@@ -382,6 +382,17 @@ def power_of_two(value: float) -> float:
     return math.ldexp(1.0, exponent if mantissa >= math.sqrt(0.5) else exponent - 1)
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes 32-bit seeds
+
+
+def check_seed(seed: int) -> None:
+    """A :class:`UsageError` naming ``seed`` when numpy cannot take it."""
+    from proto_rewrite.errors import UsageError
+
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed {seed} is out of range", options=("seed",), hint=f"use a seed from 0 to {MAX_SEED}")
+
+
 @dataclass
 class RandomWeightsResult:
     """What :func:`write_random_weights` wrote."""
@@ -409,10 +420,8 @@ def write_random_weights(model, output, *, seed: int = 0, input_shapes=None) -> 
 
     from proto_rewrite.caffe.caffemodel import write_caffemodel
     from proto_rewrite.caffe.model import refuse_own_files
-    from proto_rewrite.errors import UsageError
 
-    if not 0 <= seed < 2**32:
-        raise UsageError(f"seed {seed} is out of range", options=("seed",), hint="use a seed from 0 to 4294967295")
+    check_seed(seed)
     refuse_own_files(model, output, hint="write the weights to a new .caffemodel file")
     where = {"path": model.prototxt_path, "lines": model.layer_lines}
     shapes = infer_shapes(model.net, model.input_shapes if input_shapes is None else input_shapes, **where)

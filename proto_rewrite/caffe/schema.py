@@ -107,13 +107,13 @@ def bundled_schema() -> CaffeSchema:
     return CaffeSchema(descriptor_pb2.FileDescriptorSet.FromString(_bundled_bytes()))
 
 
-def resolve_schema(path: str | os.PathLike | CaffeSchema | None) -> CaffeSchema:
+def resolve_schema(given: str | os.PathLike | CaffeSchema | None) -> CaffeSchema:
     """A schema from what an option holds: None for the bundled one, a path, or a schema."""
-    if path is None:
+    if given is None:
         return bundled_schema()
-    if isinstance(path, CaffeSchema):
-        return path
-    return load_schema(path)
+    if isinstance(given, CaffeSchema):
+        return given
+    return load_schema(given)
 
 
 def load_schema(path: str | os.PathLike) -> CaffeSchema:

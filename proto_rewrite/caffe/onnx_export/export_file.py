@@ -19,10 +19,8 @@ from pathlib import Path
 import onnx
 
 from proto_rewrite.caffe.onnx_export.exporter import build_onnx
-from proto_rewrite.errors import UsageError
 
 RANDOM_WEIGHTS_NOTE = "random (init-weights, seed {seed}): NOT a trained model"
-MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -93,10 +91,10 @@ def export_file(
     replacing the declared shapes (default: the ones the model was loaded at). Weights holding
     NaN or Inf are refused unless ``allow_nonfinite``; a net without weights gets random ones drawn
     with ``seed`` (in a copy: ``model`` itself keeps its empty weights)."""
+    from proto_rewrite.caffe.init_weights import check_seed
     from proto_rewrite.caffe.model import refuse_own_files
 
-    if not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"seed {seed} is out of range", options=("seed",), hint=f"use a seed from 0 to {MAX_SEED}")
+    check_seed(seed)
     refuse_own_files(model, output, hint="write the ONNX model to a .onnx file")
     if input_shapes is None:
         input_shapes = model.input_shapes
